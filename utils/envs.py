@@ -1,0 +1,118 @@
+"""`make_env("Hopper-v5", seed)` or `make_env("dmc:walker-walk", seed)`: one Gymnasium env either way.
+
+DMC tasks come through Farama's Shimmy (`DmControlCompatibilityV0`) with the observation dict flattened in a fixed
+(sorted) key order and cast to float32. Shimmy already gives what the paper's protocol needs: the action space is
+DMC's own bounds, `terminated` stays False on the suite's tasks and `truncated` is True at the 1000th step (time
+limits are bootstrapped), `reset(seed=...)` reproduces, and `render_mode="rgb_array"` renders.
+
+`get_physics_state` / `set_physics_state` read and write everything MuJoCo needs to reproduce the next step exactly
+(the full integration state, warm start and time included, plus the per-episode task randomization that DMC keeps in
+the model), for mbpo_perfect_model.py.
+"""
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; also avoids dm_control's GLFW warning without a display
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+DMC_PREFIX = "dmc:"
+# DMC tasks randomize targets per episode by editing these model arrays (reacher, fish, finger, swimmer)
+DMC_TASK_MODEL_FIELDS = ("geom_pos", "site_pos", "light_pos")
+
+
+def dmc_tasks() -> dict[str, list[str]]:
+    """Domain -> its task names, as the dm_control suite lists them."""
+    from dm_control import suite
+
+    tasks: dict[str, list[str]] = {}
+    for domain, task in suite.ALL_TASKS:
+        tasks.setdefault(domain, []).append(task)
+    return tasks
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ValueError (one line, listing what is valid) for an id `make_env` cannot build."""
+    if env_id.startswith(DMC_PREFIX):
+        name = env_id[len(DMC_PREFIX):]
+        tasks = dmc_tasks()
+        domain, _, task = name.partition("-")
+        if domain not in tasks:
+            raise ValueError(f"unknown DMC domain in {env_id!r}; valid domains: {', '.join(sorted(tasks))}")
+        if task not in tasks[domain]:
+            raise ValueError(f"unknown DMC task in {env_id!r}; valid tasks for {domain}: {', '.join(tasks[domain])}")
+        return
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as e:
+        raise ValueError(f"unknown env {env_id!r} ({e}); use a Gymnasium id like Hopper-v5 or dmc:<domain>-<task>") from None
+
+
+def is_dmc(env_id: str) -> bool:
+    return env_id.startswith(DMC_PREFIX)
+
+
+def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gym.Env:
+    """A Gymnasium id goes to `gym.make`; `dmc:<domain>-<task>` becomes a flat-float32-observation Gymnasium env."""
+    check_env_id(env_id)
+    if not is_dmc(env_id):
+        env = gym.make(env_id, render_mode=render_mode)
+    else:
+        import shimmy
+
+        gym.register_envs(shimmy)
+        domain, _, task = env_id[len(DMC_PREFIX):].partition("-")
+        env = gym.make(f"dm_control/{domain}-{task}-v0", task_kwargs={"random": seed}, render_mode=render_mode)
+        env = gym.wrappers.FlattenObservation(env)
+        space = env.observation_space
+        env = gym.wrappers.TransformObservation(
+            env,
+            lambda obs: obs.astype(np.float32),
+            gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32),
+        )
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+def dm_control_env(env: gym.Env):
+    """The dm_control Environment inside a `make_env("dmc:...")` env, or None for a Gymnasium MuJoCo env."""
+    return getattr(env.unwrapped, "_env", None)  # shimmy's DmControlCompatibilityV0 keeps it there
+
+
+def mujoco_model_data(env: gym.Env) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """The raw MuJoCo model and data behind a Gymnasium MuJoCo env or a wrapped DMC env."""
+    dmc_env = dm_control_env(env)
+    if dmc_env is not None:
+        return dmc_env.physics.model.ptr, dmc_env.physics.data.ptr
+    return env.unwrapped.model, env.unwrapped.data
+
+
+_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def get_physics_state(env: gym.Env) -> np.ndarray:
+    """Flat float64 copy of the full simulator state: MuJoCo's integration state (qpos, qvel, act, warm start, time,
+    ...) followed, for DMC, by the task's per-episode model edits (target positions)."""
+    model, data = mujoco_model_data(env)
+    state = np.empty(mujoco.mj_stateSize(model, _INTEGRATION))
+    mujoco.mj_getState(model, data, state, _INTEGRATION)
+    if dm_control_env(env) is None:
+        return state
+    return np.concatenate([state] + [getattr(model, f).ravel() for f in DMC_TASK_MODEL_FIELDS])
+
+
+def set_physics_state(env: gym.Env, state: np.ndarray) -> None:
+    """Restore a state from `get_physics_state` so the next `step` is bit-identical to the original's."""
+    model, data = mujoco_model_data(env)
+    size = mujoco.mj_stateSize(model, _INTEGRATION)
+    if dm_control_env(env) is not None:
+        offset = size
+        for field in DMC_TASK_MODEL_FIELDS:
+            array = getattr(model, field)
+            array[:] = state[offset:offset + array.size].reshape(array.shape)
+            offset += array.size
+    mujoco.mj_setState(model, data, state[:size], _INTEGRATION)
+    mujoco.mj_forward(model, data)  # recompute derived quantities (sensors, positions) the observation reads
+    mujoco.mj_setState(model, data, state[:size], _INTEGRATION)  # forward overwrote the warm start; put it back
