@@ -216,9 +216,9 @@ class ProgressLine:
             return
         self.last = now
         sps = step / max(now - self.start, 1e-9)
-        eta = (self.total - step) / max(sps, 1e-9)
+        eta = f"{(self.total - step) / sps / 60:.1f} min" if sps > 0 else "?"
         print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | SPS {sps:.0f} | "
-              f"ETA {eta / 60:.1f} min | last eval return {eval_return:.1f}", flush=True)
+              f"ETA {eta} | last eval return {eval_return:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""Shared helpers: run an algorithm script as a user would (subprocess) or in-process (to inspect its final state)."""
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python <script> <args> --log-dir <log_dir>` from the repo root; returns the finished process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args, "--log-dir", str(log_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def run_in_process(script: str, *args: str, log_dir: Path) -> dict:
+    """Run `script` as `__main__` inside this process and return its globals (networks, buffers, optimizers)."""
+    argv = sys.argv
+    sys.argv = [script, *args, "--log-dir", str(log_dir)]
+    try:
+        return runpy.run_path(str(ROOT / script), run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
+def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] from the single run directory under `log_dir`."""
+    (run_dir,) = [p for p in Path(log_dir).iterdir() if p.is_dir()]
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+    return tmp_path / "runs"
