@@ -1,0 +1,381 @@
+# TD3 (Fujimoto et al. 2018), the model-free counterpart of ALM in "Stealing That Free Lunch" (arXiv 2412.14312)
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from utils import make_env
+from utils.envs import is_dmc
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    env: str = "dmc:walker-walk"
+    """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
+    seed: int = 1
+    """seed of the experiment (python, numpy, torch, env)"""
+    total_timesteps: Optional[int] = None
+    """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+    learning_starts: int = 10_000
+    """uniformly random actions before learning starts (paper: 10k)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """set `torch.backends.cudnn.deterministic`"""
+    log_dir: str = "runs"
+    """TensorBoard logs go to {log_dir}/{run_name}"""
+
+    # Algorithm specific arguments
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (paper: 1e6)"""
+    gamma: float = 0.99
+    """discount factor (paper: 0.99)"""
+    tau: float = 0.005
+    """target network soft-update rate (paper: 0.005)"""
+    batch_size: int = 256
+    """minibatch size of each gradient update (paper: 256)"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor (paper: 3e-4)"""
+    q_lr: float = 3e-4
+    """Adam learning rate of the critics (paper: 3e-4)"""
+    hidden_dim: int = 256
+    """width of the two hidden layers of actor and critics (paper: 256)"""
+    exploration_noise: float = 0.1
+    """std of the Gaussian exploration noise, in units of the action scale (TD3 paper: 0.1)"""
+    policy_noise: float = 0.2
+    """std of the target policy smoothing noise, in units of the action scale (TD3 paper: 0.2)"""
+    noise_clip: float = 0.5
+    """the target policy smoothing noise is clipped to +-this, in units of the action scale (TD3 paper: 0.5)"""
+    policy_frequency: int = 2
+    """delayed policy updates: actor and targets update once every this many gradient updates (TD3 paper: 2)"""
+    replay_ratio: int = 1
+    """gradient updates per environment step (paper: 1 for SAC, 20 for MBPO)"""
+    layer_norm: bool = False
+    """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
+    reset_interval: int = 0
+    """every this many env steps re-initialize actor, critics, their targets and optimizers (paper: 128k; 0 = off)"""
+    eval_interval: int = 5000
+    """evaluate at step 0 and every this many env steps (paper: 5000)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per evaluation (paper: 10)"""
+    log_interval: int = 100
+    """log training losses every this many env steps"""
+
+
+def check_args(args: Args) -> None:
+    """Exit with one line naming the bad value and what is allowed."""
+    errors = [
+        (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
+        (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
+        (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
+        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
+        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (args.policy_lr <= 0 or args.q_lr <= 0, f"learning rates must be > 0, got {args.policy_lr} and {args.q_lr}"),
+        (args.hidden_dim < 1, f"--hidden-dim must be >= 1, got {args.hidden_dim}"),
+        (args.exploration_noise < 0, f"--exploration-noise must be >= 0, got {args.exploration_noise}"),
+        (args.policy_noise < 0, f"--policy-noise must be >= 0, got {args.policy_noise}"),
+        (args.noise_clip < 0, f"--noise-clip must be >= 0, got {args.noise_clip}"),
+        (args.policy_frequency < 1, f"--policy-frequency must be >= 1, got {args.policy_frequency}"),
+        (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
+        (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
+        (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
+        (args.eval_episodes < 1, f"--eval-episodes must be >= 1, got {args.eval_episodes}"),
+        (args.log_interval < 1, f"--log-interval must be >= 1, got {args.log_interval}"),
+    ]
+    for bad, message in errors:
+        if bad:
+            sys.exit(f"error: {message}")
+
+
+class ReplayBuffer:
+    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip)."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.obs = torch.empty((capacity, obs_dim), device=device)
+        self.actions = torch.empty((capacity, act_dim), device=device)
+        self.rewards = torch.empty((capacity,), device=device)
+        self.next_obs = torch.empty((capacity, obs_dim), device=device)
+        self.terminations = torch.empty((capacity,), device=device)
+
+    def add(self, obs, actions, rewards, next_obs, terminations):
+        """Add a batch of transitions (leading dimension = number of transitions)."""
+        idx = (self.pos + torch.arange(len(obs))) % self.capacity
+        for storage, value in zip(
+            (self.obs, self.actions, self.rewards, self.next_obs, self.terminations),
+            (obs, actions, rewards, next_obs, terminations),
+        ):
+            storage[idx] = torch.as_tensor(value, dtype=torch.float32, device=storage.device)
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+
+class VectorizedLinear(nn.Module):
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+
+    def __init__(self, in_features: int, out_features: int, num_members: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
+        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.matmul(x, self.weight) + self.bias
+
+
+class VectorizedLayerNorm(nn.Module):
+    """LayerNorm over features with a separate gain and bias per member."""
+
+    def __init__(self, features: int, num_members: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
+
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+class QNetwork(nn.Module):
+    """The twin critics Q1, Q2 as one module: every layer holds both, so the math below is written once."""
+
+    def __init__(self, env, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+        super().__init__()
+        obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+        self.fc1 = VectorizedLinear(obs_dim + act_dim, hidden_dim, num_critics)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_critics)
+        self.fc3 = VectorizedLinear(hidden_dim, 1, num_critics)
+        norm = (lambda: VectorizedLayerNorm(hidden_dim, num_critics)) if layer_norm else nn.Identity
+        self.norm1, self.norm2 = norm(), norm()  # paper: Dense -> LayerNorm -> ReLU
+
+    def forward(self, x, a):
+        x = torch.cat([x, a], -1)
+        x = F.relu(self.norm1(self.fc1(x)))
+        x = F.relu(self.norm2(self.fc2(x)))
+        return self.fc3(x).squeeze(-1)  # (num_critics, batch)
+
+
+class Actor(nn.Module):
+    """Deterministic policy: tanh output scaled to the env's action bounds."""
+
+    def __init__(self, env, hidden_dim: int):
+        super().__init__()
+        obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+        self.fc1 = nn.Linear(obs_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc_mu = nn.Linear(hidden_dim, act_dim)
+        # action rescaling from tanh's (-1, 1) to the env's bounds
+        high, low = env.action_space.high, env.action_space.low
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, x):
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return torch.tanh(self.fc_mu(x)) * self.action_scale + self.action_bias
+
+
+class ProgressLine:
+    """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
+
+    def __init__(self, total: int, every: float = 10.0):
+        self.total, self.every, self.start, self.last = total, every, time.time(), 0.0
+
+    def __call__(self, step: int, eval_return: float, force: bool = False):
+        now = time.time()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        sps = step / max(now - self.start, 1e-9)
+        eta = f"{(self.total - step) / sps / 60:.1f} min" if sps > 0 else "?"
+        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | SPS {sps:.0f} | "
+              f"ETA {eta} | last eval return {eval_return:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+    if args.total_timesteps is None:
+        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+    run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # env setup: one env for training, a separate one for evaluation
+    try:
+        env = make_env(args.env, args.seed)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    eval_env = make_env(args.env, args.seed + 10_000)
+    assert isinstance(env.action_space, gym.spaces.Box), "only continuous action spaces are supported"
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+    action_low = torch.as_tensor(env.action_space.low, dtype=torch.float32, device=device)
+    action_high = torch.as_tensor(env.action_space.high, dtype=torch.float32, device=device)
+
+    writer = SummaryWriter(f"{args.log_dir}/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}", flush=True)
+
+    def init_agent():
+        """Fresh actor, critics, their targets and optimizers (at the start and at each reset)."""
+        actor = Actor(env, args.hidden_dim).to(device)
+        actor_target = Actor(env, args.hidden_dim).to(device)
+        actor_target.load_state_dict(actor.state_dict())
+        qf = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
+        return actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer
+
+    actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer = init_agent()
+    num_updates = 0  # gradient updates so far: the policy delay counts these, not env steps
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+    def evaluate():
+        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
+        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
+        returns, q_estimates, mc_returns = [], [], []
+        for _ in range(args.eval_episodes):
+            obs, _ = eval_env.reset()
+            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
+            while not done:
+                with torch.no_grad():
+                    action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
+                episode_return += reward
+                mc_return += discount * reward
+                discount *= args.gamma
+                done = terminated or truncated
+            with torch.no_grad():
+                action0 = actor(obs0)
+                q_estimates.append(qf(obs0, action0).min(0).values.item())  # min over the twin, as in the target
+            returns.append(episode_return)
+            mc_returns.append(mc_return)
+        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+
+    def log_eval(step: int) -> float:
+        eval_return, q_estimate, mc_return = evaluate()
+        writer.add_scalar("eval/return", eval_return, step)
+        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        return eval_return
+
+    progress = ProgressLine(args.total_timesteps)
+    last_eval = log_eval(0)
+    progress(0, last_eval, force=True)
+    start_time = time.time()
+
+    # TRY NOT TO MODIFY: start the game
+    obs, _ = env.reset(seed=args.seed)
+    episode_return, episode_length = 0.0, 0
+    for global_step in range(args.total_timesteps):
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = env.action_space.sample()
+        else:
+            with torch.no_grad():
+                actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                actions += torch.normal(0.0, actor.action_scale * args.exploration_noise)  # Gaussian exploration
+                actions = actions.clamp(action_low, action_high)
+            actions = actions[0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        episode_return += reward
+        episode_length += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        rb.add(obs[None], actions[None], [reward], next_obs[None], [float(terminated)])
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        if terminated or truncated:
+            writer.add_scalar("charts/episodic_return", episode_return, global_step)
+            writer.add_scalar("charts/episodic_length", episode_length, global_step)
+            obs, _ = env.reset()
+            episode_return, episode_length = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            for _ in range(args.replay_ratio):
+                data_obs, data_actions, data_rewards, data_next_obs, data_terminations = rb.sample(args.batch_size)
+                with torch.no_grad():
+                    # target policy smoothing: clipped Gaussian noise on the target action, in action-scale units
+                    noise = torch.randn_like(data_actions) * args.policy_noise
+                    noise = noise.clamp(-args.noise_clip, args.noise_clip) * actor_target.action_scale
+                    next_state_actions = actor_target(data_next_obs) + noise
+                    next_state_actions = next_state_actions.clamp(action_low, action_high)
+                    qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values
+                    next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+                qf_values = qf(data_obs, data_actions)
+                qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
+
+                # optimize the model
+                q_optimizer.zero_grad()
+                qf_loss.backward()
+                q_optimizer.step()
+
+                # delayed policy updates: the actor and both targets on every policy_frequency-th gradient update
+                if num_updates % args.policy_frequency == 0:
+                    actor_loss = -qf(data_obs, actor(data_obs))[0].mean()  # TD3: the actor ascends Q1 alone
+
+                    actor_optimizer.zero_grad()
+                    actor_loss.backward()
+                    actor_optimizer.step()
+
+                    # update the target networks
+                    with torch.no_grad():
+                        for param, target_param in zip(actor.parameters(), actor_target.parameters()):
+                            target_param.lerp_(param, args.tau)
+                        for param, target_param in zip(qf.parameters(), qf_target.parameters()):
+                            target_param.lerp_(param, args.tau)
+                num_updates += 1
+
+            if global_step % args.log_interval == 0:
+                writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+        if global_step % args.log_interval == 0:
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer = init_agent()
+            writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
+
+        if (global_step + 1) % args.eval_interval == 0:
+            last_eval = log_eval(global_step + 1)
+        progress(global_step + 1, last_eval, force=global_step + 1 == args.total_timesteps)
+
+    env.close()
+    eval_env.close()
+    writer.close()
