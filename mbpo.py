@@ -1,0 +1,692 @@
+# MBPO (Janner et al. 2019) as run in "Stealing That Free Lunch" (arXiv 2412.14312): sac.py plus a learned model and
+# synthetic rollouts (Dyna). `diff sac.py mbpo.py` shows exactly what Dyna adds.
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from utils import make_env
+from utils.envs import is_dmc
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    env: str = "dmc:walker-walk"
+    """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
+    seed: int = 1
+    """seed of the experiment (python, numpy, torch, env)"""
+    total_timesteps: Optional[int] = None
+    """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+    learning_starts: int = 10_000
+    """uniformly random actions before learning starts (paper: 10k)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """set `torch.backends.cudnn.deterministic`"""
+    torch_threads: int = 1
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; two runs with 2 threads each on 2 cores are ~40x slower)"""
+    log_dir: str = "runs"
+    """TensorBoard logs go to {log_dir}/{run_name}"""
+
+    # Algorithm specific arguments
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (paper: 1e6)"""
+    gamma: float = 0.99
+    """discount factor (paper: 0.99)"""
+    tau: float = 0.005
+    """target network soft-update rate (paper: 0.005)"""
+    batch_size: int = 256
+    """minibatch size of each gradient update (paper: 256)"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor (paper: 3e-4)"""
+    q_lr: float = 3e-4
+    """Adam learning rate of the critics and the temperature (paper: 3e-4)"""
+    hidden_dim: int = 256
+    """width of the two hidden layers of actor and critics (paper: 256)"""
+    init_alpha: float = 1.0
+    """initial entropy temperature (paper: 1.0)"""
+    target_entropy_scale: float = 0.5
+    """target entropy = -scale * |A| (paper: 0.5)"""
+    replay_ratio: int = 20
+    """gradient updates per environment step (paper: 1 for SAC, 20 for MBPO)"""
+    layer_norm: bool = False
+    """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
+    reset_interval: int = 0
+    """every this many env steps re-initialize actor, critics, targets, temperature and optimizers (paper: 128k; 0 = off)"""
+    eval_interval: int = 5000
+    """evaluate at step 0 and every this many env steps (paper: 5000)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per evaluation (paper: 10)"""
+    log_interval: int = 100
+    """log training losses every this many env steps"""
+
+    # Dyna (MBPO) specific arguments
+    synthetic_rollouts: bool = True
+    """train SAC on model rollouts (off: the model is still trained and its error logged, SAC sees real data only)"""
+    real_ratio: float = 0.05
+    """fraction of each SAC minibatch drawn from real transitions, the rest synthetic (paper: 0.05)"""
+    ensemble_size: int = 7
+    """members of the probabilistic dynamics ensemble (paper: 7)"""
+    num_elites: int = 5
+    """members with the lowest holdout loss used for rollouts (paper: 5)"""
+    model_hidden_dim: int = 200
+    """width of the model's 4 hidden SiLU layers (paper: 200)"""
+    model_lr: float = 3e-4
+    """Adam learning rate of the model (paper's code: 3e-4)"""
+    model_batch_size: int = 256
+    """model minibatch size (paper: 256)"""
+    model_train_freq: int = 250
+    """retrain the model every this many env steps (paper: 250)"""
+    model_train_steps: int = 5000
+    """gradient steps per retrain (paper's code: a fixed 5000); ignored with --model-early-stopping"""
+    model_early_stopping: bool = False
+    """official MBPO's rule instead: train epochs until 5 pass without a 1 % holdout improvement"""
+    model_holdout_ratio: float = 0.2
+    """fraction of the real buffer held out to rank the elites (paper: 0.2, at most 5000 transitions as in MBPO)"""
+    rollouts_per_step: int = 400
+    """model rollouts started from real states every env step (paper: 400)"""
+    rollout_length: int = 1
+    """steps per model rollout (paper: 1); see --rollout-schedule"""
+    rollout_schedule: Optional[str] = None
+    """MBPO's "a,b,min,max": length grows linearly from min at epoch a to max at epoch b (epoch = 1000 env steps)"""
+    synthetic_buffer_size: int = 1_000_000
+    """capacity of the FIFO buffer of synthetic transitions (paper: 1e6)"""
+    normalize_targets: bool = False
+    """beyond the paper ("Fixing That Free Lunch"): model targets scaled to zero mean, unit std per dimension"""
+    predict_next_state: bool = False
+    """beyond the paper ("Fixing That Free Lunch"): the model predicts s' itself instead of s' - s"""
+
+
+def check_args(args: Args) -> None:
+    """Exit with one line naming the bad value and what is allowed."""
+    errors = [
+        (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
+        (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
+        (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
+        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
+        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (args.policy_lr <= 0 or args.q_lr <= 0, f"learning rates must be > 0, got {args.policy_lr} and {args.q_lr}"),
+        (args.hidden_dim < 1, f"--hidden-dim must be >= 1, got {args.hidden_dim}"),
+        (args.init_alpha <= 0, f"--init-alpha must be > 0, got {args.init_alpha}"),
+        (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
+        (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
+        (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
+        (args.eval_episodes < 1, f"--eval-episodes must be >= 1, got {args.eval_episodes}"),
+        (args.log_interval < 1, f"--log-interval must be >= 1, got {args.log_interval}"),
+        (args.torch_threads < 1, f"--torch-threads must be >= 1, got {args.torch_threads}"),
+        (args.learning_starts < 10, f"--learning-starts must be >= 10 (the model needs data to fit), got {args.learning_starts}"),
+        (not 0 <= args.real_ratio <= 1, f"--real-ratio must be in [0, 1], got {args.real_ratio}"),
+        (args.ensemble_size < 1, f"--ensemble-size must be >= 1, got {args.ensemble_size}"),
+        (not 1 <= args.num_elites <= args.ensemble_size,
+         f"--num-elites must be in [1, --ensemble-size={args.ensemble_size}], got {args.num_elites}"),
+        (args.model_hidden_dim < 1, f"--model-hidden-dim must be >= 1, got {args.model_hidden_dim}"),
+        (args.model_lr <= 0, f"--model-lr must be > 0, got {args.model_lr}"),
+        (args.model_batch_size < 1, f"--model-batch-size must be >= 1, got {args.model_batch_size}"),
+        (args.model_train_freq < 1, f"--model-train-freq must be >= 1, got {args.model_train_freq}"),
+        (args.model_train_steps < 1, f"--model-train-steps must be >= 1, got {args.model_train_steps}"),
+        (not 0 < args.model_holdout_ratio < 1, f"--model-holdout-ratio must be in (0, 1), got {args.model_holdout_ratio}"),
+        (args.rollouts_per_step < 1, f"--rollouts-per-step must be >= 1, got {args.rollouts_per_step}"),
+        (args.rollout_length < 1, f"--rollout-length must be >= 1, got {args.rollout_length}"),
+        (args.synthetic_buffer_size < 1, f"--synthetic-buffer-size must be >= 1, got {args.synthetic_buffer_size}"),
+    ]
+    for bad, message in errors:
+        if bad:
+            sys.exit(f"error: {message}")
+    if args.rollout_schedule is not None:
+        parse_rollout_schedule(args.rollout_schedule)
+
+
+def parse_rollout_schedule(text: str) -> tuple[int, int, int, int]:
+    """ "a,b,min,max" -> (a, b, min, max), or exit with one line saying what is allowed."""
+    try:
+        start, end, min_length, max_length = (int(part) for part in text.split(","))
+    except ValueError:
+        sys.exit(f"error: --rollout-schedule must be four integers a,b,min,max (e.g. 20,150,1,15), got {text!r}")
+    if not (0 <= start < end and 1 <= min_length <= max_length):
+        sys.exit(f"error: --rollout-schedule needs 0 <= a < b and 1 <= min <= max, got {text!r}")
+    return start, end, min_length, max_length
+
+
+def rollout_length_at(step: int, args: Args) -> int:
+    """MBPO's schedule: linear in the epoch (1000 env steps) from min at epoch a to max at epoch b, clipped."""
+    if args.rollout_schedule is None:
+        return args.rollout_length
+    start, end, min_length, max_length = parse_rollout_schedule(args.rollout_schedule)
+    fraction = min(max((step / 1000 - start) / (end - start), 0.0), 1.0)
+    return int(min_length + fraction * (max_length - min_length))
+
+
+# Termination functions for model rollouts: each Gym env's own health rule, read off its next observation.
+# (Gymnasium v5 observations exclude the x (and y) position, so obs[0] is the torso height.)
+def hopper_terminated(next_obs):
+    z, angle, state = next_obs[:, 0], next_obs[:, 1], next_obs[:, 1:]
+    healthy = (z > 0.7) & (angle > -0.2) & (angle < 0.2) & ((state > -100) & (state < 100)).all(-1)
+    return ~healthy
+
+
+def walker2d_terminated(next_obs):
+    z, angle = next_obs[:, 0], next_obs[:, 1]
+    return ~((z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0))
+
+
+def ant_terminated(next_obs):
+    z = next_obs[:, 0]
+    return ~(torch.isfinite(next_obs[:, :27]).all(-1) & (z >= 0.2) & (z <= 1.0))  # 27 = qpos[2:] + qvel
+
+
+def humanoid_terminated(next_obs):
+    z = next_obs[:, 0]
+    return ~((z > 1.0) & (z < 2.0))
+
+
+def inverted_pendulum_terminated(next_obs):
+    return ~(torch.isfinite(next_obs).all(-1) & (next_obs[:, 1].abs() <= 0.2))
+
+
+def never_terminated(next_obs):
+    return torch.zeros(len(next_obs), dtype=torch.bool, device=next_obs.device)
+
+
+TERMINATION_FNS = {
+    "Hopper": hopper_terminated, "Walker2d": walker2d_terminated, "Ant": ant_terminated,
+    "Humanoid": humanoid_terminated, "InvertedPendulum": inverted_pendulum_terminated, "HalfCheetah": never_terminated,
+}
+
+
+def termination_fn(env_id: str):
+    """The rollout termination rule of `env_id`: DMC tasks never terminate; Gym tasks use their env's rule."""
+    if is_dmc(env_id):
+        return never_terminated
+    name = env_id.split("-v")[0]
+    if name not in TERMINATION_FNS:
+        sys.exit(f"error: mbpo.py has no termination function for {env_id!r}; supported Gym envs: "
+                 f"{', '.join(TERMINATION_FNS)} (and every dmc: task)")
+    return TERMINATION_FNS[name]
+
+
+class ReplayBuffer:
+    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip)."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.obs = torch.empty((capacity, obs_dim), device=device)
+        self.actions = torch.empty((capacity, act_dim), device=device)
+        self.rewards = torch.empty((capacity,), device=device)
+        self.next_obs = torch.empty((capacity, obs_dim), device=device)
+        self.terminations = torch.empty((capacity,), device=device)
+
+    def add(self, obs, actions, rewards, next_obs, terminations):
+        """Add a batch of transitions (leading dimension = number of transitions)."""
+        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
+        for storage, value in zip(
+            (self.obs, self.actions, self.rewards, self.next_obs, self.terminations),
+            (obs, actions, rewards, next_obs, terminations),
+        ):
+            storage[idx] = torch.as_tensor(value, dtype=torch.float32, device=storage.device)
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+
+class VectorizedLinear(nn.Module):
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+
+    def __init__(self, in_features: int, out_features: int, num_members: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
+        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.matmul(x, self.weight) + self.bias
+
+
+class VectorizedLayerNorm(nn.Module):
+    """LayerNorm over features with a separate gain and bias per member."""
+
+    def __init__(self, features: int, num_members: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
+
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+class SoftQNetwork(nn.Module):
+    """The twin critics Q1, Q2 as one module: every layer holds both, so the math below is written once."""
+
+    def __init__(self, env, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+        super().__init__()
+        obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+        self.fc1 = VectorizedLinear(obs_dim + act_dim, hidden_dim, num_critics)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_critics)
+        self.fc3 = VectorizedLinear(hidden_dim, 1, num_critics)
+        norm = (lambda: VectorizedLayerNorm(hidden_dim, num_critics)) if layer_norm else nn.Identity
+        self.norm1, self.norm2 = norm(), norm()  # paper: Dense -> LayerNorm -> ReLU
+
+    def forward(self, x, a):
+        x = torch.cat([x, a], -1)
+        x = F.relu(self.norm1(self.fc1(x)))
+        x = F.relu(self.norm2(self.fc2(x)))
+        return self.fc3(x).squeeze(-1)  # (num_critics, batch)
+
+
+class EnsembleDynamicsModel(nn.Module):
+    """MBPO's probabilistic ensemble: every member maps normalized (s, a) to a Gaussian (mean, log-variance) over the
+    target [s' - s (or s'), r], all members in one batched matmul per layer."""
+
+    WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # official MBPO, per layer (4 hidden + output)
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, ensemble_size: int):
+        super().__init__()
+        in_dim, out_dim = obs_dim + act_dim, obs_dim + 1
+        dims = [in_dim, hidden_dim, hidden_dim, hidden_dim, hidden_dim]
+        self.layers = nn.ModuleList(VectorizedLinear(i, o, ensemble_size) for i, o in zip(dims[:-1], dims[1:]))
+        self.head = VectorizedLinear(hidden_dim, 2 * out_dim, ensemble_size)
+        # learned soft bounds of the log-variance, initialized at the paper's [-10, 0.5]
+        self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((out_dim,), -10.0))
+        # normalizers, refitted on the real buffer at every retrain (targets stay raw unless --normalize-targets)
+        self.register_buffer("input_mean", torch.zeros(in_dim))
+        self.register_buffer("input_std", torch.ones(in_dim))
+        self.register_buffer("target_mean", torch.zeros(out_dim))
+        self.register_buffer("target_std", torch.ones(out_dim))
+
+    def forward(self, obs, actions):
+        """(B, ...) or (members, B, ...) inputs -> mean and log-variance (members, B, out) in normalized target units."""
+        x = (torch.cat([obs, actions], -1) - self.input_mean) / self.input_std
+        for layer in self.layers:
+            x = F.silu(layer(x))
+        mean, logvar = self.head(x).chunk(2, dim=-1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def param_groups(self):
+        """Adam parameter groups carrying MBPO's per-layer L2 weight decay (weights only)."""
+        layers = [*self.layers, self.head]
+        decayed = [{"params": [layer.weight], "weight_decay": decay} for layer, decay in zip(layers, self.WEIGHT_DECAYS)]
+        rest = [layer.bias for layer in layers] + [self.max_logvar, self.min_logvar]
+        return decayed + [{"params": rest, "weight_decay": 0.0}]
+
+
+LOG_STD_MAX = 2
+LOG_STD_MIN = -5
+
+
+class Actor(nn.Module):
+    def __init__(self, env, hidden_dim: int):
+        super().__init__()
+        obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+        self.fc1 = nn.Linear(obs_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc_mean = nn.Linear(hidden_dim, act_dim)
+        self.fc_logstd = nn.Linear(hidden_dim, act_dim)
+        # action rescaling from tanh's (-1, 1) to the env's bounds
+        high, low = env.action_space.high, env.action_space.low
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, x):
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        mean = self.fc_mean(x)
+        log_std = torch.tanh(self.fc_logstd(x))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)  # from SpinUp / Denis Yarats
+        return mean, log_std
+
+    def get_action(self, x):
+        mean, log_std = self(x)
+        std = log_std.exp()
+        normal = torch.distributions.Normal(mean, std)
+        x_t = normal.rsample()  # reparameterization trick (mean + std * N(0,1))
+        y_t = torch.tanh(x_t)
+        action = y_t * self.action_scale + self.action_bias
+        log_prob = normal.log_prob(x_t)
+        # enforcing action bound
+        log_prob -= torch.log(self.action_scale * (1 - y_t.pow(2)) + 1e-6)
+        log_prob = log_prob.sum(-1)
+        mean = torch.tanh(mean) * self.action_scale + self.action_bias
+        return action, log_prob, mean
+
+
+class ProgressLine:
+    """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
+
+    def __init__(self, total: int, every: float = 10.0):
+        self.total, self.every, self.start, self.last = total, every, time.time(), 0.0
+
+    def __call__(self, step: int, eval_return: float, force: bool = False):
+        now = time.time()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        sps = step / max(now - self.start, 1e-9)
+        eta = f"{(self.total - step) / sps / 60:.1f} min" if sps > 0 else "?"
+        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | SPS {sps:.0f} | "
+              f"ETA {eta} | last eval return {eval_return:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+    if args.total_timesteps is None:
+        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+    run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # env setup: one env for training, a separate one for evaluation
+    try:
+        env = make_env(args.env, args.seed)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    eval_env = make_env(args.env, args.seed + 10_000)
+    assert isinstance(env.action_space, gym.spaces.Box), "only continuous action spaces are supported"
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+
+    writer = SummaryWriter(f"{args.log_dir}/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}", flush=True)
+
+    def init_agent():
+        """Fresh actor, critics, target critics, temperature and optimizers (at the start and at each reset)."""
+        actor = Actor(env, args.hidden_dim).to(device)
+        qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
+        log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
+        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, foreach=True)
+        return actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer
+
+    actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
+    target_entropy = -args.target_entropy_scale * act_dim
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+    # Dyna: the learned model, the synthetic buffer, and minibatches that mix real and synthetic transitions
+    model = EnsembleDynamicsModel(obs_dim, act_dim, args.model_hidden_dim, args.ensemble_size).to(device)
+    model_optimizer = torch.optim.Adam(model.param_groups(), lr=args.model_lr, foreach=True)
+    elites = torch.arange(args.num_elites, device=device)
+    synthetic_rb = ReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device)
+    is_terminated = termination_fn(args.env)
+    real_batch_size = int(args.batch_size * args.real_ratio) if args.synthetic_rollouts else args.batch_size
+    timings = dict.fromkeys(("env", "model_training", "rollouts", "sac_updates"), 0.0)
+
+    def sample_batch():
+        """A SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)."""
+        if real_batch_size == args.batch_size:
+            return rb.sample(args.batch_size)
+        real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
+        return tuple(torch.cat(pair) for pair in zip(real, synthetic))
+
+    def model_targets(obs, rewards, next_obs):
+        return torch.cat([next_obs if args.predict_next_state else next_obs - obs, rewards[..., None]], -1)
+
+    def predict(obs, actions, sample: bool):
+        """Next observation and reward of every member (members, B, ...), in env units; `sample` draws from the
+        Gaussian (rollouts), otherwise its mean (diagnostics)."""
+        mean, logvar = model(obs, actions)
+        if sample:
+            mean = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        prediction = mean * model.target_std + model.target_mean
+        next_obs = prediction[..., :-1] if args.predict_next_state else obs + prediction[..., :-1]
+        return next_obs, prediction[..., -1]
+
+    def model_errors(idx) -> tuple[float, float]:
+        """The paper's model error on real transitions `idx`: 100 * ||predicted ds - true ds|| / ||true ds|| per
+        sample, averaged over the elites and the samples (state only); and the mean absolute reward error."""
+        obs, actions, rewards, next_obs = rb.obs[idx], rb.actions[idx], rb.rewards[idx], rb.next_obs[idx]
+        with torch.no_grad():
+            pred_next_obs, pred_rewards = (x[elites] for x in predict(obs, actions, sample=False))
+        error_pct = 100 * (pred_next_obs - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1).clamp_min(1e-8)
+        return error_pct.mean().item(), (pred_rewards - rewards).abs().mean().item()
+
+    def holdout_losses(idx, targets):
+        """Per-member MSE of the predicted mean on transitions `idx`, in the model's (normalized) target units."""
+        with torch.no_grad():
+            mean, _ = model(rb.obs[idx], rb.actions[idx])
+        return ((mean - (targets[idx] - model.target_mean) / model.target_std) ** 2).mean(dim=(1, 2))
+
+    def train_model():
+        """Fit the ensemble on the real buffer: refit the normalizers, hold out a split, train, rank the elites."""
+        stats = {}
+        if model_optimizer.state:  # trained before: first measure it on the transitions it has not seen yet
+            recent = (rb.pos - torch.arange(1, min(args.model_train_freq, rb.size) + 1, device=device)) % rb.capacity
+            stats["error_pct_recent"], _ = model_errors(recent)
+        n = rb.size
+        targets = model_targets(rb.obs[:n], rb.rewards[:n], rb.next_obs[:n])
+        perm = torch.randperm(n, device=device)
+        num_holdout = max(1, min(int(n * args.model_holdout_ratio), 5000))
+        holdout, train = perm[:num_holdout], perm[num_holdout:]
+        inputs = torch.cat([rb.obs[train], rb.actions[train]], -1)
+        model.input_mean.copy_(inputs.mean(0))
+        model.input_std.copy_(inputs.std(0).clamp_min(1e-6))
+        if args.normalize_targets:
+            model.target_mean.copy_(targets[train].mean(0))
+            model.target_std.copy_(targets[train].std(0).clamp_min(1e-6))
+        # each member trains on its own bootstrap of the training split, reshuffled every epoch (as in MBPO)
+        bootstrap = train[torch.randint(0, len(train), (args.ensemble_size, len(train)), device=device)]
+        member_params = [p for p in model.parameters() if p.shape[0] == args.ensemble_size]
+        best_losses, best_params = holdout_losses(holdout, targets), [p.detach().clone() for p in member_params]
+        grad_steps, epochs, epochs_since_update = 0, 0.0, 0
+        while grad_steps < args.model_train_steps or args.model_early_stopping:
+            order = bootstrap.gather(1, torch.rand(bootstrap.shape, device=device).argsort(1))
+            for batch in order.split(args.model_batch_size, dim=1):
+                mean, logvar = model(rb.obs[batch], rb.actions[batch])
+                target = (targets[batch] - model.target_mean) / model.target_std
+                nll = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean(dim=(1, 2)).sum()
+                loss = nll + 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())  # MBPO's bound regularizer
+                model_optimizer.zero_grad()
+                loss.backward()
+                model_optimizer.step()
+                grad_steps += 1
+                epochs += batch.shape[1] / len(train)
+                if grad_steps == args.model_train_steps and not args.model_early_stopping:
+                    break
+            if args.model_early_stopping:  # official MBPO: keep each member's best epoch; stop after 5 without gain
+                losses = holdout_losses(holdout, targets)
+                improved = (best_losses - losses) / best_losses > 0.01
+                best_losses = torch.where(improved, losses, best_losses)
+                for param, best in zip(member_params, best_params):
+                    best[improved] = param.detach()[improved]
+                epochs_since_update = 0 if improved.any() else epochs_since_update + 1
+                if epochs_since_update > 5:
+                    with torch.no_grad():
+                        for param, best in zip(member_params, best_params):
+                            param.copy_(best)
+                    break
+        losses = holdout_losses(holdout, targets)
+        new_elites = losses.argsort()[: args.num_elites]
+        stats["holdout_loss"] = losses[new_elites].mean().item()
+        stats["train_epochs"] = epochs
+        stats["error_pct"], _ = model_errors(train[:1000])
+        stats["error_pct_holdout"], stats["reward_error"] = model_errors(holdout)
+        return new_elites, stats
+
+    def rollout(length: int):
+        """Synthetic transitions from real start states, the current policy and a random elite per rollout."""
+        obs = rb.obs[torch.randint(0, rb.size, (args.rollouts_per_step,), device=device)]
+        for _ in range(length):
+            with torch.no_grad():
+                actions, _, _ = actor.get_action(obs)
+                next_obs, rewards = predict(obs, actions, sample=True)  # all members in one pass, then pick
+            member = elites[torch.randint(0, args.num_elites, (len(obs),), device=device)]
+            rows = torch.arange(len(obs), device=device)
+            next_obs, rewards = next_obs[member, rows], rewards[member, rows]
+            terminations = is_terminated(next_obs)
+            synthetic_rb.add(obs, actions, rewards, next_obs, terminations)
+            obs = next_obs[~terminations]
+            if len(obs) == 0:
+                break
+
+    def evaluate():
+        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
+        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
+        returns, q_estimates, mc_returns = [], [], []
+        for _ in range(args.eval_episodes):
+            obs, _ = eval_env.reset()
+            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
+            while not done:
+                with torch.no_grad():
+                    _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
+                episode_return += reward
+                mc_return += discount * reward
+                discount *= args.gamma
+                done = terminated or truncated
+            with torch.no_grad():
+                _, _, action0 = actor.get_action(obs0)
+                q_estimates.append(qf(obs0, action0).min(0).values.item())  # min over the twin, as in the target
+            returns.append(episode_return)
+            mc_returns.append(mc_return)
+        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+
+    def log_eval(step: int) -> float:
+        eval_return, q_estimate, mc_return = evaluate()
+        writer.add_scalar("eval/return", eval_return, step)
+        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        return eval_return
+
+    progress = ProgressLine(args.total_timesteps)
+    last_eval = log_eval(0)
+    progress(0, last_eval, force=True)
+    start_time = time.time()
+
+    # TRY NOT TO MODIFY: start the game
+    obs, _ = env.reset(seed=args.seed)
+    episode_return, episode_length = 0.0, 0
+    for global_step in range(args.total_timesteps):
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = env.action_space.sample()
+        else:
+            with torch.no_grad():
+                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+            actions = actions[0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        tic = time.perf_counter()
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        timings["env"] += time.perf_counter() - tic
+        episode_return += reward
+        episode_length += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        rb.add(obs[None], actions[None], [reward], next_obs[None], [float(terminated)])
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        if terminated or truncated:
+            writer.add_scalar("charts/episodic_return", episode_return, global_step)
+            writer.add_scalar("charts/episodic_length", episode_length, global_step)
+            obs, _ = env.reset()
+            episode_return, episode_length = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            # Dyna: retrain the model every model_train_freq env steps, then add model rollouts from real states
+            if (global_step - args.learning_starts) % args.model_train_freq == 0:
+                tic = time.perf_counter()
+                elites, model_stats = train_model()
+                timings["model_training"] += time.perf_counter() - tic
+                for name, value in model_stats.items():
+                    writer.add_scalar(f"model/{name}", value, global_step)
+            if args.synthetic_rollouts:
+                tic = time.perf_counter()
+                rollout(rollout_length_at(global_step, args))
+                timings["rollouts"] += time.perf_counter() - tic
+
+            tic = time.perf_counter()
+            for _ in range(args.replay_ratio):
+                data_obs, data_actions, data_rewards, data_next_obs, data_terminations = sample_batch()
+                alpha = log_alpha.exp().detach()
+                with torch.no_grad():
+                    next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
+                    qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values - alpha * next_state_log_pi
+                    next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+                qf_values = qf(data_obs, data_actions)
+                qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
+
+                # optimize the model
+                q_optimizer.zero_grad()
+                qf_loss.backward()
+                q_optimizer.step()
+
+                pi, log_pi, _ = actor.get_action(data_obs)
+                min_qf_pi = qf(data_obs, pi).min(0).values
+                actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
+
+                actor_optimizer.zero_grad()
+                actor_loss.backward()
+                actor_optimizer.step()
+
+                alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+                a_optimizer.zero_grad()
+                alpha_loss.backward()
+                a_optimizer.step()
+
+                # update the target networks
+                with torch.no_grad():
+                    for param, target_param in zip(qf.parameters(), qf_target.parameters()):
+                        target_param.lerp_(param, args.tau)
+            timings["sac_updates"] += time.perf_counter() - tic
+
+            if global_step % args.log_interval == 0:
+                writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("losses/alpha", alpha.item(), global_step)
+                writer.add_scalar("losses/alpha_loss", alpha_loss.item(), global_step)
+        if global_step % args.log_interval == 0:
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+            writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, args), global_step)
+            for name, seconds in timings.items():  # where the wall-clock time goes
+                writer.add_scalar(f"time/{name}_frac", seconds / (time.time() - start_time), global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
+            writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
+
+        if (global_step + 1) % args.eval_interval == 0:
+            last_eval = log_eval(global_step + 1)
+        progress(global_step + 1, last_eval, force=global_step + 1 == args.total_timesteps)
+
+    elapsed = time.time() - start_time
+    print("time split: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in timings.items()))
+    env.close()
+    eval_env.close()
+    writer.close()

@@ -1,0 +1,138 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import mbpo
+from conftest import assert_one_line_error, read_scalars, run_in_process, run_script
+from utils import make_env
+
+SCRIPT = "mbpo.py"
+TINY = ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10",
+        "--replay-ratio", "2", "--model-train-steps", "20", "--model-train-freq", "50", "--rollouts-per-step", "16"]
+MODEL_TAGS = ["model/error_pct", "model/error_pct_holdout", "model/error_pct_recent", "model/reward_error",
+              "model/holdout_loss", "model/train_epochs"]
+TAGS = MODEL_TAGS + ["eval/return", "diagnostics/q_estimate", "diagnostics/mc_return", "losses/qf_loss",
+                     "losses/actor_loss", "time/env_frac", "time/model_training_frac", "time/rollouts_frac",
+                     "time/sac_updates_frac"]
+
+
+def rows_in(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """For each row of `rows`, whether it equals some row of `table`."""
+    return (rows[:, None, :] == table[None, :, :]).all(-1).any(-1)
+
+
+@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "dmc:walker-walk"])
+def test_smoke_run_logs_finite_scalars(env_id, log_dir):
+    result = run_script(SCRIPT, "--env", env_id, "--total-timesteps", "220", *TINY, log_dir=log_dir)
+    assert result.returncode == 0, result.stderr
+    assert "step 220/220" in result.stdout and "time split: env" in result.stdout
+    scalars = read_scalars(log_dir)
+    for tag in TAGS:
+        assert scalars.get(tag), f"{tag} missing"
+        assert all(math.isfinite(value) for _, value in scalars[tag]), tag
+    assert [step for step, _ in scalars["model/holdout_loss"]] == [100, 150, 200]  # every --model-train-freq
+
+
+def test_ensemble_fits_a_linear_system(log_dir):
+    """The training routine of mbpo.py, fed a known linear system, predicts its state change to a few percent."""
+    run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "100", *TINY,
+                         "--model-train-steps", "1500", log_dir=log_dir)  # no training step runs: only the setup
+    rng = np.random.default_rng(0)
+    n, obs_dim = 2000, 4
+    obs = rng.normal(size=(n, obs_dim))
+    actions = rng.uniform(-3, 3, size=(n, 1))
+    a_matrix, b_matrix = 0.1 * rng.normal(size=(obs_dim, obs_dim)), rng.normal(size=(1, obs_dim))
+    next_obs = obs + obs @ a_matrix + actions @ b_matrix
+    rewards = obs @ rng.normal(size=obs_dim)
+    rb = run["rb"]
+    rb.size = rb.pos = 0
+    rb.add(obs, actions, rewards, next_obs, np.zeros(n))
+    _, stats = run["train_model"]()
+    assert stats["error_pct_holdout"] < 10.0, stats
+    assert stats["reward_error"] < 0.1 * np.abs(rewards).mean(), stats
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "InvertedPendulum-v5",
+                                    "HalfCheetah-v5"])
+def test_termination_function_matches_env(env_id):
+    """On >= 500 real transitions (random actions, half the episodes from perturbed starts), the rollout
+    termination function agrees with the env's own verdict."""
+    env, is_terminated = make_env(env_id, 0), mbpo.termination_fn(env_id)
+    rng = np.random.default_rng(0)
+    verdicts, predicted, episode = [], [], 0
+    while len(verdicts) < 500 or (env_id != "HalfCheetah-v5" and sum(verdicts) < 20):
+        env.reset()
+        if episode % 2:  # push the start state around to visit unhealthy states too
+            inner = env.unwrapped
+            inner.set_state(inner.data.qpos + rng.normal(0, 0.3, inner.model.nq),
+                            inner.data.qvel + rng.normal(0, 3.0, inner.model.nv))
+        episode += 1
+        for _ in range(100):
+            next_obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            verdicts.append(terminated)
+            predicted.append(bool(is_terminated(torch.as_tensor(next_obs, dtype=torch.float32)[None])[0]))
+            if terminated or truncated:
+                break
+    assert predicted == verdicts
+    if env_id == "HalfCheetah-v5":
+        assert not any(verdicts)
+    else:
+        assert 20 <= sum(verdicts) < len(verdicts)  # both healthy and unhealthy states were checked
+
+
+def test_no_synthetic_rollouts_means_real_batches_only(log_dir):
+    run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "160", *TINY,
+                         "--no-synthetic-rollouts", log_dir=log_dir)
+    assert run["synthetic_rb"].size == 0
+    rb = run["rb"]
+    for _ in range(5):
+        _, _, _, next_obs, _ = run["sample_batch"]()
+        assert len(next_obs) == 32 and rows_in(next_obs, rb.next_obs[: rb.size]).all()
+    scalars = read_scalars(log_dir)
+    assert all(scalars.get(tag) for tag in MODEL_TAGS)  # the model is still trained and measured
+
+
+def test_real_ratio_mixes_as_asked(log_dir):
+    run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "130", *TINY,
+                         "--real-ratio", "0.25", log_dir=log_dir)
+    rb, synthetic_rb = run["rb"], run["synthetic_rb"]
+    assert synthetic_rb.size == 30 * 16  # 400 rollouts per step by default; 16 here, length 1
+    _, _, _, next_obs, _ = run["sample_batch"]()
+    real_next, synthetic_next = rb.next_obs[: rb.size], synthetic_rb.next_obs[: synthetic_rb.size]
+    assert rows_in(next_obs[:8], real_next).all()  # int(32 * 0.25) real rows
+    assert rows_in(next_obs[8:], synthetic_next).all() and not rows_in(next_obs[8:], real_next).any()
+
+
+def test_fixing_that_free_lunch_flags_change_the_targets(log_dir):
+    run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "120", *TINY,
+                         "--normalize-targets", "--predict-next-state", log_dir=log_dir)
+    model, rb = run["model"], run["rb"]
+    targets = run["model_targets"](rb.obs[: rb.size], rb.rewards[: rb.size], rb.next_obs[: rb.size])
+    torch.testing.assert_close(targets[:, :-1], rb.next_obs[: rb.size])  # s' itself, not s' - s
+    assert not torch.allclose(model.target_std, torch.ones_like(model.target_std))  # per-dimension scales
+    assert all(math.isfinite(v) for _, v in read_scalars(log_dir)["model/error_pct"])
+
+
+def test_rollout_schedule_grows_linearly():
+    args = mbpo.Args(rollout_schedule="20,150,1,15")
+    lengths = [mbpo.rollout_length_at(step, args) for step in (0, 20_000, 85_000, 150_000, 300_000)]
+    assert lengths == [1, 1, 8, 15, 15]
+    assert mbpo.rollout_length_at(123_456, mbpo.Args(rollout_length=3)) == 3
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--real-ratio", "1.5"], "--real-ratio must be in [0, 1], got 1.5"),
+    (["--real-ratio", "-0.1"], "--real-ratio must be in [0, 1], got -0.1"),
+    (["--rollout-schedule", "20,150,1"], "--rollout-schedule must be four integers"),
+    (["--rollout-schedule", "a,b,c,d"], "--rollout-schedule must be four integers"),
+    (["--rollout-schedule", "150,20,1,15"], "--rollout-schedule needs 0 <= a < b"),
+    (["--num-elites", "8"], "--num-elites must be in [1, --ensemble-size=7], got 8"),
+    (["--ensemble-size", "3", "--num-elites", "5"], "--num-elites must be in [1, --ensemble-size=3], got 5"),
+    (["--replay-ratio", "0"], "--replay-ratio must be >= 1, got 0"),
+    (["--env", "Swimmer-v5"], "no termination function for 'Swimmer-v5'"),
+    (["--env", "dmc:walker-fly"], "valid tasks for walker"),
+])
+def test_bad_input_exits_with_one_line(args, fragment, log_dir):
+    assert_one_line_error(run_script(SCRIPT, *args, log_dir=log_dir, timeout=60), fragment)
