@@ -90,7 +90,7 @@ class Args:
     model_train_freq: int = 250
     """retrain the model every this many env steps (paper: 250)"""
     model_train_steps: int = 5000
-    """gradient steps per retrain (paper's code: a fixed 5000); ignored with --model-early-stopping"""
+    """gradient steps per retrain (paper's code: a fixed 5000); with --model-early-stopping, the most it may take"""
     model_early_stopping: bool = False
     """official MBPO's rule instead: train epochs until 5 pass without a 1 % holdout improvement"""
     model_holdout_ratio: float = 0.2
@@ -496,10 +496,10 @@ if __name__ == "__main__":
             model.target_std.copy_(targets[train].std(0).clamp_min(1e-6))
         # each member trains on its own bootstrap of the training split, reshuffled every epoch (as in MBPO)
         bootstrap = train[torch.randint(0, len(train), (args.ensemble_size, len(train)), device=device)]
-        member_params = [p for p in model.parameters() if p.shape[0] == args.ensemble_size]
+        member_params = [p for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
         best_losses, best_params = holdout_losses(holdout, targets), [p.detach().clone() for p in member_params]
         grad_steps, epochs, epochs_since_update = 0, 0.0, 0
-        while grad_steps < args.model_train_steps or args.model_early_stopping:
+        while grad_steps < args.model_train_steps:
             order = bootstrap.gather(1, torch.rand(bootstrap.shape, device=device).argsort(1))
             for batch in order.split(args.model_batch_size, dim=1):
                 mean, logvar = model(rb.obs[batch], rb.actions[batch])
@@ -511,7 +511,7 @@ if __name__ == "__main__":
                 model_optimizer.step()
                 grad_steps += 1
                 epochs += batch.shape[1] / len(train)
-                if grad_steps == args.model_train_steps and not args.model_early_stopping:
+                if grad_steps == args.model_train_steps:
                     break
             if args.model_early_stopping:  # official MBPO: keep each member's best epoch; stop after 5 without gain
                 losses = holdout_losses(holdout, targets)
@@ -521,10 +521,11 @@ if __name__ == "__main__":
                     best[improved] = param.detach()[improved]
                 epochs_since_update = 0 if improved.any() else epochs_since_update + 1
                 if epochs_since_update > 5:
-                    with torch.no_grad():
-                        for param, best in zip(member_params, best_params):
-                            param.copy_(best)
                     break
+        if args.model_early_stopping:
+            with torch.no_grad():
+                for param, best in zip(member_params, best_params):
+                    param.copy_(best)
         losses = holdout_losses(holdout, targets)
         new_elites = losses.argsort()[: args.num_elites]
         stats["holdout_loss"] = losses[new_elites].mean().item()
