@@ -254,7 +254,7 @@ if __name__ == "__main__":
         return actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer
 
     actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer = init_agent()
-    num_updates = 0  # gradient updates so far: the policy delay counts these, not env steps
+    num_updates = 0  # gradient updates so far: the policy delay counts these (from the first), not env steps
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
@@ -344,7 +344,7 @@ if __name__ == "__main__":
                 qf_loss.backward()
                 q_optimizer.step()
 
-                # delayed policy updates: the actor and both targets on every policy_frequency-th gradient update
+                # delayed policy updates: the actor and both targets once every policy_frequency gradient updates
                 if num_updates % args.policy_frequency == 0:
                     actor_loss = -qf(data_obs, actor(data_obs))[0].mean()  # TD3: the actor ascends Q1 alone
 
