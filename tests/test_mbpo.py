@@ -115,6 +115,13 @@ def test_fixing_that_free_lunch_flags_change_the_targets(log_dir):
     assert all(math.isfinite(v) for _, v in read_scalars(log_dir)["model/error_pct"])
 
 
+def test_early_stopping_stops_long_before_the_cap(log_dir):
+    run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "101", *TINY,
+                   "--model-early-stopping", "--model-train-steps", "1000000", log_dir=log_dir)
+    ((step, epochs),) = read_scalars(log_dir)["model/train_epochs"]
+    assert step == 100 and 6 <= epochs < 5000  # at least 5 epochs without gain + 1; one batch per epoch here
+
+
 def test_rollout_schedule_grows_linearly():
     args = mbpo.Args(rollout_schedule="20,150,1,15")
     lengths = [mbpo.rollout_length_at(step, args) for step in (0, 20_000, 85_000, 150_000, 300_000)]
