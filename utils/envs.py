@@ -7,7 +7,7 @@ limits are bootstrapped), `reset(seed=...)` reproduces, and `render_mode="rgb_ar
 
 `get_physics_state` / `set_physics_state` read and write everything MuJoCo needs to reproduce the next step exactly
 (the full integration state, warm start and time included, plus the per-episode task randomization that DMC keeps in
-the model), for mbpo_perfect_model.py.
+the model, and for Gym the lagging body positions that Ant's and Humanoid's rewards read), for mbpo_perfect_model.py.
 """
 import os
 
@@ -92,27 +92,38 @@ def mujoco_model_data(env: gym.Env) -> tuple[mujoco.MjModel, mujoco.MjData]:
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
+def _state_extras(env: gym.Env) -> list[np.ndarray]:
+    """Arrays outside MuJoCo's integration state that the next step reads: for DMC the task's per-episode model edits;
+    for Gym the body positions Ant's and Humanoid's x-velocity reward reads before stepping, which lag one substep
+    behind qpos (mj_step computes them before it integrates), so mj_forward on the restored qpos would not match."""
+    model, data = mujoco_model_data(env)
+    if dm_control_env(env) is not None:
+        return [getattr(model, f) for f in DMC_TASK_MODEL_FIELDS]
+    return [data.xpos, data.xipos]
+
+
 def get_physics_state(env: gym.Env) -> np.ndarray:
     """Flat float64 copy of the full simulator state: MuJoCo's integration state (qpos, qvel, act, warm start, time,
-    ...) followed, for DMC, by the task's per-episode model edits (target positions)."""
+    ...) followed by `_state_extras` (DMC: target positions; Gym: the lagging body positions)."""
     model, data = mujoco_model_data(env)
     state = np.empty(mujoco.mj_stateSize(model, _INTEGRATION))
     mujoco.mj_getState(model, data, state, _INTEGRATION)
-    if dm_control_env(env) is None:
-        return state
-    return np.concatenate([state] + [getattr(model, f).ravel() for f in DMC_TASK_MODEL_FIELDS])
+    return np.concatenate([state] + [array.ravel() for array in _state_extras(env)])
 
 
 def set_physics_state(env: gym.Env, state: np.ndarray) -> None:
     """Restore a state from `get_physics_state` so the next `step` is bit-identical to the original's."""
     model, data = mujoco_model_data(env)
     size = mujoco.mj_stateSize(model, _INTEGRATION)
-    if dm_control_env(env) is not None:
+
+    def restore_extras():
         offset = size
-        for field in DMC_TASK_MODEL_FIELDS:
-            array = getattr(model, field)
+        for array in _state_extras(env):
             array[:] = state[offset:offset + array.size].reshape(array.shape)
             offset += array.size
+
+    restore_extras()  # DMC's model edits must be in place before mj_forward
     mujoco.mj_setState(model, data, state[:size], _INTEGRATION)
     mujoco.mj_forward(model, data)  # recompute derived quantities (sensors, positions) the observation reads
     mujoco.mj_setState(model, data, state[:size], _INTEGRATION)  # forward overwrote the warm start; put it back
+    restore_extras()  # Gym's lagging body positions: forward recomputed them from qpos
