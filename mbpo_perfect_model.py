@@ -1,0 +1,536 @@
+# MBPO with a perfect model, as in "Stealing That Free Lunch" (arXiv 2412.14312): mbpo.py with the learned ensemble
+# replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from gymnasium.envs.mujoco import MujocoEnv
+from torch.utils.tensorboard import SummaryWriter
+
+from utils import get_physics_state, make_env, set_physics_state
+from utils.envs import dm_control_env, is_dmc
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    env: str = "dmc:walker-walk"
+    """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
+    seed: int = 1
+    """seed of the experiment (python, numpy, torch, env)"""
+    total_timesteps: Optional[int] = None
+    """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+    learning_starts: int = 10_000
+    """uniformly random actions before learning starts (paper: 10k)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """set `torch.backends.cudnn.deterministic`"""
+    torch_threads: int = 1
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; two runs with 2 threads each on 2 cores are ~40x slower)"""
+    log_dir: str = "runs"
+    """TensorBoard logs go to {log_dir}/{run_name}"""
+
+    # Algorithm specific arguments
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (paper: 1e6)"""
+    gamma: float = 0.99
+    """discount factor (paper: 0.99)"""
+    tau: float = 0.005
+    """target network soft-update rate (paper: 0.005)"""
+    batch_size: int = 256
+    """minibatch size of each gradient update (paper: 256)"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor (paper: 3e-4)"""
+    q_lr: float = 3e-4
+    """Adam learning rate of the critics and the temperature (paper: 3e-4)"""
+    hidden_dim: int = 256
+    """width of the two hidden layers of actor and critics (paper: 256)"""
+    init_alpha: float = 1.0
+    """initial entropy temperature (paper: 1.0)"""
+    target_entropy_scale: float = 0.5
+    """target entropy = -scale * |A| (paper: 0.5)"""
+    replay_ratio: int = 20
+    """gradient updates per environment step (paper: 1 for SAC, 20 for MBPO)"""
+    layer_norm: bool = False
+    """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
+    reset_interval: int = 0
+    """every this many env steps re-initialize actor, critics, targets, temperature and optimizers (paper: 128k; 0 = off)"""
+    eval_interval: int = 5000
+    """evaluate at step 0 and every this many env steps (paper: 5000)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per evaluation (paper: 10)"""
+    log_interval: int = 100
+    """log training losses every this many env steps"""
+
+    # Dyna (MBPO) specific arguments
+    synthetic_rollouts: bool = True
+    """train SAC on simulator rollouts (off: the simulator's error is still logged, SAC sees real data only)"""
+    real_ratio: float = 0.05
+    """fraction of each SAC minibatch drawn from real transitions, the rest synthetic (paper: 0.05)"""
+    model_train_freq: int = 250
+    """measure the simulator's model error every this many env steps (where mbpo.py retrains its model; paper: 250)"""
+    rollouts_per_step: int = 400
+    """model rollouts started from real states every env step (paper: 400)"""
+    rollout_length: int = 1
+    """steps per model rollout (paper: 1); see --rollout-schedule"""
+    rollout_schedule: Optional[str] = None
+    """MBPO's "a,b,min,max": length grows linearly from min at epoch a to max at epoch b (epoch = 1000 env steps)"""
+    synthetic_buffer_size: int = 1_000_000
+    """capacity of the FIFO buffer of synthetic transitions (paper: 1e6)"""
+
+
+def check_args(args: Args) -> None:
+    """Exit with one line naming the bad value and what is allowed."""
+    errors = [
+        (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
+        (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
+        (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
+        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
+        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (args.policy_lr <= 0 or args.q_lr <= 0, f"learning rates must be > 0, got {args.policy_lr} and {args.q_lr}"),
+        (args.hidden_dim < 1, f"--hidden-dim must be >= 1, got {args.hidden_dim}"),
+        (args.init_alpha <= 0, f"--init-alpha must be > 0, got {args.init_alpha}"),
+        (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
+        (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
+        (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
+        (args.eval_episodes < 1, f"--eval-episodes must be >= 1, got {args.eval_episodes}"),
+        (args.log_interval < 1, f"--log-interval must be >= 1, got {args.log_interval}"),
+        (args.torch_threads < 1, f"--torch-threads must be >= 1, got {args.torch_threads}"),
+        (not 0 <= args.real_ratio <= 1, f"--real-ratio must be in [0, 1], got {args.real_ratio}"),
+        (args.model_train_freq < 1, f"--model-train-freq must be >= 1, got {args.model_train_freq}"),
+        (args.rollouts_per_step < 1, f"--rollouts-per-step must be >= 1, got {args.rollouts_per_step}"),
+        (args.rollout_length < 1, f"--rollout-length must be >= 1, got {args.rollout_length}"),
+        (args.synthetic_buffer_size < 1, f"--synthetic-buffer-size must be >= 1, got {args.synthetic_buffer_size}"),
+    ]
+    for bad, message in errors:
+        if bad:
+            sys.exit(f"error: {message}")
+    if args.rollout_schedule is not None:
+        parse_rollout_schedule(args.rollout_schedule)
+
+
+def parse_rollout_schedule(text: str) -> tuple[int, int, int, int]:
+    """ "a,b,min,max" -> (a, b, min, max), or exit with one line saying what is allowed."""
+    try:
+        start, end, min_length, max_length = (int(part) for part in text.split(","))
+    except ValueError:
+        sys.exit(f"error: --rollout-schedule must be four integers a,b,min,max (e.g. 20,150,1,15), got {text!r}")
+    if not (0 <= start < end and 1 <= min_length <= max_length):
+        sys.exit(f"error: --rollout-schedule needs 0 <= a < b and 1 <= min <= max, got {text!r}")
+    return start, end, min_length, max_length
+
+
+def rollout_length_at(step: int, args: Args) -> int:
+    """MBPO's schedule: linear in the epoch (1000 env steps) from min at epoch a to max at epoch b, clipped."""
+    if args.rollout_schedule is None:
+        return args.rollout_length
+    start, end, min_length, max_length = parse_rollout_schedule(args.rollout_schedule)
+    fraction = min(max((step / 1000 - start) / (end - start), 0.0), 1.0)
+    return int(min_length + fraction * (max_length - min_length))
+
+
+# The perfect model: the simulator itself, restored to the stored state of a real transition and stepped by the env's
+# own code, so next observation, reward and termination are the env's (verified bit-identical in the tests).
+def make_simulator(env_id: str, seed: int) -> gym.Env:
+    """A copy of the env to step from restored states, with no time limit: Gym's unwrapped env (below TimeLimit); for
+    DMC, make_env's wrapper chain (its flatten + float32 observation) with dm_control's step limit lifted, since after
+    its 1000th step dm_control resets instead of stepping."""
+    sim = make_env(env_id, seed)
+    dmc_env = dm_control_env(sim)
+    if dmc_env is None and not isinstance(sim.unwrapped, MujocoEnv):
+        sys.exit(f"error: mbpo_perfect_model.py needs a MuJoCo simulator to restore states into, {env_id!r} has none; "
+                 f"use a Gymnasium MuJoCo id (Hopper-v5) or a dmc: task")
+    if dmc_env is None:
+        return sim.unwrapped
+    dmc_env._step_limit = float("inf")
+    return sim
+
+
+def simulator_step(sim: gym.Env, states: np.ndarray, actions: np.ndarray):
+    """For each row: restore the state (from `get_physics_state`) into `sim`, apply the action, and read the env's next
+    observation, reward and termination, and the simulator's next state (a longer rollout continues from it)."""
+    next_obs, rewards, terminations, next_states = [], [], [], []
+    for state, action in zip(states, actions):
+        set_physics_state(sim, state)
+        obs, reward, terminated, _, _ = sim.step(action)
+        next_obs.append(obs)
+        rewards.append(reward)
+        terminations.append(terminated)
+        next_states.append(get_physics_state(sim))
+    return np.stack(next_obs), np.array(rewards), np.array(terminations), np.stack(next_states)
+
+
+class ReplayBuffer:
+    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip)."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.obs = torch.empty((capacity, obs_dim), device=device)
+        self.actions = torch.empty((capacity, act_dim), device=device)
+        self.rewards = torch.empty((capacity,), device=device)
+        self.next_obs = torch.empty((capacity, obs_dim), device=device)
+        self.terminations = torch.empty((capacity,), device=device)
+
+    def add(self, obs, actions, rewards, next_obs, terminations):
+        """Add a batch of transitions (leading dimension = number of transitions)."""
+        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
+        for storage, value in zip(
+            (self.obs, self.actions, self.rewards, self.next_obs, self.terminations),
+            (obs, actions, rewards, next_obs, terminations),
+        ):
+            storage[idx] = torch.as_tensor(value, dtype=torch.float32, device=storage.device)
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+
+class VectorizedLinear(nn.Module):
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+
+    def __init__(self, in_features: int, out_features: int, num_members: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
+        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.matmul(x, self.weight) + self.bias
+
+
+class VectorizedLayerNorm(nn.Module):
+    """LayerNorm over features with a separate gain and bias per member."""
+
+    def __init__(self, features: int, num_members: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
+
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+class SoftQNetwork(nn.Module):
+    """The twin critics Q1, Q2 as one module: every layer holds both, so the math below is written once."""
+
+    def __init__(self, env, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+        super().__init__()
+        obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+        self.fc1 = VectorizedLinear(obs_dim + act_dim, hidden_dim, num_critics)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_critics)
+        self.fc3 = VectorizedLinear(hidden_dim, 1, num_critics)
+        norm = (lambda: VectorizedLayerNorm(hidden_dim, num_critics)) if layer_norm else nn.Identity
+        self.norm1, self.norm2 = norm(), norm()  # paper: Dense -> LayerNorm -> ReLU
+
+    def forward(self, x, a):
+        x = torch.cat([x, a], -1)
+        x = F.relu(self.norm1(self.fc1(x)))
+        x = F.relu(self.norm2(self.fc2(x)))
+        return self.fc3(x).squeeze(-1)  # (num_critics, batch)
+
+
+LOG_STD_MAX = 2
+LOG_STD_MIN = -5
+
+
+class Actor(nn.Module):
+    def __init__(self, env, hidden_dim: int):
+        super().__init__()
+        obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+        self.fc1 = nn.Linear(obs_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc_mean = nn.Linear(hidden_dim, act_dim)
+        self.fc_logstd = nn.Linear(hidden_dim, act_dim)
+        # action rescaling from tanh's (-1, 1) to the env's bounds
+        high, low = env.action_space.high, env.action_space.low
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, x):
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        mean = self.fc_mean(x)
+        log_std = torch.tanh(self.fc_logstd(x))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)  # from SpinUp / Denis Yarats
+        return mean, log_std
+
+    def get_action(self, x):
+        mean, log_std = self(x)
+        std = log_std.exp()
+        normal = torch.distributions.Normal(mean, std)
+        x_t = normal.rsample()  # reparameterization trick (mean + std * N(0,1))
+        y_t = torch.tanh(x_t)
+        action = y_t * self.action_scale + self.action_bias
+        log_prob = normal.log_prob(x_t)
+        # enforcing action bound
+        log_prob -= torch.log(self.action_scale * (1 - y_t.pow(2)) + 1e-6)
+        log_prob = log_prob.sum(-1)
+        mean = torch.tanh(mean) * self.action_scale + self.action_bias
+        return action, log_prob, mean
+
+
+class ProgressLine:
+    """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
+
+    def __init__(self, total: int, every: float = 10.0):
+        self.total, self.every, self.start, self.last = total, every, time.time(), 0.0
+
+    def __call__(self, step: int, eval_return: float, force: bool = False):
+        now = time.time()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        sps = step / max(now - self.start, 1e-9)
+        eta = f"{(self.total - step) / sps / 60:.1f} min" if sps > 0 else "?"
+        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | SPS {sps:.0f} | "
+              f"ETA {eta} | last eval return {eval_return:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+    if args.total_timesteps is None:
+        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+    run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # env setup: one env for training, a separate one for evaluation
+    try:
+        env = make_env(args.env, args.seed)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    eval_env = make_env(args.env, args.seed + 10_000)
+    assert isinstance(env.action_space, gym.spaces.Box), "only continuous action spaces are supported"
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+
+    writer = SummaryWriter(f"{args.log_dir}/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}", flush=True)
+
+    def init_agent():
+        """Fresh actor, critics, target critics, temperature and optimizers (at the start and at each reset)."""
+        actor = Actor(env, args.hidden_dim).to(device)
+        qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
+        log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
+        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, foreach=True)
+        return actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer
+
+    actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
+    target_entropy = -args.target_entropy_scale * act_dim
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+    # Dyna: the simulator as the model, the simulator state of each real transition (at the same slot as in `rb`), the
+    # synthetic buffer, and minibatches that mix real and synthetic transitions
+    sim = make_simulator(args.env, args.seed + 20_000)
+    states = np.empty((args.buffer_size, len(get_physics_state(env))))  # float64; pages are only touched when filled
+    synthetic_rb = ReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device)
+    real_batch_size = int(args.batch_size * args.real_ratio) if args.synthetic_rollouts else args.batch_size
+    timings = dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0)
+
+    def sample_batch():
+        """A SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)."""
+        if real_batch_size == args.batch_size:
+            return rb.sample(args.batch_size)
+        real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
+        return tuple(torch.cat(pair) for pair in zip(real, synthetic))
+
+    def predict(sim_states, actions):
+        """Next observation, reward and termination from the simulator (tensors on `device`), and its next states."""
+        next_obs, rewards, terminations, next_states = simulator_step(sim, sim_states, actions.cpu().numpy())
+        next_obs, rewards = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (next_obs, rewards))
+        return next_obs, rewards, torch.as_tensor(terminations, device=device), next_states
+
+    def model_errors(idx) -> tuple[float, float]:
+        """The paper's model error on real transitions `idx`: 100 * ||predicted ds - true ds|| / ||true ds|| per
+        sample, averaged over the samples (state only); and the mean absolute reward error. Both read 0 here."""
+        obs, actions, rewards, next_obs = rb.obs[idx], rb.actions[idx], rb.rewards[idx], rb.next_obs[idx]
+        pred_next_obs, pred_rewards, _, _ = predict(states[idx.cpu().numpy()], actions)
+        error_pct = 100 * (pred_next_obs - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1).clamp_min(1e-8)
+        return error_pct.mean().item(), (pred_rewards - rewards).abs().mean().item()
+
+    def rollout(length: int):
+        """Synthetic transitions from real start states and the current policy, stepped by the simulator."""
+        idx = torch.randint(0, rb.size, (args.rollouts_per_step,), device=device)
+        obs, sim_states = rb.obs[idx], states[idx.cpu().numpy()]
+        for _ in range(length):
+            with torch.no_grad():
+                actions, _, _ = actor.get_action(obs)
+            next_obs, rewards, terminations, sim_states = predict(sim_states, actions)
+            synthetic_rb.add(obs, actions, rewards, next_obs, terminations)
+            obs, sim_states = next_obs[~terminations], sim_states[~terminations.cpu().numpy()]
+            if len(obs) == 0:
+                break
+
+    def evaluate():
+        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
+        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
+        returns, q_estimates, mc_returns = [], [], []
+        for _ in range(args.eval_episodes):
+            obs, _ = eval_env.reset()
+            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
+            while not done:
+                with torch.no_grad():
+                    _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
+                episode_return += reward
+                mc_return += discount * reward
+                discount *= args.gamma
+                done = terminated or truncated
+            with torch.no_grad():
+                _, _, action0 = actor.get_action(obs0)
+                q_estimates.append(qf(obs0, action0).min(0).values.item())  # min over the twin, as in the target
+            returns.append(episode_return)
+            mc_returns.append(mc_return)
+        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+
+    def log_eval(step: int) -> float:
+        eval_return, q_estimate, mc_return = evaluate()
+        writer.add_scalar("eval/return", eval_return, step)
+        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        return eval_return
+
+    progress = ProgressLine(args.total_timesteps)
+    last_eval = log_eval(0)
+    progress(0, last_eval, force=True)
+    start_time = time.time()
+
+    # TRY NOT TO MODIFY: start the game
+    obs, _ = env.reset(seed=args.seed)
+    episode_return, episode_length = 0.0, 0
+    for global_step in range(args.total_timesteps):
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = env.action_space.sample()
+        else:
+            with torch.no_grad():
+                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+            actions = actions[0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        state = get_physics_state(env)  # the simulator state this transition starts from, for the perfect model
+        tic = time.perf_counter()
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        timings["env"] += time.perf_counter() - tic
+        episode_return += reward
+        episode_length += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        states[rb.pos] = state
+        rb.add(obs[None], actions[None], [reward], next_obs[None], [float(terminated)])
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        if terminated or truncated:
+            writer.add_scalar("charts/episodic_return", episode_return, global_step)
+            writer.add_scalar("charts/episodic_length", episode_length, global_step)
+            obs, _ = env.reset()
+            episode_return, episode_length = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            # Dyna: measure the simulator every model_train_freq env steps (nothing to retrain), then add its rollouts
+            if (global_step - args.learning_starts) % args.model_train_freq == 0:
+                tic = time.perf_counter()
+                error_pct, reward_error = model_errors(torch.randperm(rb.size, device=device)[:1000])
+                timings["model_error"] += time.perf_counter() - tic
+                writer.add_scalar("model/error_pct", error_pct, global_step)
+                writer.add_scalar("model/reward_error", reward_error, global_step)
+            if args.synthetic_rollouts:
+                tic = time.perf_counter()
+                rollout(rollout_length_at(global_step, args))
+                timings["rollouts"] += time.perf_counter() - tic
+
+            tic = time.perf_counter()
+            for _ in range(args.replay_ratio):
+                data_obs, data_actions, data_rewards, data_next_obs, data_terminations = sample_batch()
+                alpha = log_alpha.exp().detach()
+                with torch.no_grad():
+                    next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
+                    qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values - alpha * next_state_log_pi
+                    next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+                qf_values = qf(data_obs, data_actions)
+                qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
+
+                # optimize the model
+                q_optimizer.zero_grad()
+                qf_loss.backward()
+                q_optimizer.step()
+
+                pi, log_pi, _ = actor.get_action(data_obs)
+                min_qf_pi = qf(data_obs, pi).min(0).values
+                actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
+
+                actor_optimizer.zero_grad()
+                actor_loss.backward()
+                actor_optimizer.step()
+
+                alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+                a_optimizer.zero_grad()
+                alpha_loss.backward()
+                a_optimizer.step()
+
+                # update the target networks
+                with torch.no_grad():
+                    for param, target_param in zip(qf.parameters(), qf_target.parameters()):
+                        target_param.lerp_(param, args.tau)
+            timings["sac_updates"] += time.perf_counter() - tic
+
+            if global_step % args.log_interval == 0:
+                writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("losses/alpha", alpha.item(), global_step)
+                writer.add_scalar("losses/alpha_loss", alpha_loss.item(), global_step)
+        if global_step % args.log_interval == 0:
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+            writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, args), global_step)
+            for name, seconds in timings.items():  # where the wall-clock time goes
+                writer.add_scalar(f"time/{name}_frac", seconds / (time.time() - start_time), global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
+            writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
+
+        if (global_step + 1) % args.eval_interval == 0:
+            last_eval = log_eval(global_step + 1)
+        progress(global_step + 1, last_eval, force=global_step + 1 == args.total_timesteps)
+
+    elapsed = time.time() - start_time
+    print("time split: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in timings.items()))
+    env.close()
+    eval_env.close()
+    writer.close()
