@@ -38,7 +38,7 @@ def test_smoke_run_logs_finite_scalars(env_id, log_dir):
 def test_ensemble_fits_a_linear_system(log_dir):
     """The training routine of mbpo.py, fed a known linear system, predicts its state change to a few percent."""
     run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "100", *TINY,
-                         "--model-train-steps", "1500", log_dir=log_dir)  # no training step runs: only the setup
+                         "--model-train-steps", "600", log_dir=log_dir)  # no training step runs: only the setup
     rng = np.random.default_rng(0)
     n, obs_dim = 2000, 4
     obs = rng.normal(size=(n, obs_dim))
@@ -50,7 +50,7 @@ def test_ensemble_fits_a_linear_system(log_dir):
     rb.size = rb.pos = 0
     rb.add(obs, actions, rewards, next_obs, np.zeros(n))
     _, stats = run["train_model"]()
-    assert stats["error_pct_holdout"] < 10.0, stats
+    assert stats["error_pct_holdout"] < 5.0, stats
     assert stats["reward_error"] < 0.1 * np.abs(rewards).mean(), stats
 
 
