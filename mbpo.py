@@ -687,7 +687,7 @@ if __name__ == "__main__":
         progress(global_step + 1, last_eval, force=global_step + 1 == args.total_timesteps)
 
     elapsed = time.time() - start_time
-    print("time split: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in timings.items()))
+    print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in timings.items()))
     env.close()
     eval_env.close()
     writer.close()

@@ -2,13 +2,19 @@
 
     python benchmark/speed.py                      # Hopper-v5 sizes, batch 256, CPU, 1 thread
     python benchmark/speed.py --env dmc:walker-walk --updates 500 --rounds 5
+    python benchmark/speed.py --mbpo-steps 250      # also mbpo.py end to end: env steps/s and its time split
 
 Both variants run the same SAC update (sac.py's networks and losses; only the critic module and its optimizer
 differ) and are timed in alternating rounds within one process, so machine load hits both alike: compare the ratio,
 not the absolute numbers. The naive critic is the textbook form (CleanRL's): two separate MLPs evaluated one after
 the other, and Adam's per-parameter loop. Also prints the fp32 matmul rate (256x256) measured in the same run.
+With --mbpo-steps N it then runs `mbpo.py` itself (paper defaults: replay ratio 20, model retrained every 250 steps
+for 5000 gradient steps, 400 rollouts per step) for N learning steps after 1000 random ones, and prints its env
+steps/s and where the time went.
 """
+import re
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 import sac  # noqa: E402
 from utils import make_env  # noqa: E402
 
@@ -36,6 +43,8 @@ class Args:
     """alternating rounds per variant; the median round is reported"""
     torch_threads: int = 1
     """CPU threads for torch (as the scripts' --torch-threads)"""
+    mbpo_steps: int = 0
+    """if > 0, also time mbpo.py end to end for this many learning steps (250 = one model retrain and its steps)"""
 
 
 class TwoCopyCritic(nn.Module):
@@ -134,3 +143,18 @@ if __name__ == "__main__":
     print("| variant | SAC updates/s (median round) | vs naive |\n|---|---|---|")
     for name, values in rates.items():
         print(f"| {name} | {statistics.median(values):.1f} | {statistics.median(values) / baseline:.2f}x |")
+
+    if args.mbpo_steps > 0:
+        warmup = 1000
+        command = [sys.executable, str(ROOT / "mbpo.py"), "--env", args.env, "--learning-starts", str(warmup),
+                   "--total-timesteps", str(warmup + args.mbpo_steps), "--eval-interval", str(10**9),
+                   "--eval-episodes", "1", "--torch-threads", str(args.torch_threads), "--log-dir", "/tmp/freelunch-speed"]
+        output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        split = next(line for line in output.splitlines() if line.startswith("time split over"))
+        shares = {name: float(pct) for name, pct in re.findall(r"(\w+) ([\d.]+)%", split)}
+        elapsed = float(re.search(r"over ([\d.]+) s", split).group(1))
+        learning_seconds = elapsed * (shares["model_training"] + shares["rollouts"] + shares["sac_updates"]) / 100
+        print(f"\nmbpo.py on {args.env}, replay ratio 20, {args.mbpo_steps} learning steps: "
+              f"{args.mbpo_steps / learning_seconds:.2f} env steps/s over the learning phase ({split})")
+        outside = 100 - shares["model_training"] - shares["sac_updates"]
+        print(f"time outside SAC updates and model training: {outside:.1f}% (target <= 15%)")
