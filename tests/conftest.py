@@ -1,4 +1,5 @@
 """Shared helpers: run an algorithm script as a user would (subprocess) or in-process (to inspect its final state)."""
+import math
 import os
 import runpy
 import subprocess
@@ -37,6 +38,19 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def smoke_run(script: str, steps: int, tags: list[str], *args: str, log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Run `script` for `steps` env steps; it must exit 0, print its final progress line and log finite values under
+    every tag in `tags`. Returns the scalars for further checks."""
+    result = run_script(script, "--total-timesteps", str(steps), *args, log_dir=log_dir)
+    assert result.returncode == 0, result.stderr
+    assert f"step {steps}/{steps}" in result.stdout, result.stdout  # the progress line
+    scalars = read_scalars(log_dir)
+    for tag in tags:
+        assert scalars.get(tag), f"{tag} missing"
+        assert all(math.isfinite(value) for _, value in scalars[tag]), tag
+    return scalars
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

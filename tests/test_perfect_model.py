@@ -1,11 +1,10 @@
-import math
 
 import numpy as np
 import pytest
 import torch
 
 import mbpo_perfect_model
-from conftest import assert_one_line_error, read_scalars, run_in_process, run_script
+from conftest import smoke_run, assert_one_line_error, read_scalars, run_in_process, run_script
 from utils import get_physics_state, make_env
 
 SCRIPT = "mbpo_perfect_model.py"
@@ -45,13 +44,7 @@ def test_perfect_model_step_is_exact(env_id):
 
 @pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "dmc:walker-walk"])
 def test_smoke_run_logs_finite_scalars(env_id, log_dir):
-    result = run_script(SCRIPT, "--env", env_id, "--total-timesteps", "220", *TINY, log_dir=log_dir)
-    assert result.returncode == 0, result.stderr
-    assert "step 220/220" in result.stdout and "time split over" in result.stdout
-    scalars = read_scalars(log_dir)
-    for tag in TAGS:
-        assert scalars.get(tag), f"{tag} missing"
-        assert all(math.isfinite(value) for _, value in scalars[tag]), tag
+    scalars = smoke_run(SCRIPT, 220, TAGS, "--env", env_id, *TINY, log_dir=log_dir)
     assert [step for step, _ in scalars["model/error_pct"]] == [100, 150, 200]  # every --model-train-freq
     # 0 up to float32 rounding of DMC's float64 random actions in the buffer
     assert all(value < 1e-4 for _, value in scalars["model/error_pct"] + scalars["model/reward_error"])

@@ -1,9 +1,8 @@
-import math
 
 import pytest
 import torch
 
-from conftest import assert_one_line_error, read_scalars, run_in_process, run_script
+from conftest import smoke_run, assert_one_line_error, read_scalars, run_in_process, run_script
 
 SCRIPT = "sac.py"
 TAGS = [
@@ -15,14 +14,7 @@ TINY = ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1"
 
 @pytest.mark.parametrize("env_id,steps", [("Hopper-v5", 400), ("dmc:walker-walk", 1000)])
 def test_smoke_run_logs_finite_scalars(env_id, steps, log_dir):
-    result = run_script(SCRIPT, "--env", env_id, "--total-timesteps", str(steps), "--eval-interval", "500", *TINY,
-                        log_dir=log_dir)
-    assert result.returncode == 0, result.stderr
-    assert f"step {steps}/{steps}" in result.stdout  # the progress line
-    scalars = read_scalars(log_dir)
-    for tag in TAGS:
-        assert scalars.get(tag), f"{tag} missing"
-        assert all(math.isfinite(value) for _, value in scalars[tag]), tag
+    scalars = smoke_run(SCRIPT, steps, TAGS, "--env", env_id, "--eval-interval", "500", *TINY, log_dir=log_dir)
     assert [step for step, _ in scalars["eval/return"]] == list(range(0, steps + 1, 500))
 
 
