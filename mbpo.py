@@ -254,7 +254,9 @@ class VectorizedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x):
-        return torch.matmul(x, self.weight) + self.bias
+        if x.dim() == 2:  # the same input for every member
+            x = x.expand(self.weight.shape[0], *x.shape)
+        return torch.baddbmm(self.bias, x, self.weight)  # bias added inside the batched matmul
 
 
 class VectorizedLayerNorm(nn.Module):
