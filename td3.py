@@ -1,6 +1,9 @@
 # TD3 (Fujimoto et al. 2018), the model-free counterpart of ALM in "Stealing That Free Lunch" (arXiv 2412.14312)
+import contextlib
+import io
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +17,7 @@ import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
-from utils import make_env
+from utils import get_env_state, make_env, set_env_state
 from utils.envs import is_dmc
 
 
@@ -74,6 +77,26 @@ class Args:
     """deterministic evaluation episodes per evaluation (paper: 10)"""
     log_interval: int = 100
     """log training losses every this many env steps"""
+    checkpoint_interval: int = 25_000
+    """save a checkpoint every this many env steps (~6 min of TD3 on one CPU core; 0 = only on SIGTERM/SIGINT)"""
+    resume: Optional[str] = None
+    """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
+
+# flags a resumed run may change; every other flag keeps the checkpoint's value
+RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
+CHECKPOINT = "checkpoint.pt"
+
+
+def parse_args() -> Args:
+    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
+    box = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(box):
+            return tyro.cli(Args)
+    except SystemExit as e:
+        lines = [line.strip("│╭╮╰╯─ ") for line in box.getvalue().splitlines()[1:]]
+        message = " ".join(lines[: lines.index("")] if "" in lines else lines)
+        sys.exit(f"error: {message}" if e.code else e.code)
 
 
 def check_args(args: Args) -> None:
@@ -97,10 +120,40 @@ def check_args(args: Args) -> None:
         (args.eval_episodes < 1, f"--eval-episodes must be >= 1, got {args.eval_episodes}"),
         (args.log_interval < 1, f"--log-interval must be >= 1, got {args.log_interval}"),
         (args.torch_threads < 1, f"--torch-threads must be >= 1, got {args.torch_threads}"),
+        (args.checkpoint_interval < 0, f"--checkpoint-interval must be >= 0 (0 = only on SIGTERM/SIGINT), got {args.checkpoint_interval}"),
     ]
     for bad, message in errors:
         if bad:
             sys.exit(f"error: {message}")
+
+
+def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
+    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
+    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
+    path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
+    script = os.path.basename(__file__)
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    saved, defaults = checkpoint["args"], vars(Args())
+    for name, value in vars(args).items():
+        if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
+            sys.exit(f"error: --{name.replace('_', '-')} {value} differs from the resumed run's {saved[name]}; "
+                     f"a resumed run keeps its settings (only {', '.join(RESUMABLE_FLAGS)} may change)")
+    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) != defaults[name]}
+    run_args = Args(**{**saved, **changed})
+    if run_args.total_timesteps < checkpoint["next_step"]:
+        sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
+    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
+
+
+def nonfinite(named_tensors) -> Optional[str]:
+    """Name of the first tensor holding NaN or inf, else None (one host sync per tensor: call it rarely)."""
+    return next((name for name, tensor in named_tensors if not torch.isfinite(tensor).all()), None)
 
 
 class ReplayBuffer:
@@ -114,16 +167,25 @@ class ReplayBuffer:
         self.next_obs = torch.empty((capacity, obs_dim), device=device)
         self.terminations = torch.empty((capacity,), device=device)
 
+    fields = ("obs", "actions", "rewards", "next_obs", "terminations")
+
     def add(self, obs, actions, rewards, next_obs, terminations):
         """Add a batch of transitions (leading dimension = number of transitions)."""
         idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
-        for storage, value in zip(
-            (self.obs, self.actions, self.rewards, self.next_obs, self.terminations),
-            (obs, actions, rewards, next_obs, terminations),
-        ):
-            storage[idx] = torch.as_tensor(value, dtype=torch.float32, device=storage.device)
+        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
+            storage = getattr(self, name)
+            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
         self.pos = (self.pos + len(obs)) % self.capacity
         self.size = min(self.size + len(obs), self.capacity)
+
+    def state_dict(self) -> dict:
+        """The filled rows only, so a young run's checkpoint stays small."""
+        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
+
+    def load_state_dict(self, state: dict):
+        self.size, self.pos = state["size"], state["pos"]
+        for name in self.fields:
+            getattr(self, name)[: self.size] = state[name]
 
     def sample(self, batch_size: int):
         idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
@@ -199,26 +261,32 @@ class Actor(nn.Module):
 class ProgressLine:
     """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
 
-    def __init__(self, total: int, every: float = 10.0):
-        self.total, self.every, self.start, self.last = total, every, time.time(), 0.0
+    def __init__(self, total: int, first_step: int = 0, every: float = 10.0):
+        self.total, self.first_step, self.every, self.start, self.last = total, first_step, every, time.time(), 0.0
 
     def __call__(self, step: int, eval_return: float, force: bool = False):
         now = time.time()
-        if not force and now - self.last < self.every:
+        if not force and (now - self.last < self.every or step == self.total):  # the final line is forced once
             return
         self.last = now
-        sps = step / max(now - self.start, 1e-9)
+        sps = (step - self.first_step) / max(now - self.start, 1e-9)
         eta = f"{(self.total - step) / sps / 60:.1f} min" if sps > 0 else "?"
         print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | SPS {sps:.0f} | "
               f"ETA {eta} | last eval return {eval_return:.1f}", flush=True)
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
+    args = parse_args()
     check_args(args)
+    checkpoint = None
+    if args.resume:  # the run's own settings, directory and state
+        checkpoint, args, run_dir = load_checkpoint(args)
+        run_name = checkpoint["run_name"]
     if args.total_timesteps is None:
         args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
-    run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if checkpoint is None:
+        run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = f"{args.log_dir}/{run_name}"
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -235,17 +303,25 @@ if __name__ == "__main__":
     except ValueError as e:
         sys.exit(f"error: {e}")
     eval_env = make_env(args.env, args.seed + 10_000)
-    assert isinstance(env.action_space, gym.spaces.Box), "only continuous action spaces are supported"
+    if not isinstance(env.action_space, gym.spaces.Box):
+        sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
     obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
     action_low = torch.as_tensor(env.action_space.low, dtype=torch.float32, device=device)
     action_high = torch.as_tensor(env.action_space.high, dtype=torch.float32, device=device)
 
-    writer = SummaryWriter(f"{args.log_dir}/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-    )
-    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}", flush=True)
+    start_step = checkpoint["next_step"] if checkpoint else 0
+    # a resumed run writes on in the same directory; purge_step drops what the stopped run logged after its checkpoint
+    writer = SummaryWriter(run_dir, purge_step=start_step if checkpoint else None)
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+        )
+    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}"
+          + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
+    stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
 
     def init_agent():
         """Fresh actor, critics, their targets and optimizers (at the start and at each reset)."""
@@ -294,15 +370,52 @@ if __name__ == "__main__":
         writer.add_scalar("diagnostics/mc_return", mc_return, step)
         return eval_return
 
-    progress = ProgressLine(args.total_timesteps)
-    last_eval = log_eval(0)
-    progress(0, last_eval, force=True)
+    def save_checkpoint(next_step: int):
+        """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
+        state = {
+            "script": os.path.basename(__file__), "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "agent": [m.state_dict() for m in (actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer)],
+            "rb": rb.state_dict(),
+            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
+            "loop": (obs, episode_return, episode_length, last_eval, num_updates),
+            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),
+        }
+        torch.save(state, f"{run_dir}/{CHECKPOINT}.tmp")
+        os.replace(f"{run_dir}/{CHECKPOINT}.tmp", f"{run_dir}/{CHECKPOINT}")
+
+    def check_finite(step: int):
+        """Q values growing is data (logged); NaN/inf stops the run, keeping the last checkpoint, written before it."""
+        bad = nonfinite([("qf_loss", qf_loss), ("actor_loss", actor_loss)]
+                        + [(f"qf.{n}", p) for n, p in qf.named_parameters()]
+                        + [(f"actor.{n}", p) for n, p in actor.named_parameters()])
+        if bad:
+            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
+            sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
+
+    if checkpoint is None:
+        # TRY NOT TO MODIFY: start the game
+        obs, _ = env.reset(seed=args.seed)
+        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
+    else:  # continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, loop state, RNGs
+        for module, state in zip((actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer), checkpoint["agent"]):
+            module.load_state_dict(state)
+        rb.load_state_dict(checkpoint["rb"])
+        set_env_state(env, checkpoint["env"])
+        set_env_state(eval_env, checkpoint["eval_env"])
+        obs, episode_return, episode_length, last_eval, num_updates = checkpoint["loop"]
+        random.setstate(checkpoint["rng"][0])
+        np.random.set_state(checkpoint["rng"][1])
+        torch.set_rng_state(checkpoint["rng"][2])
+        if device.type == "cuda" and checkpoint["rng"][3] is not None:
+            torch.cuda.set_rng_state_all(checkpoint["rng"][3])
+    progress = ProgressLine(args.total_timesteps, start_step)
     start_time = time.time()
 
-    # TRY NOT TO MODIFY: start the game
-    obs, _ = env.reset(seed=args.seed)
-    episode_return, episode_length = 0.0, 0
-    for global_step in range(args.total_timesteps):
+    for global_step in range(start_step, args.total_timesteps):
+        if global_step % args.eval_interval == 0:
+            last_eval = log_eval(global_step)
+
         # ALGO LOGIC: put action logic here
         if global_step < args.learning_starts:
             actions = env.action_space.sample()
@@ -370,18 +483,27 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
                 writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
                 writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                check_finite(global_step)
         if global_step % args.log_interval == 0:
-            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+            writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
             actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer = init_agent()
             writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
 
-        if (global_step + 1) % args.eval_interval == 0:
-            last_eval = log_eval(global_step + 1)
-        progress(global_step + 1, last_eval, force=global_step + 1 == args.total_timesteps)
+        if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
+            if global_step >= args.learning_starts:
+                check_finite(global_step)
+            save_checkpoint(global_step + 1)
+        if stop_signal:
+            sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
+                     f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
+        progress(global_step + 1, last_eval)
 
+    if args.total_timesteps % args.eval_interval == 0:
+        last_eval = log_eval(args.total_timesteps)
+    progress(args.total_timesteps, last_eval, force=True)
     env.close()
     eval_env.close()
     writer.close()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from utils import get_physics_state, make_env, set_physics_state
+from utils import get_env_state, get_physics_state, make_env, set_env_state, set_physics_state
 from utils.envs import check_env_id
 
 
@@ -73,6 +73,29 @@ def test_physics_state_get_set_reproduces_next_step(env_id):
         assert reward == copy_reward
         if terminated:
             env.reset()
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "InvertedPendulum-v5", "dmc:walker-walk", "dmc:reacher-hard"])
+def test_env_state_continues_mid_episode_exactly(env_id):
+    """A fresh env given a snapshot behaves like the original: steps, time limits, resets and random actions."""
+    env = make_env(env_id, seed=1)
+    for _ in range(37):
+        env.step(env.action_space.sample())
+    copy = make_env(env_id, seed=2)
+    set_env_state(copy, get_env_state(env))
+
+    def trajectory(e):
+        out = []
+        for _ in range(1100):  # past DMC's 1000-step limit and through Gym's terminations and resets
+            action = e.action_space.sample()
+            obs, reward, terminated, truncated, _ = e.step(action)
+            out += [action, obs, reward, terminated, truncated]
+            if terminated or truncated:
+                out.append(e.reset()[0])
+        return out
+
+    for x, y in zip(trajectory(env), trajectory(copy), strict=True):
+        assert np.array_equal(x, y)
 
 
 @pytest.mark.parametrize("env_id,expected", [

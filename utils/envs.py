@@ -8,6 +8,8 @@ limits are bootstrapped), `reset(seed=...)` reproduces, and `render_mode="rgb_ar
 `get_physics_state` / `set_physics_state` read and write everything MuJoCo needs to reproduce the next step exactly
 (the full integration state, warm start and time included, plus the per-episode task randomization that DMC keeps in
 the model, and for Gym the lagging body positions that Ant's and Humanoid's rewards read), for mbpo_perfect_model.py.
+`get_env_state` / `set_env_state` add the step counters and random generators, so a checkpointed run continues
+mid-episode exactly as if it had never stopped.
 """
 import os
 
@@ -127,3 +129,46 @@ def set_physics_state(env: gym.Env, state: np.ndarray) -> None:
     mujoco.mj_forward(model, data)  # recompute derived quantities (sensors, positions) the observation reads
     mujoco.mj_setState(model, data, state[:size], _INTEGRATION)  # forward overwrote the warm start; put it back
     restore_extras()  # Gym's lagging body positions: forward recomputed them from qpos
+
+
+def _layers(env: gym.Env) -> list:
+    """The wrapper chain, the unwrapped env and (for DMC) the dm_control Environment inside it."""
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers + ([dm_control_env(env)] if dm_control_env(env) is not None else [])
+
+
+def _rng_state(rng):
+    return rng.get_state() if isinstance(rng, np.random.RandomState) else rng.bit_generator.state
+
+
+def _set_rng_state(rng, state) -> None:
+    if isinstance(rng, np.random.RandomState):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = state
+
+
+def get_env_state(env: gym.Env) -> dict:
+    """Everything the env's future depends on: physics, each layer's step counters and flags (TimeLimit's elapsed
+    steps, DMC's step count, ...), and its random generators (resets, random actions, DMC's task randomness)."""
+    dmc_env = dm_control_env(env)
+    return {
+        "physics": get_physics_state(env),
+        "counters": [{k: v for k, v in vars(layer).items() if type(v) in (bool, int, float)} for layer in _layers(env)],
+        "np_random": _rng_state(env.unwrapped.np_random),
+        "action_space": _rng_state(env.action_space.np_random),
+        "task_random": _rng_state(dmc_env.task.random) if dmc_env is not None else None,
+    }
+
+
+def set_env_state(env: gym.Env, state: dict) -> None:
+    """Restore a `get_env_state` snapshot into an env built by the same `make_env` call."""
+    for layer, counters in zip(_layers(env), state["counters"], strict=True):
+        vars(layer).update(counters)
+    _set_rng_state(env.unwrapped.np_random, state["np_random"])
+    _set_rng_state(env.action_space.np_random, state["action_space"])
+    if state["task_random"] is not None:
+        _set_rng_state(dm_control_env(env).task.random, state["task_random"])
+    set_physics_state(env, state["physics"])

@@ -1,0 +1,136 @@
+"""Long runs survive: a run killed and resumed equals one that never stopped; SIGTERM leaves a resumable checkpoint;
+divergence to NaN stops the run with one line; bad input of every kind gets one line and a non-zero exit."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, assert_one_line_error, read_scalars, run_script
+
+COMMON = ["--env", "InvertedPendulum-v5", "--learning-starts", "100", "--batch-size", "32", "--eval-interval", "200",
+          "--eval-episodes", "2", "--log-interval", "20"]
+DYNA = ["--replay-ratio", "2", "--model-train-freq", "100", "--rollouts-per-step", "16"]
+TINY = {
+    "sac.py": COMMON,
+    "td3.py": COMMON,
+    "mbpo.py": COMMON + DYNA + ["--model-train-steps", "20"],
+    "mbpo_perfect_model.py": COMMON + DYNA,
+}
+SCRIPTS = list(TINY)
+NONDETERMINISTIC_TAGS = ("charts/SPS", "time/")  # wall-clock measurements
+
+
+def start(script: str, *args: str, log_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / script), *args, "--log-dir", str(log_dir)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def run_dir(log_dir: Path) -> Path:
+    (path,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    return path
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 120):
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_killed_and_resumed_run_equals_uninterrupted_run(script, tmp_path):
+    args = [*TINY[script], "--total-timesteps", "600", "--checkpoint-interval", "200"]
+    assert run_script(script, *args, log_dir=tmp_path / "a").returncode == 0
+
+    killed = start(script, *args, log_dir=tmp_path / "b")
+    checkpoint = lambda: (tmp_path / "b").exists() and any((tmp_path / "b").glob("*/checkpoint.pt"))  # noqa: E731
+    wait_for(checkpoint, killed)
+    time.sleep(0.5)  # let it log past the checkpoint, so the resumed run must drop those events
+    assert killed.poll() is None, "finished before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    resumed = run_script(script, "--resume", str(run_dir(tmp_path / "b")), log_dir=tmp_path / "b")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at step 200" in resumed.stdout
+
+    a, b = (torch.load(run_dir(tmp_path / d) / "checkpoint.pt", weights_only=False) for d in "ab")
+    assert a["next_step"] == b["next_step"] == 600
+    for state_a, state_b in zip(a["agent"], b["agent"], strict=True):  # networks and optimizers
+        flat_a, flat_b = torch.utils._pytree.tree_leaves(state_a), torch.utils._pytree.tree_leaves(state_b)
+        assert len(flat_a) == len(flat_b)
+        assert all(torch.equal(x, y) if torch.is_tensor(x) else x == y for x, y in zip(flat_a, flat_b))
+    scalars_a, scalars_b = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")
+    assert [v for _, v in scalars_a["eval/return"]] == [v for _, v in scalars_b["eval/return"]]
+    for tag in scalars_a:  # same steps (none duplicated by the resume), same values
+        if not tag.startswith(NONDETERMINISTIC_TAGS):
+            assert scalars_a[tag] == scalars_b[tag], tag
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(script, log_dir):
+    process = start(script, *TINY[script], "--total-timesteps", "100000", "--checkpoint-interval", "0", log_dir=log_dir)
+    assert process.stdout.readline().startswith("run ")
+    assert process.stdout.readline().startswith("step ")  # in the training loop
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "SIGTERM at step" in stderr and "checkpoint saved" in stderr and "--resume" in stderr, stderr
+    stopped_at = torch.load(run_dir(log_dir) / "checkpoint.pt", weights_only=False)["next_step"]
+    resumed = run_script(script, "--resume", str(run_dir(log_dir)), "--total-timesteps", str(stopped_at + 30),
+                         log_dir=log_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed at step {stopped_at}" in resumed.stdout
+    assert f"step {stopped_at + 30}/{stopped_at + 30}" in resumed.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_divergence_to_nan_stops_the_run_with_one_line(script, log_dir):
+    result = run_script(script, *TINY[script], "--total-timesteps", "400", "--q-lr", "1e30", "--log-interval", "5",
+                        log_dir=log_dir)
+    assert_one_line_error(result, "is NaN or inf at step", "last good checkpoint")
+
+
+@pytest.fixture(scope="module")
+def sac_run(tmp_path_factory) -> Path:
+    """A finished tiny sac.py run with its checkpoint at step 200."""
+    log_dir = tmp_path_factory.mktemp("sac_run")
+    result = run_script("sac.py", *COMMON, "--total-timesteps", "200", "--checkpoint-interval", "200", log_dir=log_dir)
+    assert result.returncode == 0, result.stderr
+    return run_dir(log_dir)
+
+
+@pytest.mark.parametrize("script,args,fragment", [
+    ("sac.py", ["--seed", "abc"], "Error parsing --seed"),
+    ("sac.py", ["--no-such-flag", "1"], "Unrecognized options: --no-such-flag"),
+    ("sac.py", ["--env", "CartPole-v1"], "CartPole-v1 has a Discrete action space"),
+    ("sac.py", ["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
+    ("sac.py", ["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0"),
+    ("sac.py", ["--eval-episodes", "0"], "--eval-episodes must be >= 1"),
+    ("sac.py", ["--resume", "/no/such/run"], "cannot read checkpoint '/no/such/run'"),
+    ("sac.py", ["--resume", "README.md"], "cannot read checkpoint 'README.md'"),
+    ("sac.py", ["--resume", "{run}", "--env", "Hopper-v5"], "--env Hopper-v5 differs from the resumed run's InvertedPendulum-v5"),
+    ("sac.py", ["--resume", "{run}", "--total-timesteps", "50"], "--total-timesteps 50 is below the checkpoint's step 200"),
+    ("td3.py", ["--resume", "{run}"], "is not a td3.py checkpoint (written by sac.py)"),
+    ("td3.py", ["--tau", "0"], "--tau must be in (0, 1], got 0.0"),
+    ("td3.py", ["--policy-frequency", "0"], "--policy-frequency must be >= 1"),
+    ("td3.py", ["--torch-threads", "0"], "--torch-threads must be >= 1"),
+    ("mbpo.py", ["--resume", "{run}/checkpoint.pt"], "is not a mbpo.py checkpoint (written by sac.py)"),
+    ("mbpo.py", ["--num-elites", "9"], "--num-elites must be in [1, --ensemble-size=7], got 9"),
+    ("mbpo.py", ["--real-ratio", "1.5"], "--real-ratio must be in [0, 1]"),
+    ("mbpo.py", ["--rollout-schedule", "1,2"], "--rollout-schedule must be four integers"),
+    ("mbpo.py", ["--env", "Swimmer-v5"], "no termination function for 'Swimmer-v5'"),
+    ("mbpo_perfect_model.py", ["--env", "Pendulum-v1"], "needs a MuJoCo simulator"),
+    ("mbpo_perfect_model.py", ["--env", "dmc:cheetah-sprint"], "valid tasks for cheetah"),
+    ("mbpo_perfect_model.py", ["--learning-starts", "abc"], "Error parsing --learning-starts"),
+])
+def test_bad_input_exits_with_one_line(script, args, fragment, sac_run, log_dir):
+    args = [arg.replace("{run}", str(sac_run)) for arg in args]
+    assert_one_line_error(run_script(script, *args, log_dir=log_dir, timeout=60), fragment)
