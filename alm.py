@@ -1,0 +1,700 @@
+# ALM (Ghugare et al. 2023, "Simplifying Model-based RL"), the Dyna-style DDPG-based algorithm of "Stealing That Free Lunch"
+# (arXiv 2412.14312): an encoder, a latent model and a policy trained with one objective, on td3.py's skeleton
+import contextlib
+import io
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from utils import get_env_state, make_env, set_env_state
+from utils.envs import is_dmc
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    env: str = "dmc:walker-walk"
+    """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
+    seed: int = 1
+    """seed of the experiment (python, numpy, torch, env)"""
+    total_timesteps: Optional[int] = None
+    """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+    learning_starts: int = 5000
+    """uniformly random actions before learning starts (official ALM: explore_steps 5000)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """set `torch.backends.cudnn.deterministic`"""
+    torch_threads: int = 1
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; two runs with 2 threads each on 2 cores are ~40x slower)"""
+    log_dir: str = "runs"
+    """TensorBoard logs go to {log_dir}/{run_name}"""
+
+    # Algorithm specific arguments
+    buffer_size: int = 100_000
+    """replay buffer capacity (official ALM: env_buffer_size 1e5; 1e6 for Humanoid)"""
+    gamma: float = 0.99
+    """discount factor (paper: 0.99)"""
+    tau: float = 0.005
+    """soft-update rate of the target encoder and target critics, every gradient update (ALM: 0.005)"""
+    batch_size: int = 512
+    """minibatch size of each gradient update, in sequences for the model objective (ALM: 512)"""
+    model_lr: float = 1e-4
+    """Adam learning rate of encoder and latent model (ALM: 1e-4)"""
+    reward_lr: float = 1e-4
+    """Adam learning rate of the reward network and the classifier (ALM: 1e-4)"""
+    policy_lr: float = 1e-4
+    """Adam learning rate of the actor (ALM: 1e-4)"""
+    q_lr: float = 1e-4
+    """Adam learning rate of the critics (ALM: 1e-4)"""
+    max_grad_norm: float = 100.0
+    """every network's gradient is clipped to this global norm (ALM: 100)"""
+    latent_dim: int = 50
+    """size of the latent state z (ALM: 50)"""
+    hidden_dim: int = 512
+    """width of the two hidden layers of encoder, reward, classifier, actor and critics (ALM: 512)"""
+    model_hidden_dim: int = 1024
+    """width of the two hidden layers of the latent model (ALM: 1024)"""
+    horizon: int = 3
+    """K: latent-model steps in the model objective and in the actor's imagined rollouts (ALM: seq_len 3)"""
+    return_lambda: float = 0.95
+    """lambda of the actor's lambda-returns over imagined rollouts (ALM: 0.95)"""
+    lambda_cost: float = 0.1
+    """weight of the classifier's log p(real)/p(model) reward in the actor's returns (ALM: 0.1)"""
+    exploration_noise_start: float = 1.0
+    """std of the policy's Gaussian noise when learning starts, in units of the action scale (ALM: 1.0)"""
+    exploration_noise_end: float = 0.1
+    """std of the policy's Gaussian noise after the decay (ALM: 0.1)"""
+    exploration_noise_steps: int = 100_000
+    """env steps after learning_starts over which the std decays linearly from start to end (ALM: 100k)"""
+    noise_clip: float = 0.3
+    """policy noise in critic targets and actor losses is clipped to +-this, in units of the action scale (ALM: 0.3)"""
+    synthetic_rollouts: bool = True
+    """the actor ascends lambda-returns of K-step latent-model rollouts; off = it ascends Q(z, pi(z)) on encoded real states only"""
+    replay_ratio: int = 1
+    """gradient updates per environment step (ALM: 1)"""
+    layer_norm: bool = False
+    """LayerNorm also after the critics' second hidden layer (ALM's critics always have one after the first; off by default)"""
+    reset_interval: int = 0
+    """every this many env steps re-initialize every network (encoder, model, reward, classifier, actor, critics), targets and optimizers (paper: 128k; 0 = off)"""
+    eval_interval: int = 5000
+    """evaluate at step 0 and every this many env steps (paper: 5000)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per evaluation (paper: 10)"""
+    log_interval: int = 100
+    """log training losses every this many env steps"""
+    checkpoint_interval: int = 2500
+    """save a checkpoint every this many env steps (~25 min of ALM on one CPU core; 0 = only on SIGTERM/SIGINT)"""
+    resume: Optional[str] = None
+    """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
+
+# flags a resumed run may change; every other flag keeps the checkpoint's value
+RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
+CHECKPOINT = "checkpoint.pt"
+
+
+def parse_args() -> Args:
+    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
+    box = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(box):
+            return tyro.cli(Args)
+    except SystemExit as e:
+        lines = [line.strip("│╭╮╰╯─ ") for line in box.getvalue().splitlines()[1:]]
+        message = " ".join(lines[: lines.index("")] if "" in lines else lines)
+        sys.exit(f"error: {message}" if e.code else e.code)
+
+
+def check_args(args: Args) -> None:
+    """Exit with one line naming the bad value and what is allowed."""
+    errors = [
+        (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
+        (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
+        (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
+        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
+        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (min(args.model_lr, args.reward_lr, args.policy_lr, args.q_lr) <= 0,
+         f"learning rates must be > 0, got {args.model_lr}, {args.reward_lr}, {args.policy_lr} and {args.q_lr}"),
+        (args.max_grad_norm <= 0, f"--max-grad-norm must be > 0, got {args.max_grad_norm}"),
+        (min(args.latent_dim, args.hidden_dim, args.model_hidden_dim) < 1,
+         f"--latent-dim, --hidden-dim and --model-hidden-dim must be >= 1, got {args.latent_dim}, {args.hidden_dim} and {args.model_hidden_dim}"),
+        (args.horizon < 1, f"--horizon must be >= 1, got {args.horizon}"),
+        (args.learning_starts < args.horizon, f"--learning-starts must be >= --horizon ({args.horizon}) to sample a first sequence, got {args.learning_starts}"),
+        (not 0 <= args.return_lambda <= 1, f"--return-lambda must be in [0, 1], got {args.return_lambda}"),
+        (args.lambda_cost < 0, f"--lambda-cost must be >= 0, got {args.lambda_cost}"),
+        (min(args.exploration_noise_start, args.exploration_noise_end) < 0,
+         f"exploration noise must be >= 0, got {args.exploration_noise_start} and {args.exploration_noise_end}"),
+        (args.exploration_noise_steps < 1, f"--exploration-noise-steps must be >= 1, got {args.exploration_noise_steps}"),
+        (args.noise_clip < 0, f"--noise-clip must be >= 0, got {args.noise_clip}"),
+        (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
+        (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
+        (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
+        (args.eval_episodes < 1, f"--eval-episodes must be >= 1, got {args.eval_episodes}"),
+        (args.log_interval < 1, f"--log-interval must be >= 1, got {args.log_interval}"),
+        (args.torch_threads < 1, f"--torch-threads must be >= 1, got {args.torch_threads}"),
+        (args.checkpoint_interval < 0, f"--checkpoint-interval must be >= 0 (0 = only on SIGTERM/SIGINT), got {args.checkpoint_interval}"),
+    ]
+    for bad, message in errors:
+        if bad:
+            sys.exit(f"error: {message}")
+
+
+def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
+    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
+    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
+    path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
+    script = os.path.basename(__file__)
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    saved, defaults = checkpoint["args"], vars(Args())
+    for name, value in vars(args).items():
+        if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
+            sys.exit(f"error: --{name.replace('_', '-')} {value} differs from the resumed run's {saved[name]}; "
+                     f"a resumed run keeps its settings (only {', '.join(RESUMABLE_FLAGS)} may change)")
+    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) != defaults[name]}
+    run_args = Args(**{**saved, **changed})
+    if run_args.total_timesteps < checkpoint["next_step"]:
+        sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
+    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
+
+
+def nonfinite(named_tensors) -> Optional[str]:
+    """Name of the first tensor holding NaN or inf, else None (one host sync per tensor: call it rarely)."""
+    return next((name for name, tensor in named_tensors if not torch.isfinite(tensor).all()), None)
+
+
+class ReplayBuffer:
+    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip).
+    `episode_ends` marks the last transition of each episode (terminated or truncated), so sequences stay inside one."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.obs = torch.empty((capacity, obs_dim), device=device)
+        self.actions = torch.empty((capacity, act_dim), device=device)
+        self.rewards = torch.empty((capacity,), device=device)
+        self.next_obs = torch.empty((capacity, obs_dim), device=device)
+        self.terminations = torch.empty((capacity,), device=device)
+        self.episode_ends = torch.empty((capacity,), device=device)
+
+    fields = ("obs", "actions", "rewards", "next_obs", "terminations", "episode_ends")
+
+    def add(self, obs, actions, rewards, next_obs, terminations, episode_ends):
+        """Add a batch of transitions (leading dimension = number of transitions)."""
+        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
+        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations, episode_ends)):
+            storage = getattr(self, name)
+            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def state_dict(self) -> dict:
+        """The filled rows only, so a young run's checkpoint stays small."""
+        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
+
+    def load_state_dict(self, state: dict):
+        self.size, self.pos = state["size"], state["pos"]
+        for name in self.fields:
+            getattr(self, name)[: self.size] = state[name]
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+    def sample_sequences(self, batch_size: int, length: int):
+        """`batch_size` runs of `length` consecutive transitions from one episode each: obs, actions, next_obs as
+        (length, batch, dim). An episode may end at a run's last transition only (official ALM's sample_seq)."""
+        oldest = (self.pos - self.size) % self.capacity
+        offsets = torch.arange(length, device=self.obs.device)
+        start = torch.randint(0, self.size - length + 1, (batch_size,), device=self.obs.device)
+        while True:  # redraw the runs that cross an episode end (a handful at most)
+            idx = (oldest + start[:, None] + offsets) % self.capacity  # (batch, length)
+            crossing = self.episode_ends[idx[:, :-1]].any(1)
+            if not crossing.any():
+                break
+            start[crossing] = torch.randint(0, self.size - length + 1, (int(crossing.sum()),), device=self.obs.device)
+        idx = idx.T  # (length, batch)
+        return self.obs[idx], self.actions[idx], self.next_obs[idx]
+
+
+class VectorizedLinear(nn.Module):
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+
+    def __init__(self, in_features: int, out_features: int, num_members: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
+        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x):
+        if x.dim() == 2:  # the same input for every member
+            x = x.expand(self.weight.shape[0], *x.shape)
+        return torch.baddbmm(self.bias, x, self.weight)  # bias added inside the batched matmul
+
+
+class VectorizedLayerNorm(nn.Module):
+    """LayerNorm over features with a separate gain and bias per member."""
+
+    def __init__(self, features: int, num_members: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
+
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+def orthogonal_init(module: nn.Module) -> nn.Module:
+    """ALM's initialization of every network: orthogonal weights, zero biases."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight)
+                m.bias.zero_()
+            elif isinstance(m, VectorizedLinear):  # weight (members, in, out): each member's (out, in) matrix orthogonal
+                for weight in m.weight:
+                    weight.copy_(nn.init.orthogonal_(torch.empty(weight.T.shape)).T)
+                m.bias.zero_()
+    return module
+
+
+def rsample(mean, std):
+    """A reparameterized sample of N(mean, std^2): gradients flow to mean and std."""
+    return mean + std * torch.randn_like(mean)
+
+
+def gaussian_kl(mean1, std1, mean2, std2):
+    """KL(N(mean1, std1^2) || N(mean2, std2^2)) of diagonal Gaussians, summed over the last dimension."""
+    return (torch.log(std2 / std1) + (std1 ** 2 + (mean1 - mean2) ** 2) / (2 * std2 ** 2) - 0.5).sum(-1)
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module):
+    """Gradients flow through these modules to their inputs, but none is computed for their weights."""
+    for m in modules:
+        m.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.requires_grad_(True)
+
+
+class GaussianMLP(nn.Module):
+    """Encoder q(z|s) and latent model m(z'|z,a): two ELU hidden layers, a diagonal Gaussian with the mean softly
+    bounded to +-30 and the std softly bounded to [0.1, 10] (official ALM)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, latent_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ELU(), nn.Linear(hidden_dim, hidden_dim), nn.ELU(),
+                                 nn.Linear(hidden_dim, 2 * latent_dim))
+
+    def forward(self, x):
+        mean, std = self.net(x).chunk(2, -1)
+        std = 10.0 - F.softplus(10.0 - std)
+        return 30 * torch.tanh(mean / 30), 0.1 + F.softplus(std - 0.1)
+
+
+class LatentMLP(nn.Module):
+    """Reward r(z,a) (1 output) and classifier C(z,a,z') (2 logits): Dense -> LayerNorm -> Tanh, Dense -> ELU, Dense."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.Tanh(),
+                                 nn.Linear(hidden_dim, hidden_dim), nn.ELU(), nn.Linear(hidden_dim, out_dim))
+
+    def forward(self, *inputs):
+        return self.net(torch.cat(inputs, -1))
+
+
+def classifier_reward(classifier, z, a, z_next):
+    """log p(real | z, a, z') - log p(model | z, a, z'): the classifier's estimate of log q(z'|s') / m(z'|z,a)."""
+    logits = classifier(z, a, z_next)
+    return logits[..., 1] - logits[..., 0]
+
+
+class QNetwork(nn.Module):
+    """The twin critics Q1, Q2 on latents as one module: every layer holds both, so the math below is written once."""
+
+    def __init__(self, latent_dim: int, act_dim: int, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+        super().__init__()
+        self.fc1 = VectorizedLinear(latent_dim + act_dim, hidden_dim, num_critics)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_critics)
+        self.fc3 = VectorizedLinear(hidden_dim, 1, num_critics)
+        self.norm1 = VectorizedLayerNorm(hidden_dim, num_critics)  # ALM: Dense -> LayerNorm -> Tanh, Dense -> ELU
+        self.norm2 = VectorizedLayerNorm(hidden_dim, num_critics) if layer_norm else nn.Identity()
+
+    def forward(self, z, a):
+        x = torch.cat([z, a], -1)
+        x = torch.tanh(self.norm1(self.fc1(x)))
+        x = F.elu(self.norm2(self.fc2(x)))
+        return self.fc3(x).squeeze(-1)  # (num_critics, batch)
+
+
+class Actor(nn.Module):
+    """Deterministic policy on latents: tanh output scaled to the env's action bounds."""
+
+    def __init__(self, env, latent_dim: int, hidden_dim: int):
+        super().__init__()
+        act_dim = np.prod(env.action_space.shape)
+        self.fc1 = nn.Linear(latent_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc_mu = nn.Linear(hidden_dim, act_dim)
+        # action rescaling from tanh's (-1, 1) to the env's bounds
+        high, low = env.action_space.high, env.action_space.low
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, z):
+        x = F.elu(self.fc1(z))
+        x = F.elu(self.fc2(x))
+        return torch.tanh(self.fc_mu(x)) * self.action_scale + self.action_bias
+
+    def sample(self, z, std: float, clip: Optional[float] = None):
+        """pi(z) plus Gaussian noise (std, clip in action-scale units), clamped to the bounds with a straight-through
+        gradient (official ALM's TruncatedNormal)."""
+        mean = self(z)
+        noise = torch.randn_like(mean) * std
+        if clip is not None:
+            noise = noise.clamp(-clip, clip)
+        action = mean + noise * self.action_scale
+        low, high = self.action_bias - self.action_scale, self.action_bias + self.action_scale
+        return action + (torch.max(torch.min(action, high), low) - action).detach()
+
+
+class ProgressLine:
+    """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
+
+    def __init__(self, total: int, first_step: int = 0, every: float = 10.0):
+        self.total, self.first_step, self.every, self.start, self.last = total, first_step, every, time.time(), 0.0
+
+    def __call__(self, step: int, eval_return: float, force: bool = False):
+        now = time.time()
+        if not force and (now - self.last < self.every or step == self.total):  # the final line is forced once
+            return
+        self.last = now
+        sps = (step - self.first_step) / max(now - self.start, 1e-9)
+        eta = f"{(self.total - step) / sps / 60:.1f} min" if sps > 0 else "?"
+        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | SPS {sps:.0f} | "
+              f"ETA {eta} | last eval return {eval_return:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    check_args(args)
+    checkpoint = None
+    if args.resume:  # the run's own settings, directory and state
+        checkpoint, args, run_dir = load_checkpoint(args)
+        run_name = checkpoint["run_name"]
+    if args.total_timesteps is None:
+        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+    if checkpoint is None:
+        run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = f"{args.log_dir}/{run_name}"
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # env setup: one env for training, a separate one for evaluation
+    try:
+        env = make_env(args.env, args.seed)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    eval_env = make_env(args.env, args.seed + 10_000)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+
+    start_step = checkpoint["next_step"] if checkpoint else 0
+    # a resumed run writes on in the same directory; purge_step drops what the stopped run logged after its checkpoint
+    writer = SummaryWriter(run_dir, purge_step=start_step if checkpoint else None)
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+        )
+    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}"
+          + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
+    stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
+
+    def init_agent():
+        """Fresh encoder, latent model, reward, classifier, actor, critics, targets and optimizers (at the start and
+        at each reset). ALM keeps no target actor; the critics' targets use the online actor."""
+        encoder = orthogonal_init(GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim)).to(device)
+        encoder_target = GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim).to(device)
+        encoder_target.load_state_dict(encoder.state_dict())
+        model = orthogonal_init(GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim)).to(device)
+        reward_net = orthogonal_init(LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1)).to(device)
+        classifier = orthogonal_init(LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2)).to(device)
+        actor = orthogonal_init(Actor(env, args.latent_dim, args.hidden_dim)).to(device)
+        qf = orthogonal_init(QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm)).to(device)
+        qf_target = QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        model_optimizer = torch.optim.Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr, foreach=True)
+        reward_optimizer = torch.optim.Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr, foreach=True)
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
+        return encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer
+
+    encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer = init_agent()
+    num_updates = 0  # gradient updates so far
+
+    def exploration_std(step: int) -> float:
+        """Policy noise std: linear from exploration_noise_start at learning_starts to exploration_noise_end."""
+        progress = min((step - args.learning_starts) / args.exploration_noise_steps, 1.0)
+        return args.exploration_noise_start + progress * (args.exploration_noise_end - args.exploration_noise_start)
+
+    def clip_grad_step(optimizer, loss):
+        """One clipped Adam step on `loss` (every ALM network clips its gradient norm to max_grad_norm)."""
+        optimizer.zero_grad()
+        loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+        optimizer.step()
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+    def evaluate():
+        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
+        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
+        returns, q_estimates, mc_returns = [], [], []
+        for _ in range(args.eval_episodes):
+            obs, _ = eval_env.reset()
+            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
+            while not done:
+                with torch.no_grad():  # deterministic: the encoder's mean latent, the actor's mean action
+                    action = actor(encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0])
+                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
+                episode_return += reward
+                mc_return += discount * reward
+                discount *= args.gamma
+                done = terminated or truncated
+            with torch.no_grad():
+                z0 = encoder(obs0)[0]
+                q_estimates.append(qf(z0, actor(z0)).min(0).values.item())  # min over the twin, as in the target
+            returns.append(episode_return)
+            mc_returns.append(mc_return)
+        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+
+    def log_eval(step: int) -> float:
+        eval_return, q_estimate, mc_return = evaluate()
+        writer.add_scalar("eval/return", eval_return, step)
+        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        return eval_return
+
+    def save_checkpoint(next_step: int):
+        """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
+        state = {
+            "script": os.path.basename(__file__), "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "agent": [m.state_dict() for m in (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)],
+            "rb": rb.state_dict(),
+            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
+            "loop": (obs, episode_return, episode_length, last_eval, num_updates),
+            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),
+        }
+        torch.save(state, f"{run_dir}/{CHECKPOINT}.tmp")
+        os.replace(f"{run_dir}/{CHECKPOINT}.tmp", f"{run_dir}/{CHECKPOINT}")
+
+    def check_finite(step: int):
+        """Q values growing is data (logged); NaN/inf stops the run, keeping the last checkpoint, written before it."""
+        bad = nonfinite([("alm_loss", alm_loss), ("qf_loss", qf_loss), ("actor_loss", actor_loss)]
+                        + [(f"{name}.{n}", p) for name, net in (("encoder", encoder), ("model", model), ("qf", qf), ("actor", actor))
+                           for n, p in net.named_parameters()])
+        if bad:
+            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
+            sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
+
+    if checkpoint is None:
+        # TRY NOT TO MODIFY: start the game
+        obs, _ = env.reset(seed=args.seed)
+        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
+    else:  # continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, loop state, RNGs
+        for module, state in zip((encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer), checkpoint["agent"]):
+            module.load_state_dict(state)
+        rb.load_state_dict(checkpoint["rb"])
+        set_env_state(env, checkpoint["env"])
+        set_env_state(eval_env, checkpoint["eval_env"])
+        obs, episode_return, episode_length, last_eval, num_updates = checkpoint["loop"]
+        random.setstate(checkpoint["rng"][0])
+        np.random.set_state(checkpoint["rng"][1])
+        torch.set_rng_state(checkpoint["rng"][2])
+        if device.type == "cuda" and checkpoint["rng"][3] is not None:
+            torch.cuda.set_rng_state_all(checkpoint["rng"][3])
+    progress = ProgressLine(args.total_timesteps, start_step)
+    start_time = time.time()
+
+    for global_step in range(start_step, args.total_timesteps):
+        if global_step % args.eval_interval == 0:
+            last_eval = log_eval(global_step)
+
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = env.action_space.sample()
+        else:
+            with torch.no_grad():  # a sampled latent, the actor's action plus decaying Gaussian noise (official ALM)
+                z = rsample(*encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[None]))
+                actions = actor.sample(z, exploration_std(global_step))
+            actions = actions[0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        episode_return += reward
+        episode_length += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        rb.add(obs[None], actions[None], [reward], next_obs[None], [float(terminated)], [float(terminated or truncated)])
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        if terminated or truncated:
+            writer.add_scalar("charts/episodic_return", episode_return, global_step)
+            writer.add_scalar("charts/episodic_length", episode_length, global_step)
+            obs, _ = env.reset()
+            episode_return, episode_length = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            std = exploration_std(global_step)
+            for _ in range(args.replay_ratio):
+                # the ALM objective (paper Sec. 3): encoder and model maximize the K-step lower bound
+                # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)), z_t+1 drawn from the model
+                seq_obs, seq_actions, seq_next_obs = rb.sample_sequences(args.batch_size, args.horizon)
+                with torch.no_grad():
+                    next_mean, next_std = encoder_target(seq_next_obs)  # (horizon, batch, latent)
+                z, latents, kl = rsample(*encoder(seq_obs[0])), [], 0.0
+                for t in range(args.horizon):
+                    latents.append(z)
+                    prior_mean, prior_std = model(torch.cat([z, seq_actions[t]], -1))
+                    kl = kl + gaussian_kl(prior_mean, prior_std, next_mean[t], next_std[t])
+                    z = rsample(prior_mean, prior_std)
+                with torch.no_grad():
+                    last_actions = actor.sample(z, std, args.noise_clip)
+                with frozen(reward_net, qf):
+                    model_rewards = reward_net(torch.stack(latents), seq_actions).squeeze(-1).sum(0)
+                    alm_loss = (kl - model_rewards - qf(z, last_actions).min(0).values).mean()
+                clip_grad_step(model_optimizer, alm_loss)
+
+                data_obs, data_actions, data_rewards, data_next_obs, data_terminations = rb.sample(args.batch_size)
+                with torch.no_grad():  # the rest learns on latents of the target encoder, a fresh sample for each use
+                    z_dist, z_next_dist = encoder_target(data_obs), encoder_target(data_next_obs)
+                    z_next_model = rsample(*model(torch.cat([rsample(*z_dist), data_actions], -1)))
+
+                # reward regression, and the classifier: real next latents (label 1) vs the model's (label 0), half each
+                z = rsample(*z_dist)
+                reward_loss = F.mse_loss(reward_net(z, data_actions).squeeze(-1), data_rewards)
+                fake = torch.randperm(args.batch_size, device=device)[: args.batch_size // 2]
+                z_next, labels = rsample(*z_next_dist), torch.ones(args.batch_size, dtype=torch.long, device=device)
+                z_next[fake], labels[fake] = z_next_model[fake], 0
+                classifier_loss = F.cross_entropy(classifier(z, data_actions, z_next), labels)
+                clip_grad_step(reward_optimizer, reward_loss + classifier_loss)
+
+                # twin critics on latents; target actions carry the clipped exploration noise (no target actor in ALM)
+                with torch.no_grad():
+                    z_next = rsample(*z_next_dist)
+                    next_state_actions = actor.sample(z_next, std, args.noise_clip)
+                    qf_next_target = qf_target(z_next, next_state_actions).min(0).values
+                    next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+                qf_values = qf(rsample(*z_dist), data_actions)
+                qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values))  # the twin losses' mean
+                clip_grad_step(q_optimizer, qf_loss)
+
+                z = rsample(*z_dist)
+                if args.synthetic_rollouts:
+                    # imagined K-step latent rollouts (paper Sec. 3.3): lambda-returns of r + lambda_cost * classifier
+                    # reward, bootstrapped by min Q; gradients reach the actor through model, reward and classifier
+                    latents, actions = [z], []
+                    with frozen(model, reward_net, classifier, qf):
+                        for t in range(args.horizon + 1):
+                            actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
+                            if t < args.horizon:
+                                latents.append(rsample(*model(torch.cat([latents[-1], actions[-1]], -1))))
+                        z_seq, a_seq = torch.stack(latents), torch.stack(actions)  # (horizon + 1, batch, .)
+                        imagined_rewards = reward_net(z_seq[:-1], a_seq[:-1]).squeeze(-1) + args.lambda_cost * \
+                            classifier_reward(classifier, z_seq[:-1], a_seq[:-1], z_seq[1:].detach())
+                        q_seq = qf(z_seq.flatten(0, 1), a_seq.detach().flatten(0, 1)).min(0).values.view(args.horizon + 1, -1)
+                    returns, ret = [], q_seq[-1]
+                    for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
+                        ret = imagined_rewards[t] + args.gamma * ((1 - args.return_lambda) * q_seq[t + 1] + args.return_lambda * ret)
+                        returns.insert(0, ret)
+                    discounts = args.gamma ** torch.arange(args.horizon, device=device)
+                    actor_loss = -(discounts[:, None] * torch.stack(returns)).mean()
+                else:  # no synthetic rollouts: the actor ascends min Q on encoded real states only
+                    with frozen(qf):
+                        actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(0).values.mean()
+                clip_grad_step(actor_optimizer, actor_loss)
+
+                # update the target networks
+                with torch.no_grad():
+                    for param, target_param in zip(encoder.parameters(), encoder_target.parameters()):
+                        target_param.lerp_(param, args.tau)
+                    for param, target_param in zip(qf.parameters(), qf_target.parameters()):
+                        target_param.lerp_(param, args.tau)
+                num_updates += 1
+
+            if global_step % args.log_interval == 0:
+                with torch.no_grad():  # the model's mean from the real latent vs the target encoder's of the real next state
+                    predicted = model(torch.cat([z_dist[0], data_actions], -1))[0]
+                    latent_error = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean()
+                writer.add_scalar("model/latent_error", latent_error.item(), global_step)
+                writer.add_scalar("losses/alm_loss", alm_loss.item(), global_step)
+                writer.add_scalar("losses/kl", kl.mean().item() / args.horizon, global_step)
+                writer.add_scalar("losses/reward_loss", reward_loss.item(), global_step)
+                writer.add_scalar("losses/classifier_loss", classifier_loss.item(), global_step)
+                writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item(), global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("charts/exploration_noise", std, global_step)
+                check_finite(global_step)
+        if global_step % args.log_interval == 0:
+            writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer = init_agent()
+            writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
+
+        if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
+            if global_step >= args.learning_starts:
+                check_finite(global_step)
+            save_checkpoint(global_step + 1)
+        if stop_signal:
+            sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
+                     f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
+        progress(global_step + 1, last_eval)
+
+    if args.total_timesteps % args.eval_interval == 0:
+        last_eval = log_eval(args.total_timesteps)
+    progress(args.total_timesteps, last_eval, force=True)
+    env.close()
+    eval_env.close()
+    writer.close()
