@@ -417,10 +417,10 @@ if __name__ == "__main__":
         qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
         qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
         qf_target.load_state_dict(qf.state_dict())
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
         log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
-        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, foreach=True)
+        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
         return actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer
 
     actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
@@ -499,6 +499,43 @@ if __name__ == "__main__":
         writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
         writer.add_scalar("diagnostics/mc_return", mc_return, step)
         return eval_return
+
+    def update(data):
+        """One gradient update of the critics, the actor and the temperature on the minibatch `data`."""
+        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
+        alpha = log_alpha.exp().detach()
+        with torch.no_grad():
+            next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
+            qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values - alpha * next_state_log_pi
+            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+        qf_values = qf(data_obs, data_actions)
+        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
+
+        # optimize the model
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+
+        pi, log_pi, _ = actor.get_action(data_obs)
+        qf.requires_grad_(False)  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
+        min_qf_pi = qf(data_obs, pi).min(0).values
+        qf.requires_grad_(True)
+        actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
+
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        actor_optimizer.step()
+
+        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+        a_optimizer.zero_grad()
+        alpha_loss.backward()
+        a_optimizer.step()
+
+        # update the target networks (one fused op over all parameters)
+        with torch.no_grad():
+            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
+        return qf_values, qf_loss, actor_loss, alpha, alpha_loss
 
     def save_checkpoint(next_step: int):
         """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
@@ -595,38 +632,7 @@ if __name__ == "__main__":
 
             tic = time.perf_counter()
             for _ in range(args.replay_ratio):
-                data_obs, data_actions, data_rewards, data_next_obs, data_terminations = sample_batch()
-                alpha = log_alpha.exp().detach()
-                with torch.no_grad():
-                    next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
-                    qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values - alpha * next_state_log_pi
-                    next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-                qf_values = qf(data_obs, data_actions)
-                qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
-
-                # optimize the model
-                q_optimizer.zero_grad()
-                qf_loss.backward()
-                q_optimizer.step()
-
-                pi, log_pi, _ = actor.get_action(data_obs)
-                min_qf_pi = qf(data_obs, pi).min(0).values
-                actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
-
-                actor_optimizer.zero_grad()
-                actor_loss.backward()
-                actor_optimizer.step()
-
-                alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
-                a_optimizer.zero_grad()
-                alpha_loss.backward()
-                a_optimizer.step()
-
-                # update the target networks
-                with torch.no_grad():
-                    for param, target_param in zip(qf.parameters(), qf_target.parameters()):
-                        target_param.lerp_(param, args.tau)
+                qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
             timings["sac_updates"] += time.perf_counter() - tic
 
             if global_step % args.log_interval == 0:
