@@ -1,0 +1,346 @@
+"""The paper's protocol as one command: every (experiment, task, seed) run as a subprocess on Ray, resumable.
+
+Each run is exactly what a user types, e.g. `python mbpo.py --env dmc:walker-run --seed 3 --total-timesteps 500000
+--log-dir <root>/mbpo/dmc_walker-run/seed_3`, so the script writes its run directory (event files, checkpoint.pt) under
+that fixed seed directory, beside `stdout.log` (the run's stdout and stderr, appended on every attempt) and, after it
+exits 0, `finished.json`. Invoking the sweep again
+- skips finished runs (a `finished.json` for at least the requested steps),
+- resumes interrupted ones (`python <script> --resume <run dir>` when a checkpoint.pt is there; a run killed before
+  its first checkpoint starts over, its partial run directory removed),
+- starts the rest, and lists the failed runs with their `stdout.log` at the end (they are retried on the next call).
+Runs are submitted seed by seed, so an early report already covers every task and experiment.
+
+    python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~2 h here)
+    python benchmark/sweep.py --address auto --gpus-per-run 0.25 --extra-flags=--cuda   # the paper's, on a cluster
+    python benchmark/sweep.py --experiments sac mbpo --tasks dmc:walker-run --seeds 1 2 --dry-run
+
+With no `--address` Ray starts a local instance using this machine's cores (`--num-cpus` caps it); `--address` joins
+an existing cluster, whose nodes must see this repository and the log root at the same paths (a shared filesystem).
+Runs get OMP_NUM_THREADS=1 unless it is set: these small networks gain little from intra-op threads, and parallel
+runs would oversubscribe the cores.
+
+The quick protocol (`--quick`, log root runs/sweep_quick) fits this 2-core CPU machine in about two hours: sac, mbpo
+and mbpo without synthetic rollouts (both MBPOs with `--model-early-stopping`: official MBPO's model-training rule,
+~10x cheaper on CPU than the paper code's fixed 5000 steps per retrain) on InvertedPendulum-v5, dmc:walker-run and
+dmc:cheetah-run, seeds 1 and 2, 3000 steps with 1000 random ones (paper: 10k), evaluated every 500 steps (10 episodes).
+InvertedPendulum is the Gym task where MBPO reaches 1000 within 3k steps (benchmark/results/mbpo.md); walker-run and
+cheetah-run are the DMC15 tasks where SAC's return rises earliest. Time, at the CPU speeds measured here with two runs
+at once (learning steps/s: mbpo 1.8 with early stopping, sac 60; random steps ~500/s; an evaluation episode <= 1 s):
+  mbpo run: 1000/500 + 2000/1.8 + 7 evaluations x 10 episodes x 1 s + ~5 s start = ~1190 s;  12 of them: 14,280 s
+  sac run:  1000/500 + 2000/60  + 70 + 5                                          = ~110 s;   6 of them:    660 s
+  18 runs on 2 cores: (14,280 + 660) / 2 = ~7,470 s = ~2.1 h (`--quick --dry-run` prints this estimate).
+Three seeds would take ~3 h, and 10k steps ~8 h. 2000 learning steps show the pipeline end to end and the first trend
+(InvertedPendulum learns; DMC barely moves); they cannot settle the paper's 300k/500k-step question.
+"""
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FINISHED = "finished.json"  # written into a seed directory after its run exits 0
+LOG = "stdout.log"
+CHECKPOINT = "checkpoint.pt"  # what every algorithm script saves in its run directory
+
+GYM = [f"{name}-v5" for name in ("InvertedPendulum", "Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid")]
+DMC15 = [f"dmc:{task}" for task in (
+    "acrobot-swingup", "cheetah-run", "finger-turn_hard", "fish-swim", "hopper-hop", "hopper-stand", "humanoid-run",
+    "humanoid-stand", "humanoid-walk", "pendulum-swingup", "quadruped-run", "quadruped-walk", "reacher-hard",
+    "swimmer-swimmer6", "walker-run")]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An algorithm script with fixed flags: a method or one of the paper's variants of it."""
+    algorithm: str  # the script's stem: runs `python {algorithm}.py`
+    variant: str = "default"
+    flags: tuple[str, ...] = ()
+    suites: tuple[str, ...] = ("gym", "dmc")
+    baseline: str | None = None  # the experiment it is measured against (probability of improvement)
+
+    @property
+    def name(self) -> str:
+        return self.algorithm if self.variant == "default" else f"{self.algorithm}_{self.variant}"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    tasks: dict[str, list[str]]  # suite -> env ids
+    total_timesteps: dict[str, int]  # suite -> env steps per run
+    seeds: tuple[int, ...]
+    experiments: tuple[Experiment, ...]
+    flags: tuple[str, ...] = ()  # passed to every run (before the experiment's own flags)
+
+
+RESET = ("--reset-interval", "128000")  # paper Sec. 5: resets every 128k env steps
+# the paper's runs: MBPO vs SAC and ALM vs TD3 on both suites; its diagnoses of the DMC failure on DMC15
+PAPER = Protocol(
+    tasks={"gym": GYM, "dmc": DMC15},
+    total_timesteps={"gym": 300_000, "dmc": 500_000},
+    seeds=(1, 2, 3, 4, 5, 6),
+    experiments=(
+        Experiment("sac"),
+        Experiment("mbpo", baseline="sac"),
+        Experiment("mbpo", "no_rollouts", ("--no-synthetic-rollouts",), baseline="sac"),
+        Experiment("td3"),
+        Experiment("alm", baseline="td3"),
+        Experiment("alm", "no_rollouts", ("--no-synthetic-rollouts",), ("dmc",), baseline="td3"),
+        Experiment("mbpo", "resets", RESET, ("dmc",), baseline="sac"),
+        Experiment("mbpo", "layer_norm", ("--layer-norm",), ("dmc",), baseline="sac"),
+        Experiment("sac", "rr20", ("--replay-ratio", "20"), ("dmc",), baseline="sac"),
+        Experiment("mbpo_perfect_model", suites=("dmc",), baseline="sac"),
+    ),
+)
+EARLY_STOP = ("--model-early-stopping",)  # ~10x cheaper model training on CPU (see the docstring)
+QUICK = Protocol(
+    tasks={"gym": ["InvertedPendulum-v5"], "dmc": ["dmc:walker-run", "dmc:cheetah-run"]},
+    total_timesteps={"gym": 3000, "dmc": 3000},
+    seeds=(1, 2),
+    experiments=(
+        Experiment("sac"),
+        Experiment("mbpo", flags=EARLY_STOP, baseline="sac"),
+        Experiment("mbpo", "no_rollouts", ("--no-synthetic-rollouts", *EARLY_STOP), baseline="sac"),
+    ),
+    flags=("--learning-starts", "1000", "--eval-interval", "500"),
+)
+EXPERIMENTS = {e.name: e for e in PAPER.experiments}
+
+# learning-phase env steps/s of one run on one CPU core, measured here (benchmark/results/): sac and td3 60-100; mbpo
+# 1.5 at the paper's defaults alone on a quiet machine (0.4-0.75 loaded), 1.8 with early stopping two at once;
+# mbpo_perfect_model ~2 (460 ms of SAC updates per step, loaded). alm: not measured yet.
+CPU_SPEED = {"sac": 60, "td3": 60, "mbpo": 0.75, "mbpo_early_stopping": 1.8, "mbpo_perfect_model": 2.0}
+RANDOM_SPEED, EVAL_EPISODE_S, START_S = 500, 1.0, 5  # random-action steps/s; seconds per evaluation episode; start-up
+
+
+def suite_of(task: str) -> str:
+    return "dmc" if task.startswith("dmc:") else "gym"
+
+
+def task_dir(task: str) -> str:
+    """The directory name of a task, as the scripts spell env ids in run names (':' -> '_')."""
+    return task.replace(":", "_")
+
+
+@dataclass(frozen=True)
+class Run:
+    experiment: Experiment
+    task: str
+    seed: int
+    total_timesteps: int
+    flags: tuple[str, ...]  # the protocol's, the experiment's, then --extra-flags
+    log_dir: Path  # <root>/<experiment>/<task>/seed_<k>: the script's --log-dir
+
+    def command(self) -> list[str]:
+        """The command line of a fresh run (without the python executable)."""
+        return [f"{self.experiment.algorithm}.py", "--env", self.task, "--seed", str(self.seed),
+                "--total-timesteps", str(self.total_timesteps), "--log-dir", str(self.log_dir), *self.flags]
+
+    def resume_command(self, run_dir: Path, extra_flags: tuple[str, ...]) -> list[str]:
+        """Continue `run_dir`; the checkpoint holds every other setting."""
+        return [f"{self.experiment.algorithm}.py", "--resume", str(run_dir),
+                "--total-timesteps", str(self.total_timesteps), *extra_flags]
+
+    def state(self) -> tuple[str, Path | None]:
+        """('finished', None), ('resume', run dir holding the newest checkpoint) or ('start', None)."""
+        marker = self.log_dir / FINISHED
+        if marker.is_file() and json.loads(marker.read_text()).get("total_timesteps", 0) >= self.total_timesteps:
+            return "finished", None
+        checkpoints = sorted(self.log_dir.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
+        return ("resume", checkpoints[-1].parent) if checkpoints else ("start", None)
+
+    def label(self) -> str:
+        return f"{self.experiment.name} {self.task} seed {self.seed}"
+
+
+def plan(protocol: Protocol, root: Path, experiments: list[str] | None = None, tasks: list[str] | None = None,
+         seeds: list[int] | None = None, total_timesteps: int | None = None,
+         extra_flags: tuple[str, ...] = ()) -> list[Run]:
+    """The protocol's runs (optionally narrowed), ordered seed by seed, then task, then experiment."""
+    runs = []
+    for seed in seeds or protocol.seeds:
+        for suite, suite_tasks in protocol.tasks.items():
+            for task in suite_tasks:
+                if tasks and task not in tasks:
+                    continue
+                for e in protocol.experiments:
+                    if suite in e.suites and (not experiments or e.name in experiments):
+                        runs.append(Run(e, task, seed, total_timesteps or protocol.total_timesteps[suite],
+                                        (*protocol.flags, *e.flags, *extra_flags),
+                                        root / e.name / task_dir(task) / f"seed_{seed}"))
+    return runs
+
+
+def flag_value(flags: tuple[str, ...], name: str, default: int) -> int:
+    """The last value given to `name` in `flags` (as `--name V` or `--name=V`), else `default`."""
+    value = default
+    for i, flag in enumerate(flags):
+        if flag == name and i + 1 < len(flags):
+            value = int(flags[i + 1])
+        elif flag.startswith(name + "="):
+            value = int(flag.split("=", 1)[1])
+    return value
+
+
+def cpu_seconds(run: Run) -> float | None:
+    """Estimated wall seconds of `run` on one CPU core here (None: no speed measured for its script)."""
+    algorithm = run.experiment.algorithm
+    if algorithm == "mbpo" and "--model-early-stopping" in run.flags:
+        algorithm = "mbpo_early_stopping"
+    if algorithm not in CPU_SPEED:
+        return None
+    random_steps = min(flag_value(run.flags, "--learning-starts", 10_000), run.total_timesteps)
+    evals = run.total_timesteps // flag_value(run.flags, "--eval-interval", 5000) + 1
+    return (START_S + random_steps / RANDOM_SPEED + (run.total_timesteps - random_steps) / CPU_SPEED[algorithm]
+            + evals * flag_value(run.flags, "--eval-episodes", 10) * EVAL_EPISODE_S)
+
+
+def estimate(runs: list[Run], slots: int) -> str:
+    """Total CPU time and the wall time on `slots` parallel runs (longest first to the least loaded slot)."""
+    seconds = [cpu_seconds(run) for run in runs]
+    unknown = sorted({run.experiment.algorithm for run, s in zip(runs, seconds) if s is None})
+    known = sorted((s for s in seconds if s is not None), reverse=True)
+    loads = [0.0] * slots
+    for s in known:
+        loads[loads.index(min(loads))] += s
+    text = (f"estimated CPU time {sum(known) / 3600:.1f} h, wall time on {slots} parallel run(s) "
+            f"{max(loads) / 3600:.1f} h (one core per run, speeds measured on this 2-core machine)")
+    return text + (f"; no CPU speed known for {', '.join(unknown)}: not counted" if unknown else "")
+
+
+def execute(root: str, command: list[str], log_dir: str, total_timesteps: int, fresh: bool) -> int:
+    """Run one script to its end on a Ray worker; its exit status. Writes FINISHED after exit 0."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / FINISHED).unlink(missing_ok=True)
+    if fresh:  # a run killed before its first checkpoint: nothing to resume, its partial logs would be a second run
+        for stale in log_dir.iterdir():
+            if stale.is_dir():
+                shutil.rmtree(stale)
+    env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    command = [sys.executable, *command]
+    start = time.time()
+    with open(log_dir / LOG, "a") as log:
+        log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            status = process.wait()
+        except BaseException:  # cancelled (Ctrl-C on the sweep): SIGTERM makes the script save a checkpoint and exit
+            process.terminate()
+            process.wait()
+            raise
+    if status == 0:
+        (log_dir / FINISHED).write_text(json.dumps({"total_timesteps": total_timesteps, "command": command,
+                                                    "wall_s": round(time.time() - start, 1)}) + "\n")
+    return status
+
+
+def sweep(runs: list[Run], args: argparse.Namespace) -> int:
+    """Start or resume every unfinished run on Ray; 0 when all runs are finished."""
+    states = {run: run.state() for run in runs}
+    todo = [run for run in runs if states[run][0] != "finished"]
+    print(f"{len(runs)} runs: {len(runs) - len(todo)} finished (skipped), "
+          f"{sum(states[r][0] == 'resume' for r in todo)} to resume, {sum(states[r][0] == 'start' for r in todo)} to start",
+          flush=True)
+    failed = []
+    if todo:
+        import ray  # only a sweep with work to do pays for Ray's start-up
+
+        try:
+            ray.init(address=args.address, num_cpus=None if args.address else args.num_cpus,
+                     include_dashboard=False, log_to_driver=False,
+                     object_store_memory=None if args.address else 100 * 1024 ** 2)
+        except Exception as e:
+            sys.exit(f"error: cannot start or reach Ray at {args.address or 'a local instance'}: {e}")
+        task = ray.remote(execute).options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=0)
+        pending = {}
+        for run in todo:
+            state, run_dir = states[run]
+            command = run.resume_command(run_dir, tuple(args.extra_flags)) if state == "resume" else run.command()
+            pending[task.remote(str(ROOT), command, str(run.log_dir), run.total_timesteps, state == "start")] = run
+        try:
+            for done_count in range(1, len(todo) + 1):
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                run = pending.pop(ref)
+                try:
+                    status = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    status = type(e).__name__
+                if status != 0:
+                    failed.append(run)
+                print(f"[{done_count}/{len(todo)}] {run.label()}: "
+                      f"{'finished' if status == 0 else f'FAILED (exit {status})'}", flush=True)
+        except KeyboardInterrupt:  # each cancelled task SIGTERMs its run, which saves a checkpoint
+            for ref in pending:
+                ray.cancel(ref)
+            ray.wait(list(pending), num_returns=len(pending), timeout=300)
+            sys.exit(f"interrupted: {len(pending)} runs stopped at a checkpoint; the same command resumes them")
+        finally:
+            ray.shutdown()
+    for run in failed:
+        print(f"failed: {run.label()}: {run.log_dir / LOG}")
+    return 1 if failed else 0
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        sys.exit(f"error: {message}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the reduced protocol sized for a 2-core CPU machine")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="log root, runs go to <root>/<experiment>/<task>/seed_<k> (runs/sweep, --quick: runs/sweep_quick)")
+    parser.add_argument("--experiments", nargs="+", help="only these experiments of the protocol")
+    parser.add_argument("--tasks", nargs="+", help="only these tasks of the protocol (Hopper-v5, dmc:walker-run)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="these seeds instead of the protocol's")
+    parser.add_argument("--total-timesteps", type=int, help="env steps per run instead of the protocol's")
+    parser.add_argument("--extra-flags", type=shlex.split, default=[],
+                        help="flags appended to every run's command, as one string: --extra-flags='--cuda'")
+    parser.add_argument("--address", help="an existing Ray cluster (`auto`, or host:port); default: start a local one")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all of this machine's)")
+    parser.add_argument("--cpus-per-run", type=float, default=1, help="Ray CPUs reserved per run (default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=0, help="Ray GPUs reserved per run (default 0; 0.25 shares a GPU by 4)")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs and their count, start nothing")
+    args = parser.parse_args(argv)
+    protocol = QUICK if args.quick else PAPER
+    names = [e.name for e in protocol.experiments]
+    tasks = [t for suite_tasks in protocol.tasks.values() for t in suite_tasks]
+    checks = [
+        (args.experiments and set(args.experiments) - set(names), f"--experiments: unknown {sorted(set(args.experiments or []) - set(names))}; the protocol has {', '.join(names)}"),
+        (args.tasks and set(args.tasks) - set(tasks), f"--tasks: unknown {sorted(set(args.tasks or []) - set(tasks))}; the protocol has {', '.join(tasks)}"),
+        (args.seeds and min(args.seeds) < 0, f"--seeds must be >= 0, got {args.seeds}"),
+        (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
+        (args.num_cpus is not None and args.num_cpus < 1, f"--num-cpus must be >= 1, got {args.num_cpus}"),
+        (args.cpus_per_run <= 0, f"--cpus-per-run must be > 0, got {args.cpus_per_run}"),
+        (args.gpus_per_run < 0, f"--gpus-per-run must be >= 0, got {args.gpus_per_run}"),
+        (args.address and args.num_cpus, "--num-cpus sizes a local Ray instance; a cluster given by --address has its own"),
+    ]
+    for bad, message in checks:
+        if bad:
+            parser.error(message)
+    args.protocol = protocol
+    args.root = args.root or ROOT / "runs" / ("sweep_quick" if args.quick else "sweep")
+    return args
+
+
+if __name__ == "__main__":
+    args = parse_args(sys.argv[1:])
+    runs = plan(args.protocol, args.root.resolve(), args.experiments, args.tasks, args.seeds, args.total_timesteps,
+                tuple(args.extra_flags))
+    if args.dry_run:
+        for run in runs:
+            state, run_dir = run.state()
+            command = run.resume_command(run_dir, tuple(args.extra_flags)) if state == "resume" else run.command()
+            print(f"{state:8} python {shlex.join(command)}")
+        slots = max(1, int((args.num_cpus or os.cpu_count()) // args.cpus_per_run))
+        print(f"{len(runs)} runs ({sum(run.state()[0] == 'finished' for run in runs)} finished); {estimate(runs, slots)}")
+        sys.exit(0)
+    sys.exit(sweep(runs, args))
