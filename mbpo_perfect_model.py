@@ -2,6 +2,7 @@
 # replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
 import contextlib
 import io
+import math
 import os
 import random
 import signal
@@ -116,15 +117,17 @@ def parse_args() -> Args:
 def check_args(args: Args) -> None:
     """Exit with one line naming the bad value and what is allowed."""
     errors = [
+        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
         (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
         (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
         (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
         (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
         (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
-        (args.policy_lr <= 0 or args.q_lr <= 0, f"learning rates must be > 0, got {args.policy_lr} and {args.q_lr}"),
+        (not (0 < args.policy_lr < math.inf and 0 < args.q_lr < math.inf), f"learning rates must be finite and > 0, got {args.policy_lr} and {args.q_lr}"),
         (args.hidden_dim < 1, f"--hidden-dim must be >= 1, got {args.hidden_dim}"),
-        (args.init_alpha <= 0, f"--init-alpha must be > 0, got {args.init_alpha}"),
+        (not 0 < args.init_alpha < math.inf, f"--init-alpha must be finite and > 0, got {args.init_alpha}"),
+        (not math.isfinite(args.target_entropy_scale), f"--target-entropy-scale must be finite, got {args.target_entropy_scale}"),
         (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
         (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
         (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
@@ -230,11 +233,15 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.capacity, self.size, self.pos = capacity, 0, 0
-        self.obs = torch.empty((capacity, obs_dim), device=device)
-        self.actions = torch.empty((capacity, act_dim), device=device)
-        self.rewards = torch.empty((capacity,), device=device)
-        self.next_obs = torch.empty((capacity, obs_dim), device=device)
-        self.terminations = torch.empty((capacity,), device=device)
+        try:
+            self.obs = torch.empty((capacity, obs_dim), device=device)
+            self.actions = torch.empty((capacity, act_dim), device=device)
+            self.rewards = torch.empty((capacity,), device=device)
+            self.next_obs = torch.empty((capacity, obs_dim), device=device)
+            self.terminations = torch.empty((capacity,), device=device)
+        except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
+            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
+                     f"({capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminations")
 
@@ -376,6 +383,10 @@ if __name__ == "__main__":
     if checkpoint is None:
         run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
         run_dir = f"{args.log_dir}/{run_name}"
+        try:
+            os.makedirs(run_dir)
+        except OSError as e:
+            sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)

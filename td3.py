@@ -1,6 +1,7 @@
 # TD3 (Fujimoto et al. 2018), the model-free counterpart of ALM in "Stealing That Free Lunch" (arXiv 2412.14312)
 import contextlib
 import io
+import math
 import os
 import random
 import signal
@@ -102,17 +103,18 @@ def parse_args() -> Args:
 def check_args(args: Args) -> None:
     """Exit with one line naming the bad value and what is allowed."""
     errors = [
+        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
         (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
         (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
         (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
         (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
         (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
-        (args.policy_lr <= 0 or args.q_lr <= 0, f"learning rates must be > 0, got {args.policy_lr} and {args.q_lr}"),
+        (not (0 < args.policy_lr < math.inf and 0 < args.q_lr < math.inf), f"learning rates must be finite and > 0, got {args.policy_lr} and {args.q_lr}"),
         (args.hidden_dim < 1, f"--hidden-dim must be >= 1, got {args.hidden_dim}"),
-        (args.exploration_noise < 0, f"--exploration-noise must be >= 0, got {args.exploration_noise}"),
-        (args.policy_noise < 0, f"--policy-noise must be >= 0, got {args.policy_noise}"),
-        (args.noise_clip < 0, f"--noise-clip must be >= 0, got {args.noise_clip}"),
+        (not 0 <= args.exploration_noise < math.inf, f"--exploration-noise must be finite and >= 0, got {args.exploration_noise}"),
+        (not 0 <= args.policy_noise < math.inf, f"--policy-noise must be finite and >= 0, got {args.policy_noise}"),
+        (not 0 <= args.noise_clip < math.inf, f"--noise-clip must be finite and >= 0, got {args.noise_clip}"),
         (args.policy_frequency < 1, f"--policy-frequency must be >= 1, got {args.policy_frequency}"),
         (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
         (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
@@ -161,11 +163,15 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.capacity, self.size, self.pos = capacity, 0, 0
-        self.obs = torch.empty((capacity, obs_dim), device=device)
-        self.actions = torch.empty((capacity, act_dim), device=device)
-        self.rewards = torch.empty((capacity,), device=device)
-        self.next_obs = torch.empty((capacity, obs_dim), device=device)
-        self.terminations = torch.empty((capacity,), device=device)
+        try:
+            self.obs = torch.empty((capacity, obs_dim), device=device)
+            self.actions = torch.empty((capacity, act_dim), device=device)
+            self.rewards = torch.empty((capacity,), device=device)
+            self.next_obs = torch.empty((capacity, obs_dim), device=device)
+            self.terminations = torch.empty((capacity,), device=device)
+        except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
+            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
+                     f"({capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminations")
 
@@ -287,6 +293,10 @@ if __name__ == "__main__":
     if checkpoint is None:
         run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
         run_dir = f"{args.log_dir}/{run_name}"
+        try:
+            os.makedirs(run_dir)
+        except OSError as e:
+            sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)

@@ -1,21 +1,34 @@
-"""SAC update throughput on this machine: sac.py's fused twin critic beside a naive two-copy twin critic.
+"""Speed against the hardware limit: each script's gradient update and mbpo.py end to end, as fractions of what the
+measured fp32 matmul peak allows, beside a textbook SAC update.
 
-    python benchmark/speed.py                      # Hopper-v5 sizes, batch 256, CPU, 1 thread
-    python benchmark/speed.py --env dmc:walker-walk --updates 500 --rounds 5
-    python benchmark/speed.py --mbpo-steps 250      # also mbpo.py end to end: env steps/s and its time split
+    python benchmark/speed.py                       # Hopper-v5 sizes, batch 256, CPU, 1 thread (the scripts' default)
+    python benchmark/speed.py --mbpo-steps 250      # plus mbpo.py end to end (one model retrain and 250 env steps)
+    python benchmark/speed.py --cuda                # on a GPU
 
-Both variants run the same SAC update (sac.py's networks and losses; only the critic module and its optimizer
-differ) and are timed in alternating rounds within one process, so machine load hits both alike: compare the ratio,
-not the absolute numbers. The naive critic is the textbook form (CleanRL's): two separate MLPs evaluated one after
-the other, and Adam's per-parameter loop. Also prints the fp32 matmul rate (256x256) measured in the same run.
-With --mbpo-steps N it then runs `mbpo.py` itself (paper defaults: replay ratio 20, model retrained every 250 steps
-for 5000 gradient steps, 400 rollouts per step) for N learning steps after 1000 random ones, and prints its env
-steps/s and where the time went.
+What it does, in one process, so machine load hits every number alike (compare ratios, not absolute times):
+1. Peak: the best fp32 matmul rate over square sizes 256, 512 and 1024, measured before and after the timing rounds.
+2. Each script's own update: sac.py, td3.py and mbpo.py are run in-process for a few steps (runpy, the user's code
+   path) and their `update(data)` function, the one their training loop calls, is timed on minibatches from their
+   replay buffer. Its FLOPs are counted analytically from the layer sizes: forward 2*in*out per sample and layer, and
+   in the backward pass only the gradients the loss needs (weights being trained; inputs of all but the first layer,
+   or of every critic layer where the gradient flows on to the actor's action).
+3. Textbook reference: the same SAC math in its textbook form (CleanRL's): two separate critic MLPs, Adam's
+   per-parameter loop, torch.distributions with argument validation, a Python loop for the target update, critic
+   weight gradients computed (and discarded) in the actor loss.
+4. With --mbpo-steps N: mbpo.py at the paper's defaults (replay ratio 20, 5000 model steps every 250 env steps, 400
+   rollouts per step) for N env steps after 1000 random ones; its env steps/s over the learning phase beside the rate
+   its FLOPs per env step allow at the measured peak.
 """
+import contextlib
+import io
+import os
 import re
+import runpy
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,29 +47,110 @@ from utils import make_env  # noqa: E402
 @dataclass
 class Args:
     env: str = "Hopper-v5"
-    """env whose observation/action sizes set the network shapes"""
+    """env whose observation and action sizes set the network shapes"""
     batch_size: int = 256
     """minibatch size of each update (paper: 256)"""
-    updates: int = 300
+    updates: int = 200
     """updates per timed round"""
     rounds: int = 5
-    """alternating rounds per variant; the median round is reported"""
+    """alternating timing rounds; the median round is reported"""
     torch_threads: int = 1
-    """CPU threads for torch (as the scripts' --torch-threads)"""
+    """CPU threads for torch, as the scripts' --torch-threads (peak and updates use the same count)"""
+    cuda: bool = False
+    """time on the GPU instead of the CPU"""
     mbpo_steps: int = 0
-    """if > 0, also time mbpo.py end to end for this many learning steps (250 = one model retrain and its steps)"""
+    """if > 0, also run mbpo.py end to end for this many learning env steps (250 = one model retrain and its steps)"""
 
 
-class TwoCopyCritic(nn.Module):
-    """The textbook twin critic: two independent MLPs, each layer written and run twice."""
+def forward_flops(dims: list[int]) -> int:
+    """Multiply-adds x2 of one forward pass of an MLP with layer sizes `dims`, per sample."""
+    return sum(2 * i * o for i, o in zip(dims[:-1], dims[1:]))
 
-    def __init__(self, env, hidden_dim: int):
+
+def backward_flops(dims: list[int], weights: bool, first_input: bool) -> int:
+    """Per sample: weight gradients (if trained) plus input gradients of every layer but the first (unless needed)."""
+    inputs = forward_flops(dims) - (0 if first_input else 2 * dims[0] * dims[1])
+    return (forward_flops(dims) if weights else 0) + inputs
+
+
+def sac_update_flops(obs: int, act: int, hidden: int, batch: int) -> int:
+    """The FLOPs one SAC update needs: target, twin critic loss, actor loss through the frozen twin critic."""
+    actor, critic = [obs, hidden, hidden, 2 * act], [obs + act, hidden, hidden, 1]
+    target = forward_flops(actor) + 2 * forward_flops(critic)
+    critic_loss = 2 * (forward_flops(critic) + backward_flops(critic, weights=True, first_input=False))
+    actor_loss = (forward_flops(actor) + backward_flops(actor, weights=True, first_input=False)
+                  + 2 * (forward_flops(critic) + backward_flops(critic, weights=False, first_input=True)))
+    return batch * (target + critic_loss + actor_loss)
+
+
+def td3_update_flops(obs: int, act: int, hidden: int, batch: int, policy_frequency: int = 2) -> float:
+    """TD3: target (target actor, twin target critics), twin critic loss, and every policy_frequency-th update the
+    actor loss through Q1 alone."""
+    actor, critic = [obs, hidden, hidden, act], [obs + act, hidden, hidden, 1]
+    target = forward_flops(actor) + 2 * forward_flops(critic)
+    critic_loss = 2 * (forward_flops(critic) + backward_flops(critic, weights=True, first_input=False))
+    actor_loss = (forward_flops(actor) + backward_flops(actor, weights=True, first_input=False)
+                  + forward_flops(critic) + backward_flops(critic, weights=False, first_input=True))
+    return batch * (target + critic_loss + actor_loss / policy_frequency)
+
+
+def mbpo_step_flops(obs: int, act: int, a: "Args", mbpo) -> float:
+    """FLOPs per env step of mbpo.py at its defaults: replay-ratio SAC updates, the model's training amortized over
+    its retrain interval, and the rollouts (actor plus every ensemble member on each start state)."""
+    d = mbpo.Args()
+    model = [obs + act] + [d.model_hidden_dim] * 4 + [2 * (obs + 1)]
+    model_step = d.ensemble_size * d.model_batch_size * (forward_flops(model) + backward_flops(model, True, False))
+    rollouts = d.rollouts_per_step * (forward_flops([obs, d.hidden_dim, d.hidden_dim, 2 * act])
+                                      + d.ensemble_size * forward_flops(model))
+    sac_updates = d.replay_ratio * sac_update_flops(obs, act, d.hidden_dim, d.batch_size)
+    return sac_updates + d.model_train_steps / d.model_train_freq * model_step + rollouts
+
+
+def synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: torch.device, seconds: float = 0.5) -> float:
+    """Best fp32 matmul GFLOP/s over square sizes 256, 512, 1024."""
+    rates = []
+    for n in (256, 512, 1024):
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        a @ b
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(10):
+                a @ b
+            count += 10
+            synchronize(device)
+        rates.append(count * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return max(rates)
+
+
+def script_update(script: str, a: Args, log_dir: str):
+    """Run `script` for a few steps in this process (as `python script ...` would) and return its `update` function
+    with a sampler of minibatches from its replay buffer."""
+    extra = ["--model-train-steps", "1", "--rollouts-per-step", "1"] if script == "mbpo.py" else []
+    sys.argv = [script, "--env", a.env, "--batch-size", str(a.batch_size), "--learning-starts", str(a.batch_size),
+                "--total-timesteps", str(a.batch_size + 1), "--eval-episodes", "1", "--checkpoint-interval", "0",
+                "--torch-threads", str(a.torch_threads), "--log-dir", log_dir, "--cuda" if a.cuda else "--no-cuda", *extra]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
+        run = runpy.run_path(str(ROOT / script), run_name="__main__")
+    for sig, handler in handlers.items():  # Ctrl-C stops the benchmark again, not a checkpoint handler
+        signal.signal(sig, handler)
+    return run["update"], lambda: run["rb"].sample(a.batch_size)
+
+
+class TwoCriticsTextbook(nn.Module):
+    """The textbook twin critic: two independent MLPs, each evaluated on its own."""
+
+    def __init__(self, in_dim: int, hidden: int):
         super().__init__()
-        in_dim = env.observation_space.shape[0] + env.action_space.shape[0]
 
         def mlp():
-            return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-                                 nn.Linear(hidden_dim, 1))
+            return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
 
         self.q1, self.q2 = mlp(), mlp()
 
@@ -65,96 +159,115 @@ class TwoCopyCritic(nn.Module):
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
 
 
-def make_update(env, make_critic, fused: bool, batch_size: int):
-    """One SAC update as in sac.py (critic, actor, temperature, target), on a fixed random batch."""
-    actor, critic, critic_target = sac.Actor(env, 256), make_critic(), make_critic()
-    critic_target.load_state_dict(critic.state_dict())
-    q_optimizer = torch.optim.Adam(critic.parameters(), lr=3e-4, foreach=fused)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, foreach=fused)
-    log_alpha = torch.zeros((), requires_grad=True)
-    a_optimizer = torch.optim.Adam([log_alpha], lr=3e-4, foreach=fused)
+def textbook_sac_update(env, device: torch.device, sample):
+    """SAC's update written the textbook way (see the module docstring); same math as sac.py's."""
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    obs, next_obs = torch.randn(batch_size, obs_dim), torch.randn(batch_size, obs_dim)
-    actions, rewards, terminations = torch.rand(batch_size, act_dim) * 2 - 1, torch.randn(batch_size), torch.zeros(batch_size)
-    target_entropy = -0.5 * act_dim
+    actor = sac.Actor(env, 256).to(device)
+    qf, qf_target = TwoCriticsTextbook(obs_dim + act_dim, 256).to(device), TwoCriticsTextbook(obs_dim + act_dim, 256).to(device)
+    qf_target.load_state_dict(qf.state_dict())
+    q_optimizer = torch.optim.Adam(qf.parameters(), lr=3e-4, foreach=False)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, foreach=False)
+    log_alpha = torch.zeros((), device=device, requires_grad=True)
+    a_optimizer = torch.optim.Adam([log_alpha], lr=3e-4, foreach=False)
 
-    def update():
+    def update(data):
+        torch.distributions.Distribution.set_default_validate_args(True)  # the library default
+        obs, actions, rewards, next_obs, terminations = data
         alpha = log_alpha.exp().detach()
         with torch.no_grad():
             next_actions, next_log_pi, _ = actor.get_action(next_obs)
-            target = rewards + (1 - terminations) * 0.99 * (critic_target(next_obs, next_actions).min(0).values - alpha * next_log_pi)
-        q_values = critic(obs, actions)
-        q_loss = F.mse_loss(q_values, target.expand_as(q_values), reduction="none").mean(1).sum()
+            target = rewards + (1 - terminations) * 0.99 * (qf_target(next_obs, next_actions).min(0).values - alpha * next_log_pi)
+        q1, q2 = qf(obs, actions)
+        qf_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         q_optimizer.zero_grad()
-        q_loss.backward()
+        qf_loss.backward()
         q_optimizer.step()
         pi, log_pi, _ = actor.get_action(obs)
-        actor_loss = (alpha * log_pi - critic(obs, pi).min(0).values).mean()
+        actor_loss = (alpha * log_pi - qf(obs, pi).min(0).values).mean()
         actor_optimizer.zero_grad()
         actor_loss.backward()
         actor_optimizer.step()
-        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+        alpha_loss = (-log_alpha.exp() * (log_pi.detach() - 0.5 * act_dim)).mean()
         a_optimizer.zero_grad()
         alpha_loss.backward()
         a_optimizer.step()
         with torch.no_grad():
-            for param, target_param in zip(critic.parameters(), critic_target.parameters()):
-                target_param.lerp_(param, 0.005)
+            for param, target_param in zip(qf.parameters(), qf_target.parameters()):
+                target_param.data.copy_(0.005 * param.data + 0.995 * target_param.data)
+        torch.distributions.Distribution.set_default_validate_args(False)  # as the scripts run
 
     return update
 
 
-def matmul_gflops(seconds: float = 1.0) -> float:
-    a, b = torch.randn(256, 256), torch.randn(256, 256)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(50):
-            a @ b
-        count += 50
-    return count * 2 * 256**3 / (time.perf_counter() - start) / 1e9
+def mbpo_end_to_end(a: Args, log_dir: str) -> tuple[float, str]:
+    """mbpo.py as a user runs it: env steps/s over its learning phase, and its time split line."""
+    warmup = 1000
+    command = [sys.executable, str(ROOT / "mbpo.py"), "--env", a.env, "--learning-starts", str(warmup),
+               "--total-timesteps", str(warmup + a.mbpo_steps), "--eval-interval", str(10**9), "--eval-episodes", "1",
+               "--checkpoint-interval", "0", "--torch-threads", str(a.torch_threads), "--log-dir", log_dir,
+               "--cuda" if a.cuda else "--no-cuda"]
+    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    split = next(line for line in output.splitlines() if line.startswith("time split over"))
+    shares = {name: float(pct) for name, pct in re.findall(r"(\w+) ([\d.]+)%", split)}
+    elapsed = float(re.search(r"over ([\d.]+) s", split).group(1))
+    learning_seconds = elapsed * (shares["model_training"] + shares["rollouts"] + shares["sac_updates"]) / 100
+    return a.mbpo_steps / learning_seconds, split
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    if args.cuda and not torch.cuda.is_available():
+        sys.exit("error: --cuda given but torch sees no GPU")
+    if min(args.batch_size, args.updates, args.rounds, args.torch_threads) < 1 or args.mbpo_steps < 0:
+        sys.exit("error: --batch-size, --updates, --rounds and --torch-threads must be >= 1, --mbpo-steps >= 0")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))
+    device = torch.device("cuda" if args.cuda else "cpu")
+    log_dir = tempfile.mkdtemp(prefix="freelunch-speed-")
+    saved_argv = sys.argv
+    variants, flops = {}, {}
+    for script in ("sac.py", "td3.py", "mbpo.py"):
+        variants[f"{script} update"], sample = script_update(script, args, log_dir)
+    sys.argv = saved_argv
     torch.set_num_threads(args.torch_threads)
-    torch.manual_seed(0)
     env = make_env(args.env, 0)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    variants["textbook SAC update"] = textbook_sac_update(env, device, sample)
+    for name in variants:
+        counter = td3_update_flops if name.startswith("td3") else sac_update_flops
+        flops[name] = counter(obs_dim, act_dim, 256, args.batch_size)
 
-    variants = {
-        "fused twin critic (sac.py)": make_update(env, lambda: sac.SoftQNetwork(env, 256, False), True, args.batch_size),
-        "naive two-copy twin critic": make_update(env, lambda: TwoCopyCritic(env, 256), False, args.batch_size),
-    }
-    rates = {name: [] for name in variants}
+    batches = [sample() for _ in range(16)]
     for update in variants.values():  # warm-up
-        for _ in range(20):
-            update()
-    gflops = [matmul_gflops()]
+        for i in range(10):
+            update(batches[i % len(batches)])
+    peaks = [matmul_peak(device)]
+    rates = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, update in variants.items():
+            synchronize(device)
             start = time.perf_counter()
-            for _ in range(args.updates):
-                update()
+            for i in range(args.updates):
+                update(batches[i % len(batches)])
+            synchronize(device)
             rates[name].append(args.updates / (time.perf_counter() - start))
-    gflops.append(matmul_gflops())
+    peaks.append(matmul_peak(device))
+    peak = max(peaks)
 
-    print(f"env {args.env}, batch {args.batch_size}, {args.torch_threads} thread(s), {args.rounds} rounds of "
-          f"{args.updates} updates; fp32 matmul 256x256: {statistics.mean(gflops):.0f} GFLOP/s")
-    baseline = statistics.median(rates["naive two-copy twin critic"])
-    print("| variant | SAC updates/s (median round) | vs naive |\n|---|---|---|")
+    print(f"{args.env} sizes, batch {args.batch_size}, {device}, {args.torch_threads} thread(s), {args.rounds} rounds of "
+          f"{args.updates} updates; fp32 matmul peak {peak:.0f} GFLOP/s (before/after: {peaks[0]:.0f}/{peaks[1]:.0f})\n")
+    textbook = statistics.median(rates["textbook SAC update"])
+    print("| update | updates/s | GFLOP per update | GFLOP/s | of peak | vs textbook SAC |\n|---|---|---|---|---|---|")
     for name, values in rates.items():
-        print(f"| {name} | {statistics.median(values):.1f} | {statistics.median(values) / baseline:.2f}x |")
+        rate = statistics.median(values)
+        print(f"| {name} | {rate:.1f} | {flops[name] / 1e9:.3f} | {rate * flops[name] / 1e9:.1f} | "
+              f"{100 * rate * flops[name] / 1e9 / peak:.0f} % | {rate / textbook:.2f}x |")
 
     if args.mbpo_steps > 0:
-        warmup = 1000
-        command = [sys.executable, str(ROOT / "mbpo.py"), "--env", args.env, "--learning-starts", str(warmup),
-                   "--total-timesteps", str(warmup + args.mbpo_steps), "--eval-interval", str(10**9),
-                   "--eval-episodes", "1", "--torch-threads", str(args.torch_threads), "--log-dir", "/tmp/freelunch-speed"]
-        output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        split = next(line for line in output.splitlines() if line.startswith("time split over"))
-        shares = {name: float(pct) for name, pct in re.findall(r"(\w+) ([\d.]+)%", split)}
-        elapsed = float(re.search(r"over ([\d.]+) s", split).group(1))
-        learning_seconds = elapsed * (shares["model_training"] + shares["rollouts"] + shares["sac_updates"]) / 100
-        print(f"\nmbpo.py on {args.env}, replay ratio 20, {args.mbpo_steps} learning steps: "
-              f"{args.mbpo_steps / learning_seconds:.2f} env steps/s over the learning phase ({split})")
-        outside = 100 - shares["model_training"] - shares["sac_updates"]
-        print(f"time outside SAC updates and model training: {outside:.1f}% (target <= 15%)")
+        import mbpo  # noqa: E402  (its defaults give the FLOPs per env step)
+
+        steps_per_second, split = mbpo_end_to_end(args, log_dir)
+        step_flops = mbpo_step_flops(obs_dim, act_dim, args, mbpo)
+        allowed = peak * 1e9 / step_flops
+        print(f"\nmbpo.py, paper defaults, {args.mbpo_steps} learning steps: {steps_per_second:.2f} env steps/s; its "
+              f"{step_flops / 1e9:.1f} GFLOP per env step allow {allowed:.2f}/s at the peak: "
+              f"{100 * steps_per_second / allowed:.0f} % of it\n({split})")

@@ -2,6 +2,7 @@
 import math
 import os
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,14 @@ def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> 
 
 def run_in_process(script: str, *args: str, log_dir: Path) -> dict:
     """Run `script` as `__main__` inside this process and return its globals (networks, buffers, optimizers)."""
-    argv = sys.argv
+    argv, handlers = sys.argv, {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     sys.argv = [script, *args, "--log-dir", str(log_dir)]
     try:
         return runpy.run_path(str(ROOT / script), run_name="__main__")
     finally:
         sys.argv = argv
+        for sig, handler in handlers.items():  # the script's checkpoint-on-signal handlers end with it
+            signal.signal(sig, handler)
 
 
 def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -112,6 +112,11 @@ def sac_run(tmp_path_factory) -> Path:
     ("sac.py", ["--no-such-flag", "1"], "Unrecognized options: --no-such-flag"),
     ("sac.py", ["--env", "CartPole-v1"], "CartPole-v1 has a Discrete action space"),
     ("sac.py", ["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
+    ("sac.py", ["--seed", "-1"], "--seed must be in [0, "),
+    ("sac.py", ["--policy-lr", "nan"], "learning rates must be finite and > 0, got nan"),
+    ("sac.py", ["--buffer-size", str(10**12)], "cannot allocate a buffer of 1000000000000 transitions"),
+    ("td3.py", ["--exploration-noise", "inf"], "--exploration-noise must be finite and >= 0, got inf"),
+    ("mbpo.py", ["--model-lr", "-1"], "--model-lr must be finite and > 0, got -1.0"),
     ("sac.py", ["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0"),
     ("sac.py", ["--eval-episodes", "0"], "--eval-episodes must be >= 1"),
     ("sac.py", ["--resume", "/no/such/run"], "cannot read checkpoint '/no/such/run'"),
@@ -134,3 +139,9 @@ def sac_run(tmp_path_factory) -> Path:
 def test_bad_input_exits_with_one_line(script, args, fragment, sac_run, log_dir):
     args = [arg.replace("{run}", str(sac_run)) for arg in args]
     assert_one_line_error(run_script(script, *args, log_dir=log_dir, timeout=60), fragment)
+
+
+def test_unwritable_log_dir_exits_with_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert_one_line_error(run_script("sac.py", log_dir=blocker), "cannot create the run directory")
