@@ -37,6 +37,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = "finished.json"  # written into a seed directory after its run exits 0
 LOG = "stdout.log"
+STOP = "stop"  # written into a seed directory by a stopping sweep: its run saves a checkpoint and exits
 CHECKPOINT = "checkpoint.pt"  # what every algorithm script saves in its run directory
 
 GYM = [f"{name}-v5" for name in ("InvertedPendulum", "Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid")]
@@ -213,10 +215,12 @@ def estimate(runs: list[Run], slots: int) -> str:
     return text + (f"; no CPU speed known for {', '.join(unknown)}: not counted" if unknown else "")
 
 
-def execute(root: str, command: list[str], log_dir: str, total_timesteps: int, fresh: bool) -> int:
-    """Run one script to its end on a Ray worker; its exit status. Writes FINISHED after exit 0."""
+def execute(root: str, command: list[str], log_dir: str, total_timesteps: int, fresh: bool) -> int | None:
+    """Run one script to its end on a Ray worker: its exit status (None: stopped before it started). Writes FINISHED
+    after exit 0; a STOP file from the sweep SIGTERMs the script, which saves a checkpoint and exits."""
     log_dir = Path(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    if (log_dir / STOP).exists():
+        return None
     (log_dir / FINISHED).unlink(missing_ok=True)
     if fresh:  # a run killed before its first checkpoint: nothing to resume, its partial logs would be a second run
         for stale in log_dir.iterdir():
@@ -230,25 +234,30 @@ def execute(root: str, command: list[str], log_dir: str, total_timesteps: int, f
         log.flush()
         process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            status = process.wait()
-        except BaseException:  # cancelled (Ctrl-C on the sweep): SIGTERM makes the script save a checkpoint and exit
+            while process.poll() is None:
+                time.sleep(1)
+                if (log_dir / STOP).exists():
+                    process.terminate()
+                    process.wait()
+        except BaseException:  # the worker is being shut down: let the script save a checkpoint first
             process.terminate()
             process.wait()
             raise
-    if status == 0:
+    if process.returncode == 0:
         (log_dir / FINISHED).write_text(json.dumps({"total_timesteps": total_timesteps, "command": command,
                                                     "wall_s": round(time.time() - start, 1)}) + "\n")
-    return status
+    return process.returncode
 
 
 def sweep(runs: list[Run], args: argparse.Namespace) -> int:
-    """Start or resume every unfinished run on Ray; 0 when all runs are finished."""
+    """Start or resume every unfinished run on Ray; 0 when all runs are finished. Ctrl-C or SIGTERM stops the runs at
+    a checkpoint (a second one quits at once)."""
     states = {run: run.state() for run in runs}
     todo = [run for run in runs if states[run][0] != "finished"]
     print(f"{len(runs)} runs: {len(runs) - len(todo)} finished (skipped), "
           f"{sum(states[r][0] == 'resume' for r in todo)} to resume, {sum(states[r][0] == 'start' for r in todo)} to start",
           flush=True)
-    failed = []
+    failed, stopped, signals = [], [], []
     if todo:
         import ray  # only a sweep with work to do pays for Ray's start-up
 
@@ -261,30 +270,38 @@ def sweep(runs: list[Run], args: argparse.Namespace) -> int:
         task = ray.remote(execute).options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=0)
         pending = {}
         for run in todo:
+            run.log_dir.mkdir(parents=True, exist_ok=True)
+            (run.log_dir / STOP).unlink(missing_ok=True)
             state, run_dir = states[run]
             command = run.resume_command(run_dir, tuple(args.extra_flags)) if state == "resume" else run.command()
             pending[task.remote(str(ROOT), command, str(run.log_dir), run.total_timesteps, state == "start")] = run
+        # a flag, not an exception: Ray's cancel stops working once a signal interrupted the driver (seen with 2.60)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: signals.append(signum))
         try:
-            for done_count in range(1, len(todo) + 1):
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                run = pending.pop(ref)
-                try:
-                    status = ray.get(ref)
-                except ray.exceptions.RayError as e:
-                    status = type(e).__name__
-                if status != 0:
-                    failed.append(run)
-                print(f"[{done_count}/{len(todo)}] {run.label()}: "
-                      f"{'finished' if status == 0 else f'FAILED (exit {status})'}", flush=True)
-        except KeyboardInterrupt:  # each cancelled task SIGTERMs its run, which saves a checkpoint
-            for ref in pending:
-                ray.cancel(ref)
-            ray.wait(list(pending), num_returns=len(pending), timeout=300)
-            sys.exit(f"interrupted: {len(pending)} runs stopped at a checkpoint; the same command resumes them")
+            while pending:
+                if len(signals) > 1:
+                    sys.exit(f"quit: {len(pending)} runs killed; the same command resumes them from their last checkpoint")
+                if signals and not stopped:
+                    stopped = [None]
+                    for run in pending.values():
+                        (run.log_dir / STOP).touch()
+                    print(f"stopping {len(pending)} runs at a checkpoint (signal again to quit at once)", flush=True)
+                for ref in ray.wait(list(pending), num_returns=1, timeout=1.0)[0]:
+                    run = pending.pop(ref)
+                    try:
+                        status = ray.get(ref)
+                    except ray.exceptions.RayError as e:
+                        status = type(e).__name__
+                    (stopped if signals and status != 0 else failed if status != 0 else []).append(run)
+                    outcome = "finished" if status == 0 else "stopped" if signals else f"FAILED (exit {status})"
+                    print(f"[{len(todo) - len(pending)}/{len(todo)}] {run.label()}: {outcome}", flush=True)
         finally:
             ray.shutdown()
     for run in failed:
         print(f"failed: {run.label()}: {run.log_dir / LOG}")
+    if signals:
+        sys.exit(f"interrupted: {len(stopped) - 1} runs stopped; the same command resumes them")
     return 1 if failed else 0
 
 
