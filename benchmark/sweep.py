@@ -8,6 +8,7 @@ exits 0, `finished.json`. Invoking the sweep again
 - resumes interrupted ones (`python <script> --resume <run dir>` when a checkpoint.pt is there; a run killed before
   its first checkpoint starts over, its partial run directory removed),
 - starts the rest, and lists the failed runs with their `stdout.log` at the end (they are retried on the next call).
+Ctrl-C or SIGTERM on the sweep stops every run at a checkpoint (the scripts' own SIGTERM handling) before it exits.
 Runs are submitted seed by seed, so an early report already covers every task and experiment.
 
     python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~2 h here)
@@ -251,13 +252,13 @@ def execute(root: str, command: list[str], log_dir: str, total_timesteps: int, f
 
 def sweep(runs: list[Run], args: argparse.Namespace) -> int:
     """Start or resume every unfinished run on Ray; 0 when all runs are finished. Ctrl-C or SIGTERM stops the runs at
-    a checkpoint (a second one quits at once)."""
+    a checkpoint (a second one quits at once): STOP files tell each run's task to SIGTERM it."""
     states = {run: run.state() for run in runs}
     todo = [run for run in runs if states[run][0] != "finished"]
     print(f"{len(runs)} runs: {len(runs) - len(todo)} finished (skipped), "
           f"{sum(states[r][0] == 'resume' for r in todo)} to resume, {sum(states[r][0] == 'start' for r in todo)} to start",
           flush=True)
-    failed, stopped, signals = [], [], []
+    failed, stopped, signals = [], [], []  # signals: SIGINT/SIGTERM received
     if todo:
         import ray  # only a sweep with work to do pays for Ray's start-up
 
@@ -278,12 +279,13 @@ def sweep(runs: list[Run], args: argparse.Namespace) -> int:
         # a flag, not an exception: Ray's cancel stops working once a signal interrupted the driver (seen with 2.60)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: signals.append(signum))
+        stopping = False
         try:
             while pending:
                 if len(signals) > 1:
                     sys.exit(f"quit: {len(pending)} runs killed; the same command resumes them from their last checkpoint")
-                if signals and not stopped:
-                    stopped = [None]
+                if signals and not stopping:
+                    stopping = True
                     for run in pending.values():
                         (run.log_dir / STOP).touch()
                     print(f"stopping {len(pending)} runs at a checkpoint (signal again to quit at once)", flush=True)
@@ -301,7 +303,7 @@ def sweep(runs: list[Run], args: argparse.Namespace) -> int:
     for run in failed:
         print(f"failed: {run.label()}: {run.log_dir / LOG}")
     if signals:
-        sys.exit(f"interrupted: {len(stopped) - 1} runs stopped; the same command resumes them")
+        sys.exit(f"interrupted: {len(stopped)} runs stopped; the same command resumes them")
     return 1 if failed else 0
 
 
