@@ -14,7 +14,6 @@ TensorBoard's EventAccumulator and writes
   diagnostics/q_estimate beside diagnostics/mc_return, one panel per task, one figure per suite.
 Whatever is missing (an experiment, a suite, a tag) is left out with a line saying so.
 """
-import argparse
 import math
 import sys
 import warnings
