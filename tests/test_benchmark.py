@@ -37,6 +37,18 @@ def test_dry_run_lists_the_papers_runs():
     assert all(c.startswith("start ") for c in commands)
 
 
+def test_every_experiment_flag_is_a_field_of_its_script():
+    import sweep
+
+    for protocol in (sweep.PAPER, sweep.QUICK):
+        for e in protocol.experiments:
+            source = (ROOT / f"{e.algorithm}.py").read_text()
+            for flag in (*protocol.flags, *e.flags):
+                if flag.startswith("--"):
+                    field = flag[2:].removeprefix("no-").replace("-", "_")
+                    assert f"\n    {field}: " in source, f"{e.name}: {e.algorithm}.py has no {flag}"
+
+
 def test_dry_run_resumes_interrupted_runs_and_skips_finished(tmp_path):
     args = ("--experiments", "sac", "--tasks", "Hopper-v5", "--seeds", "1", "2", "3", "--root", str(tmp_path), "--dry-run")
     interrupted = tmp_path / "sac" / "Hopper-v5" / "seed_1" / "Hopper-v5__sac__1__100"
