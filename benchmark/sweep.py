@@ -39,6 +39,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -262,6 +263,12 @@ def sweep(runs: list[Run], args: argparse.Namespace) -> int:
     if todo:
         import ray  # only a sweep with work to do pays for Ray's start-up
 
+        if args.address and args.address != "auto" and "://" not in args.address:  # Ray would retry for minutes
+            host, _, port = args.address.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=10).close()
+            except (OSError, ValueError):
+                sys.exit(f"error: no Ray cluster answers at --address {args.address} (give host:port of its head, or auto)")
         try:
             ray.init(address=args.address, num_cpus=None if args.address else args.num_cpus,
                      include_dashboard=False, log_to_driver=False,

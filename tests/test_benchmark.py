@@ -104,6 +104,12 @@ def test_sweep_bad_input_is_one_line(args, fragment):
     assert_one_line_error(benchmark("sweep.py", *args, "--dry-run"), fragment)
 
 
+def test_sweep_unreachable_cluster_is_one_line(tmp_path):
+    result = benchmark("sweep.py", "--address", "127.0.0.1:1", "--experiments", "sac", "--tasks", "Hopper-v5",
+                       "--seeds", "1", "--root", str(tmp_path))
+    assert_one_line_error(result, "no Ray cluster answers at --address 127.0.0.1:1")
+
+
 def write_run(root, experiment, task, seed, evals: dict[int, float], extra: dict[str, dict[int, float]] = {}):
     """A run directory in the sweep's layout with `eval/return` (and `extra` tags) at the given steps."""
     script = experiment.split("_no_")[0]
