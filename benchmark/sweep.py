@@ -24,14 +24,14 @@ The quick protocol (`--quick`, log root runs/sweep_quick) fits this 2-core CPU m
 and mbpo without synthetic rollouts (both MBPOs with `--model-early-stopping`: official MBPO's model-training rule,
 ~10x cheaper on CPU than the paper code's fixed 5000 steps per retrain) on InvertedPendulum-v5, dmc:walker-run and
 dmc:cheetah-run, seeds 1 and 2, 3000 steps with 1000 random ones (paper: 10k), evaluated every 500 steps (10 episodes).
-InvertedPendulum is the Gym task where MBPO reaches 1000 within 3k steps (benchmark/results/mbpo.md); walker-run and
-cheetah-run are the DMC15 tasks where SAC's return rises earliest. Time, at the CPU speeds measured here with two runs
+InvertedPendulum is the Gym task where MBPO reached 1000 within 3k steps here (benchmark/results/mbpo.md); walker-run
+and cheetah-run are dense-reward DMC15 tasks whose random-policy return is not stuck at 0 (not measured here). Time, at the CPU speeds measured here with two runs
 at once (learning steps/s: mbpo 1.8 with early stopping, sac 60; random steps ~500/s; an evaluation episode <= 1 s):
   mbpo run: 1000/500 + 2000/1.8 + 7 evaluations x 10 episodes x 1 s + ~5 s start = ~1190 s;  12 of them: 14,280 s
   sac run:  1000/500 + 2000/60  + 70 + 5                                          = ~110 s;   6 of them:    660 s
   18 runs on 2 cores: (14,280 + 660) / 2 = ~7,470 s = ~2.1 h (`--quick --dry-run` prints this estimate).
-Three seeds would take ~3 h, and 10k steps ~8 h. 2000 learning steps show the pipeline end to end and the first trend
-(InvertedPendulum learns; DMC barely moves); they cannot settle the paper's 300k/500k-step question.
+Three seeds would take ~3.1 h, and 10k steps ~9 h. 2000 learning steps exercise the pipeline end to end and may show
+a first trend; they cannot settle the paper's 300k/500k-step question.
 """
 import argparse
 import json
