@@ -585,8 +585,8 @@ if __name__ == "__main__":
         if global_step >= args.learning_starts:
             std = exploration_std(global_step)
             for _ in range(args.replay_ratio):
-                # the ALM objective (paper Sec. 3): encoder and model maximize the K-step lower bound
-                # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)), z_t+1 drawn from the model
+                # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
+                # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
                 seq_obs, seq_actions, seq_next_obs = rb.sample_sequences(args.batch_size, args.horizon)
                 with torch.no_grad():
                     next_mean, next_std = encoder_target(seq_next_obs)  # (horizon, batch, latent)
@@ -630,7 +630,7 @@ if __name__ == "__main__":
 
                 z = rsample(*z_dist)
                 if args.synthetic_rollouts:
-                    # imagined K-step latent rollouts (paper Sec. 3.3): lambda-returns of r + lambda_cost * classifier
+                    # imagined K-step latent rollouts (ALM's policy objective): lambda-returns of r + lambda_cost * classifier
                     # reward, bootstrapped by min Q; gradients reach the actor through model, reward and classifier
                     latents, actions = [z], []
                     with frozen(model, reward_net, classifier, qf):
