@@ -62,9 +62,9 @@ def test_layer_norm_adds_layer_norm_to_critics_only(log_dir):
     (["--replay-ratio", "0"], "--replay-ratio must be >= 1, got 0"),
     (["--reset-interval", "-3"], "--reset-interval must be >= 0"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--exploration-noise", "-0.1"], "--exploration-noise must be >= 0, got -0.1"),
-    (["--policy-noise", "-0.2"], "--policy-noise must be >= 0, got -0.2"),
-    (["--noise-clip", "-0.5"], "--noise-clip must be >= 0, got -0.5"),
+    (["--exploration-noise", "-0.1"], "--exploration-noise must be finite and >= 0, got -0.1"),
+    (["--policy-noise", "-0.2"], "--policy-noise must be finite and >= 0, got -0.2"),
+    (["--noise-clip", "-0.5"], "--noise-clip must be finite and >= 0, got -0.5"),
     (["--policy-frequency", "0"], "--policy-frequency must be >= 1, got 0"),
 ])
 def test_bad_input_exits_with_one_line(args, fragment, log_dir):
