@@ -2,6 +2,7 @@
 # (arXiv 2412.14312): an encoder, a latent model and a policy trained with one objective, on td3.py's skeleton
 import contextlib
 import io
+import math
 import os
 import random
 import signal
@@ -121,25 +122,26 @@ def parse_args() -> Args:
 def check_args(args: Args) -> None:
     """Exit with one line naming the bad value and what is allowed."""
     errors = [
+        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
         (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
         (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
         (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
         (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
         (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
-        (min(args.model_lr, args.reward_lr, args.policy_lr, args.q_lr) <= 0,
-         f"learning rates must be > 0, got {args.model_lr}, {args.reward_lr}, {args.policy_lr} and {args.q_lr}"),
-        (args.max_grad_norm <= 0, f"--max-grad-norm must be > 0, got {args.max_grad_norm}"),
+        (not all(0 < lr < math.inf for lr in (args.model_lr, args.reward_lr, args.policy_lr, args.q_lr)),
+         f"learning rates must be finite and > 0, got {args.model_lr}, {args.reward_lr}, {args.policy_lr} and {args.q_lr}"),
+        (not 0 < args.max_grad_norm < math.inf, f"--max-grad-norm must be finite and > 0, got {args.max_grad_norm}"),
         (min(args.latent_dim, args.hidden_dim, args.model_hidden_dim) < 1,
          f"--latent-dim, --hidden-dim and --model-hidden-dim must be >= 1, got {args.latent_dim}, {args.hidden_dim} and {args.model_hidden_dim}"),
         (args.horizon < 1, f"--horizon must be >= 1, got {args.horizon}"),
         (args.learning_starts < args.horizon, f"--learning-starts must be >= --horizon ({args.horizon}) to sample a first sequence, got {args.learning_starts}"),
         (not 0 <= args.return_lambda <= 1, f"--return-lambda must be in [0, 1], got {args.return_lambda}"),
-        (args.lambda_cost < 0, f"--lambda-cost must be >= 0, got {args.lambda_cost}"),
-        (min(args.exploration_noise_start, args.exploration_noise_end) < 0,
-         f"exploration noise must be >= 0, got {args.exploration_noise_start} and {args.exploration_noise_end}"),
+        (not 0 <= args.lambda_cost < math.inf, f"--lambda-cost must be finite and >= 0, got {args.lambda_cost}"),
+        (not all(0 <= noise < math.inf for noise in (args.exploration_noise_start, args.exploration_noise_end)),
+         f"exploration noise must be finite and >= 0, got {args.exploration_noise_start} and {args.exploration_noise_end}"),
         (args.exploration_noise_steps < 1, f"--exploration-noise-steps must be >= 1, got {args.exploration_noise_steps}"),
-        (args.noise_clip < 0, f"--noise-clip must be >= 0, got {args.noise_clip}"),
+        (not 0 <= args.noise_clip < math.inf, f"--noise-clip must be finite and >= 0, got {args.noise_clip}"),
         (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
         (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
         (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
@@ -188,11 +190,15 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.capacity, self.size, self.pos = capacity, 0, 0
-        self.obs = torch.empty((capacity, obs_dim), device=device)
-        self.actions = torch.empty((capacity, act_dim), device=device)
-        self.rewards = torch.empty((capacity,), device=device)
-        self.next_obs = torch.empty((capacity, obs_dim), device=device)
-        self.terminations = torch.empty((capacity,), device=device)
+        try:
+            self.obs = torch.empty((capacity, obs_dim), device=device)
+            self.actions = torch.empty((capacity, act_dim), device=device)
+            self.rewards = torch.empty((capacity,), device=device)
+            self.next_obs = torch.empty((capacity, obs_dim), device=device)
+            self.terminations = torch.empty((capacity,), device=device)
+        except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
+            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
+                     f"({capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
         self.episode_ends = torch.empty((capacity,), device=device)
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminations", "episode_ends")
@@ -409,6 +415,10 @@ if __name__ == "__main__":
     if checkpoint is None:
         run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
         run_dir = f"{args.log_dir}/{run_name}"
+        try:
+            os.makedirs(run_dir)
+        except OSError as e:
+            sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)

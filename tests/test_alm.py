@@ -92,19 +92,6 @@ def test_layer_norm_adds_a_second_layer_norm_to_critics_only(log_dir):
             assert [type(m).__name__ for m in plain[name].modules()] == [type(m).__name__ for m in normed[name].modules()], name
 
 
-def test_resumed_run_equals_uninterrupted_run(log_dir):
-    args = ["--env", "Hopper-v5", "--eval-interval", "100", "--checkpoint-interval", "140", *TINY]
-    straight = run_in_process(SCRIPT, *args, "--total-timesteps", "200", log_dir=log_dir / "a")
-    first = run_script(SCRIPT, *args, "--total-timesteps", "140", log_dir=log_dir / "b")
-    assert first.returncode == 0, first.stderr
-    (run_dir,) = (log_dir / "b").iterdir()
-    resumed = run_in_process(SCRIPT, "--resume", str(run_dir), "--total-timesteps", "200", log_dir=log_dir / "b")
-    for name in NETWORKS:
-        for a, b in zip(straight[name].parameters(), resumed[name].parameters()):
-            assert torch.equal(a, b), name
-    assert read_scalars(log_dir / "a")["eval/return"] == read_scalars(log_dir / "b")["eval/return"]
-
-
 @pytest.mark.parametrize("args,fragment", [
     (["--env", "NoSuchEnv-v0"], "unknown env 'NoSuchEnv-v0'"),
     (["--horizon", "two"], "--horizon"),
@@ -120,12 +107,12 @@ def test_bad_input_exits_with_one_line(args, fragment, log_dir):
     ({"reset_interval": -3}, "--reset-interval must be >= 0"),
     ({"horizon": 0}, "--horizon must be >= 1, got 0"),
     ({"return_lambda": 1.5}, "--return-lambda must be in [0, 1], got 1.5"),
-    ({"lambda_cost": -0.1}, "--lambda-cost must be >= 0, got -0.1"),
+    ({"lambda_cost": -0.1}, "--lambda-cost must be finite and >= 0, got -0.1"),
     ({"exploration_noise_steps": 0}, "--exploration-noise-steps must be >= 1, got 0"),
-    ({"noise_clip": -0.3}, "--noise-clip must be >= 0, got -0.3"),
-    ({"max_grad_norm": 0.0}, "--max-grad-norm must be > 0, got 0.0"),
+    ({"noise_clip": -0.3}, "--noise-clip must be finite and >= 0, got -0.3"),
+    ({"max_grad_norm": 0.0}, "--max-grad-norm must be finite and > 0, got 0.0"),
     ({"latent_dim": 0}, "--latent-dim, --hidden-dim and --model-hidden-dim must be >= 1"),
-    ({"model_lr": 0.0}, "learning rates must be > 0"),
+    ({"model_lr": 0.0}, "learning rates must be finite and > 0"),
 ])
 def test_bad_flag_values_exit_with_one_line(flags, fragment):
     """check_args in-process (the subprocess test above shows its message reaches stderr as one line)."""

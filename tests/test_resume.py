@@ -20,6 +20,7 @@ TINY = {
     "td3.py": COMMON,
     "mbpo.py": COMMON + DYNA + ["--model-train-steps", "20"],
     "mbpo_perfect_model.py": COMMON + DYNA,
+    "alm.py": COMMON + ["--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "32"],
 }
 SCRIPTS = list(TINY)
 NONDETERMINISTIC_TAGS = ("charts/SPS", "time/")  # wall-clock measurements
@@ -135,6 +136,8 @@ def sac_run(tmp_path_factory) -> Path:
     ("mbpo_perfect_model.py", ["--env", "Pendulum-v1"], "needs a MuJoCo simulator"),
     ("mbpo_perfect_model.py", ["--env", "dmc:cheetah-sprint"], "valid tasks for cheetah"),
     ("mbpo_perfect_model.py", ["--learning-starts", "abc"], "Error parsing --learning-starts"),
+    ("alm.py", ["--resume", "{run}"], "is not a alm.py checkpoint (written by sac.py)"),
+    ("alm.py", ["--seed", "-3"], "--seed must be in [0, "),
 ])
 def test_bad_input_exits_with_one_line(script, args, fragment, sac_run, log_dir):
     args = [arg.replace("{run}", str(sac_run)) for arg in args]
