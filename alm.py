@@ -196,10 +196,10 @@ class ReplayBuffer:
             self.rewards = torch.empty((capacity,), device=device)
             self.next_obs = torch.empty((capacity, obs_dim), device=device)
             self.terminations = torch.empty((capacity,), device=device)
+            self.episode_ends = torch.empty((capacity,), device=device)
         except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
             sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
-                     f"({capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
-        self.episode_ends = torch.empty((capacity,), device=device)
+                     f"({capacity * (2 * obs_dim + act_dim + 3) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminations", "episode_ends")
 
