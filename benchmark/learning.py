@@ -68,9 +68,10 @@ def run_seed(args: argparse.Namespace, extra: list[str], run_dir: Path, seed: in
 
 
 def eval_returns(run_dir: Path) -> dict[int, float]:
-    """step -> `eval/return` from the event file the script wrote under `run_dir`."""
-    (event_file,) = run_dir.glob("*/events.out.tfevents.*")
-    events = EventAccumulator(str(event_file.parent), size_guidance={"scalars": 0})
+    """step -> `eval/return` from the run directory the script wrote under `run_dir` (a resumed run holds several
+    event files; the reader merges them and drops what the stopped run logged after its checkpoint)."""
+    (run,) = {event_file.parent for event_file in run_dir.glob("*/events.out.tfevents.*")}
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
     events.Reload()
     return {e.step: e.value for e in events.Scalars("eval/return")}
 
