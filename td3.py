@@ -347,6 +347,7 @@ if __name__ == "__main__":
 
     actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer = init_agent()
     num_updates = 0  # gradient updates so far: the policy delay counts these (from the first), not env steps
+    actor_loss = None  # the latest actor loss (set every policy_frequency-th update, logged in between too)
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
@@ -425,7 +426,7 @@ if __name__ == "__main__":
             "agent": [m.state_dict() for m in (actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer)],
             "rb": rb.state_dict(),
             "env": get_env_state(env), "eval_env": get_env_state(eval_env),
-            "loop": (obs, episode_return, episode_length, last_eval, num_updates),
+            "loop": (obs, episode_return, episode_length, last_eval, num_updates, actor_loss),
             "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
                     torch.cuda.get_rng_state_all() if device.type == "cuda" else None),
         }
@@ -451,7 +452,7 @@ if __name__ == "__main__":
         rb.load_state_dict(checkpoint["rb"])
         set_env_state(env, checkpoint["env"])
         set_env_state(eval_env, checkpoint["eval_env"])
-        obs, episode_return, episode_length, last_eval, num_updates = checkpoint["loop"]
+        obs, episode_return, episode_length, last_eval, num_updates, actor_loss = checkpoint["loop"]
         random.setstate(checkpoint["rng"][0])
         np.random.set_state(checkpoint["rng"][1])
         torch.set_rng_state(checkpoint["rng"][2])
