@@ -269,7 +269,7 @@ def render(df: pd.DataFrame, root: Path, out: Path, reps: int) -> str:
                 lines += [f"{SUITE_NAMES[suite]}: no task with final results for every experiment; no aggregate.", ""]
             continue
         summary, improvements = aggregates(matrices, reps)
-        lines += [f"### {SUITE_NAMES[suite]} ({len(tasks)} tasks: {', '.join(tasks)})", "", markdown_table(
+        lines += [f"### {SUITE_NAMES[suite]} ({len(tasks)} task{'s' * (len(tasks) != 1)}: {', '.join(tasks)})", "", markdown_table(
             ["experiment", "runs per task", "IQM [95 % CI]", "optimality gap [95 % CI]"],
             [[r.experiment, str(r.runs), f"{r.iqm:.3f} [{r.iqm_low:.3f}, {r.iqm_high:.3f}]",
               f"{r.gap:.3f} [{r.gap_low:.3f}, {r.gap_high:.3f}]"] for r in summary.itertuples()]), ""]
@@ -313,5 +313,5 @@ if __name__ == "__main__":
     out = args.out or args.root / "report"
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "runs.csv", index=False)
-    (out / "report.md").write_text(render(df, args.root.resolve(), out, args.reps) + "\n")
+    (out / "report.md").write_text(render(df, args.root, out, args.reps) + "\n")
     print(f"wrote {out / 'report.md'}, {out / 'runs.csv'} ({len(df)} rows) and {len(list(out.glob('*.png')))} figures")

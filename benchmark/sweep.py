@@ -11,7 +11,7 @@ exits 0, `finished.json`. Invoking the sweep again
 Ctrl-C or SIGTERM on the sweep stops every run at a checkpoint (the scripts' own SIGTERM handling) before it exits.
 Runs are submitted seed by seed, so an early report already covers every task and experiment.
 
-    python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~2 h here)
+    python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~1.6 h here)
     python benchmark/sweep.py --address auto --gpus-per-run 0.25 --extra-flags=--cuda   # the paper's, on a cluster
     python benchmark/sweep.py --experiments sac mbpo --tasks dmc:walker-run --seeds 1 2 --dry-run
 
@@ -20,18 +20,20 @@ an existing cluster, whose nodes must see this repository and the log root at th
 Runs get OMP_NUM_THREADS=1 unless it is set: these small networks gain little from intra-op threads, and parallel
 runs would oversubscribe the cores.
 
-The quick protocol (`--quick`, log root runs/sweep_quick) fits this 2-core CPU machine in about two hours: sac, mbpo
+The quick protocol (`--quick`, log root runs/sweep_quick) fits this 2-core CPU machine in under two hours: sac, mbpo
 and mbpo without synthetic rollouts (both MBPOs with `--model-early-stopping`: official MBPO's model-training rule,
 ~10x cheaper on CPU than the paper code's fixed 5000 steps per retrain) on InvertedPendulum-v5, dmc:walker-run and
-dmc:cheetah-run, seeds 1 and 2, 3000 steps with 1000 random ones (paper: 10k), evaluated every 500 steps (10 episodes).
+dmc:cheetah-run, seeds 1-3, 3000 steps with 1000 random ones (paper: 10k), evaluated every 500 steps (10 episodes).
 InvertedPendulum is the Gym task where MBPO reached 1000 within 3k steps here (benchmark/results/mbpo.md); walker-run
-and cheetah-run are dense-reward DMC15 tasks whose random-policy return is not stuck at 0 (not measured here). Time, at the CPU speeds measured here with two runs
-at once (learning steps/s: mbpo 1.8 with early stopping, sac 60; random steps ~500/s; an evaluation episode <= 1 s):
-  mbpo run: 1000/500 + 2000/1.8 + 7 evaluations x 10 episodes x 1 s + ~5 s start = ~1190 s;  12 of them: 14,280 s
-  sac run:  1000/500 + 2000/60  + 70 + 5                                          = ~110 s;   6 of them:    660 s
-  18 runs on 2 cores: (14,280 + 660) / 2 = ~7,470 s = ~2.1 h (`--quick --dry-run` prints this estimate).
-Three seeds would take ~3.1 h, and 10k steps ~9 h. 2000 learning steps exercise the pipeline end to end and may show
-a first trend; they cannot settle the paper's 300k/500k-step question.
+and cheetah-run are dense-reward DMC15 tasks (step-0 evaluation return here: 22 and 0.2). Time, at the CPU speeds
+measured here (learning steps/s: mbpo 4 with early stopping, sac 60; random steps ~500/s; an evaluation episode
+<= 1 s):
+  mbpo run: 1000/500 + 2000/4  + 7 evaluations x 10 episodes x 1 s + ~5 s start = ~577 s;  18 of them: 10,386 s
+  sac run:  1000/500 + 2000/60 + 70 + 5                                          = ~110 s;   9 of them:    990 s
+  27 runs on 2 cores: (10,386 + 990) / 2 = ~5,690 s = ~1.6 h (`--quick --dry-run` prints this estimate).
+Measured: seeds 1-2 (18 runs) took 7,146 CPU seconds, mbpo runs 452-697 s (mean 571), sac runs 28-66 s.
+10k steps would take ~6.7 h. 2000 learning steps exercise the pipeline end to end and may show a first trend; they
+cannot settle the paper's 300k/500k-step question.
 """
 import argparse
 import json
@@ -105,7 +107,7 @@ EARLY_STOP = ("--model-early-stopping",)  # ~10x cheaper model training on CPU (
 QUICK = Protocol(
     tasks={"gym": ["InvertedPendulum-v5"], "dmc": ["dmc:walker-run", "dmc:cheetah-run"]},
     total_timesteps={"gym": 3000, "dmc": 3000},
-    seeds=(1, 2),
+    seeds=(1, 2, 3),
     experiments=(
         Experiment("sac"),
         Experiment("mbpo", flags=EARLY_STOP, baseline="sac"),
@@ -116,9 +118,9 @@ QUICK = Protocol(
 EXPERIMENTS = {e.name: e for e in PAPER.experiments}
 
 # learning-phase env steps/s of one run on one CPU core, measured here (benchmark/results/): sac and td3 60-100; mbpo
-# 1.5 at the paper's defaults alone on a quiet machine (0.4-0.75 loaded), 1.8 with early stopping two at once;
-# mbpo_perfect_model ~2 (460 ms of SAC updates per step, loaded). alm: not measured yet.
-CPU_SPEED = {"sac": 60, "td3": 60, "mbpo": 0.75, "mbpo_early_stopping": 1.8, "mbpo_perfect_model": 2.0}
+# 1.5 at the paper's defaults alone on a quiet machine (0.4-0.75 loaded), ~4 with early stopping (the quick protocol);
+# mbpo_perfect_model ~2 (460 ms of SAC updates per step, loaded); alm ~1.2 (0.6-0.9 s per update, one per step).
+CPU_SPEED = {"sac": 60, "td3": 60, "mbpo": 0.75, "mbpo_early_stopping": 4.0, "mbpo_perfect_model": 2.0, "alm": 1.2}
 RANDOM_SPEED, EVAL_EPISODE_S, START_S = 500, 1.0, 5  # random-action steps/s; seconds per evaluation episode; start-up
 
 

@@ -75,7 +75,7 @@ def test_quick_dry_run_estimates_about_two_hours():
     result = benchmark("sweep.py", "--quick", "--dry-run", "--num-cpus", "2")
     assert result.returncode == 0, result.stderr
     summary = result.stdout.splitlines()[-1]
-    assert summary.startswith("18 runs"), summary
+    assert summary.startswith("27 runs"), summary
     hours = float(summary.split("wall time on 2 parallel run(s) ")[1].split(" h")[0])
     assert 1.5 <= hours <= 2.5, summary
 
