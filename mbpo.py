@@ -587,7 +587,9 @@ if __name__ == "__main__":
         # each member trains on its own bootstrap of the training split, reshuffled every epoch (as in MBPO)
         bootstrap = train[torch.randint(0, len(train), (args.ensemble_size, len(train)), device=device)]
         member_params = [p for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
-        best_losses, best_params = holdout_losses(holdout, targets), [p.detach().clone() for p in member_params]
+        # as in official MBPO, every call starts with no best loss, so each member keeps at least its first epoch
+        best_losses = torch.full((args.ensemble_size,), math.inf, device=device)
+        best_params = [p.detach().clone() for p in member_params]
         grad_steps, epochs, epochs_since_update = 0, 0.0, 0
         while grad_steps < args.model_train_steps:
             order = bootstrap.gather(1, torch.rand(bootstrap.shape, device=device).argsort(1))
@@ -605,7 +607,7 @@ if __name__ == "__main__":
                     break
             if args.model_early_stopping:  # official MBPO: keep each member's best epoch; stop after 5 without gain
                 losses = holdout_losses(holdout, targets)
-                improved = (best_losses - losses) / best_losses > 0.01
+                improved = losses < 0.99 * best_losses  # official: (best - loss) / best > 1 %
                 best_losses = torch.where(improved, losses, best_losses)
                 for param, best in zip(member_params, best_params):
                     best[improved] = param.detach()[improved]

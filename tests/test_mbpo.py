@@ -116,6 +116,23 @@ def test_early_stopping_stops_long_before_the_cap(log_dir):
     assert step == 100 and 6 <= epochs < 5000  # at least 5 epochs without gain + 1; one batch per epoch here
 
 
+def test_early_stopping_keeps_each_members_first_epoch_when_none_improves(log_dir):
+    """Official MBPO starts every training call with no best loss, so a member whose holdout loss never improves by
+    1 % still keeps its best epoch; it must not fall back to its weights from before the call (an untrained model)."""
+    run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "100", *TINY,
+                         "--model-early-stopping", "--model-lr", "1e-5", log_dir=log_dir)  # only the setup runs
+    rng = np.random.default_rng(0)
+    obs, actions = rng.normal(size=(500, 4)), rng.uniform(-3, 3, size=(500, 1))
+    run["rb"].add(obs, actions, rng.normal(size=500), obs + rng.normal(size=(500, 4)), np.zeros(500))
+    model = run["model"]
+    before = [p.detach().clone() for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
+    _, stats = run["train_model"]()  # lr 1e-5 on noise: no epoch gains 1 %, so it stops after 6 epochs
+    assert stats["train_epochs"] < 10, stats
+    after = [p.detach() for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
+    changed = torch.stack([(a != b).flatten(1).any(1) for a, b in zip(after, before)]).any(0)
+    assert changed.all(), changed  # every member moved
+
+
 def test_rollout_schedule_grows_linearly():
     args = mbpo.Args(rollout_schedule="20,150,1,15")
     lengths = [mbpo.rollout_length_at(step, args) for step in (0, 20_000, 85_000, 150_000, 300_000)]
