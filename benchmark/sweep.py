@@ -11,7 +11,7 @@ exits 0, `finished.json`. Invoking the sweep again
 Ctrl-C or SIGTERM on the sweep stops every run at a checkpoint (the scripts' own SIGTERM handling) before it exits.
 Runs are submitted seed by seed, so an early report already covers every task and experiment.
 
-    python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~1.6 h here)
+    python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~1.3 h here)
     python benchmark/sweep.py --address auto --gpus-per-run 0.25 --extra-flags=--cuda   # the paper's, on a cluster
     python benchmark/sweep.py --experiments sac mbpo --tasks dmc:walker-run --seeds 1 2 --dry-run
 
@@ -21,19 +21,21 @@ Runs get OMP_NUM_THREADS=1 unless it is set: these small networks gain little fr
 runs would oversubscribe the cores.
 
 The quick protocol (`--quick`, log root runs/sweep_quick) fits this 2-core CPU machine in under two hours: sac, mbpo
-and mbpo without synthetic rollouts (both MBPOs with `--model-early-stopping`: official MBPO's model-training rule,
-~10x cheaper on CPU than the paper code's fixed 5000 steps per retrain) on InvertedPendulum-v5, dmc:walker-run and
-dmc:cheetah-run, seeds 1-3, 3000 steps with 1000 random ones (paper: 10k), evaluated every 500 steps (10 episodes).
-InvertedPendulum is the Gym task where MBPO reached 1000 within 3k steps here (benchmark/results/mbpo.md); walker-run
-and cheetah-run are dense-reward DMC15 tasks (step-0 evaluation return here: 22 and 0.2). Time, at the CPU speeds
-measured here (learning steps/s: mbpo 4 with early stopping, sac 60; random steps ~500/s; an evaluation episode
-<= 1 s):
-  mbpo run: 1000/500 + 2000/4  + 7 evaluations x 10 episodes x 1 s + ~5 s start = ~577 s;  18 of them: 10,386 s
-  sac run:  1000/500 + 2000/60 + 70 + 5                                          = ~110 s;   9 of them:    990 s
-  27 runs on 2 cores: (10,386 + 990) / 2 = ~5,690 s = ~1.6 h (`--quick --dry-run` prints this estimate).
-Measured: seeds 1-2 (18 runs) took 7,146 CPU seconds, mbpo runs 452-697 s (mean 571), sac runs 28-66 s.
-10k steps would take ~6.7 h. 2000 learning steps exercise the pipeline end to end and may show a first trend; they
-cannot settle the paper's 300k/500k-step question.
+and mbpo without synthetic rollouts on InvertedPendulum-v5, dmc:walker-run and dmc:cheetah-run, seeds 1 and 2, 3000
+steps with 1000 random ones (paper: 10k), evaluated every 500 steps (10 episodes). InvertedPendulum is the Gym task
+where MBPO reached 1000 within 3k steps here (benchmark/results/mbpo.md); walker-run and cheetah-run are dense-reward
+DMC15 tasks (step-0 evaluation return here: 22 and 0.2). Both MBPOs train the model 1000 gradient steps per retrain
+(`--model-train-steps 1000`), a fifth of the paper code's 5000, for time. Official MBPO's early stopping
+(`--model-early-stopping`) would be cheaper still but leaves walker-run's model untrained: on the first 1000
+transitions its holdout loss improves < 1 % per 3-step epoch, so it stops after 7 epochs (~20 steps) at 100 % model
+error, where 1000 steps reach ~72 % and 5000 ~67 %. Time, at the speeds timed here on one core (SAC update 11 ms, model
+step 23 ms; random steps ~500/s; an evaluation episode <= 1 s):
+  mbpo run: 1000/500 + 2000 x (20 x 11 ms + 1000/250 x 23 ms) + 7 evaluations x 10 episodes x 1 s + 5 s = ~701 s;
+            12 of them: 8,412 s
+  sac run:  1000/500 + 2000/60 + 70 + 5 = ~110 s; 6 of them: 660 s
+  18 runs on 2 cores: (8,412 + 660) / 2 = ~4,540 s = ~1.3 h (`--quick --dry-run` prints this estimate); three seeds
+  would take ~1.9 h, 10k steps ~5 h. 2000 learning steps exercise the pipeline end to end and may show a first trend;
+  they cannot settle the paper's 300k/500k-step question.
 """
 import argparse
 import json
@@ -103,24 +105,27 @@ PAPER = Protocol(
         Experiment("mbpo_perfect_model", suites=("dmc",), baseline="sac"),
     ),
 )
-EARLY_STOP = ("--model-early-stopping",)  # ~10x cheaper model training on CPU (see the docstring)
+QUICK_MODEL = ("--model-train-steps", "1000")  # a fifth of the paper code's model steps per retrain (see the docstring)
 QUICK = Protocol(
     tasks={"gym": ["InvertedPendulum-v5"], "dmc": ["dmc:walker-run", "dmc:cheetah-run"]},
     total_timesteps={"gym": 3000, "dmc": 3000},
-    seeds=(1, 2, 3),
+    seeds=(1, 2),
     experiments=(
         Experiment("sac"),
-        Experiment("mbpo", flags=EARLY_STOP, baseline="sac"),
-        Experiment("mbpo", "no_rollouts", ("--no-synthetic-rollouts", *EARLY_STOP), baseline="sac"),
+        Experiment("mbpo", flags=QUICK_MODEL, baseline="sac"),
+        Experiment("mbpo", "no_rollouts", ("--no-synthetic-rollouts", *QUICK_MODEL), baseline="sac"),
     ),
     flags=("--learning-starts", "1000", "--eval-interval", "500"),
 )
 EXPERIMENTS = {e.name: e for e in PAPER.experiments}
 
-# learning-phase env steps/s of one run on one CPU core, measured here (benchmark/results/): sac and td3 60-100; mbpo
-# 1.5 at the paper's defaults alone on a quiet machine (0.4-0.75 loaded), ~4 with early stopping (the quick protocol);
+# learning-phase env steps/s of one run on one CPU core, measured here (benchmark/results/): sac and td3 60-100;
 # mbpo_perfect_model ~2 (460 ms of SAC updates per step, loaded); alm ~1.2 (0.6-0.9 s per update, one per step).
-CPU_SPEED = {"sac": 60, "td3": 60, "mbpo": 0.75, "mbpo_early_stopping": 4.0, "mbpo_perfect_model": 2.0, "alm": 1.2}
+CPU_SPEED = {"sac": 60, "td3": 60, "mbpo_perfect_model": 2.0, "alm": 1.2}
+# mbpo's learning step is its replay ratio's SAC updates plus its share of model training, timed here on one core: a SAC
+# update (batch 256) ~11 ms, a model gradient step (7 members, batch 256) ~23 ms. At the paper's defaults that is
+# 20 x 11 + 5000 / 250 x 23 = 680 ms per env step, 1.47 steps/s (measured alone on a quiet core: 1.48).
+SAC_UPDATE_S, MODEL_STEP_S = 0.011, 0.023
 RANDOM_SPEED, EVAL_EPISODE_S, START_S = 500, 1.0, 5  # random-action steps/s; seconds per evaluation episode; start-up
 
 
@@ -196,13 +201,19 @@ def flag_value(flags: tuple[str, ...], name: str, default: int) -> int:
 def cpu_seconds(run: Run) -> float | None:
     """Estimated wall seconds of `run` on one CPU core here (None: no speed measured for its script)."""
     algorithm = run.experiment.algorithm
-    if algorithm == "mbpo" and "--model-early-stopping" in run.flags:
-        algorithm = "mbpo_early_stopping"
-    if algorithm not in CPU_SPEED:
+    if algorithm == "mbpo":  # early stopping takes an unknown number of model steps: counted as none (a lower bound)
+        model_steps = 0 if "--model-early-stopping" in run.flags else flag_value(run.flags, "--model-train-steps", 5000)
+        step_s = (flag_value(run.flags, "--replay-ratio", 20) * SAC_UPDATE_S
+                  + model_steps / flag_value(run.flags, "--model-train-freq", 250) * MODEL_STEP_S)
+    elif algorithm in ("sac", "td3"):  # their speed is at replay ratio 1; each further update adds one update's time
+        step_s = 1 / CPU_SPEED[algorithm] + (flag_value(run.flags, "--replay-ratio", 1) - 1) * SAC_UPDATE_S
+    elif algorithm in CPU_SPEED:
+        step_s = 1 / CPU_SPEED[algorithm]
+    else:
         return None
     random_steps = min(flag_value(run.flags, "--learning-starts", 10_000), run.total_timesteps)
     evals = run.total_timesteps // flag_value(run.flags, "--eval-interval", 5000) + 1
-    return (START_S + random_steps / RANDOM_SPEED + (run.total_timesteps - random_steps) / CPU_SPEED[algorithm]
+    return (START_S + random_steps / RANDOM_SPEED + (run.total_timesteps - random_steps) * step_s
             + evals * flag_value(run.flags, "--eval-episodes", 10) * EVAL_EPISODE_S)
 
 
