@@ -28,8 +28,8 @@ DMC15 tasks (step-0 evaluation return here: 22 and 0.2). Both MBPOs train the mo
 (`--model-train-steps 1000`), a fifth of the paper code's 5000, for time. Official MBPO's early stopping
 (`--model-early-stopping`) would be cheaper still but leaves walker-run's model untrained: on the first 1000
 transitions its holdout loss improves < 1 % per 3-step epoch, so it stops after 7 epochs (~20 steps) at 100 % model
-error, where 1000 steps reach 78 % (this sweep's first retrain) and 5000 ~67 % (offline, same data). Time, at the speeds timed here on one core (SAC update 11 ms, model
-step 23 ms; random steps ~500/s; an evaluation episode <= 1 s):
+error, where 1000 steps reach 78 % (this sweep's first retrain) and 5000 ~67 % (offline, same data). Time, at the
+speeds timed here on one core (SAC update 11 ms, model step 23 ms; random steps ~500/s; an evaluation episode <= 1 s):
   mbpo run: 1000/500 + 2000 x (20 x 11 ms + 1000/250 x 23 ms) + 7 evaluations x 10 episodes x 1 s + 5 s = ~701 s;
             12 of them: 8,412 s
   sac run:  1000/500 + 2000/60 + 70 + 5 = ~110 s; 6 of them: 660 s
