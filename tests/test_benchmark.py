@@ -40,7 +40,7 @@ def test_dry_run_lists_the_papers_runs():
 def test_every_experiment_flag_is_a_field_of_its_script():
     import sweep
 
-    for protocol in (sweep.PAPER, sweep.QUICK):
+    for protocol in sweep.PROTOCOLS.values():
         for e in protocol.experiments:
             source = (ROOT / f"{e.algorithm}.py").read_text()
             for flag in (*protocol.flags, *e.flags):
