@@ -76,13 +76,13 @@ class Args:
     lambda_cost: float = 0.1
     """weight of the classifier's log p(real)/p(model) reward in the actor's returns (ALM: 0.1)"""
     exploration_noise_start: float = 1.0
-    """std of the policy's Gaussian noise when learning starts, in units of the action scale (ALM: 1.0)"""
+    """std of the policy's Gaussian noise when learning starts, in the [-1, 1] action units (ALM: 1.0)"""
     exploration_noise_end: float = 0.1
     """std of the policy's Gaussian noise after the decay (ALM: 0.1)"""
     exploration_noise_steps: int = 100_000
     """env steps after learning_starts over which the std decays linearly from start to end (ALM: 100k)"""
     noise_clip: float = 0.3
-    """policy noise in critic targets and actor losses is clipped to +-this, in units of the action scale (ALM: 0.3)"""
+    """policy noise in critic targets and actor losses is clipped to +-this, in the [-1, 1] action units (ALM: 0.3)"""
     synthetic_rollouts: bool = True
     """the actor ascends lambda-returns of K-step latent-model rollouts; off = it ascends Q(z, pi(z)) on encoded real states only"""
     replay_ratio: int = 1
@@ -105,6 +105,7 @@ class Args:
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
 
 
 def parse_args() -> Args:
@@ -167,6 +168,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
     saved, defaults = checkpoint["args"], vars(Args())
     for name, value in vars(args).items():
         if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
@@ -242,13 +245,14 @@ class ReplayBuffer:
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out).
+    Initialized as the paper's code (its `default_init`): each member's weights orthogonal with gain sqrt(2), biases 0."""
 
     def __init__(self, in_features: int, out_features: int, num_members: int):
         super().__init__()
-        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
-        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), math.sqrt(2)).T for _ in range(num_members)]
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, out_features))
 
     def forward(self, x):
         if x.dim() == 2:  # the same input for every member
@@ -356,34 +360,29 @@ class QNetwork(nn.Module):
 
 
 class Actor(nn.Module):
-    """Deterministic policy on latents: tanh output scaled to the env's action bounds."""
+    """Deterministic policy on latents: tanh output, the action space [-1, 1] that make_env gives every env."""
 
     def __init__(self, env, latent_dim: int, hidden_dim: int):
         super().__init__()
         act_dim = np.prod(env.action_space.shape)
         self.fc1 = nn.Linear(latent_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
-        self.fc_mu = nn.Linear(hidden_dim, act_dim)
-        # action rescaling from tanh's (-1, 1) to the env's bounds
-        high, low = env.action_space.high, env.action_space.low
-        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
-        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+        self.fc_mu = nn.Linear(hidden_dim, act_dim)  # tanh's (-1, 1) is the action space: make_env rescales every env to it
 
     def forward(self, z):
         x = F.elu(self.fc1(z))
         x = F.elu(self.fc2(x))
-        return torch.tanh(self.fc_mu(x)) * self.action_scale + self.action_bias
+        return torch.tanh(self.fc_mu(x))
 
     def sample(self, z, std: float, clip: Optional[float] = None):
-        """pi(z) plus Gaussian noise (std, clip in action-scale units), clamped to the bounds with a straight-through
-        gradient (official ALM's TruncatedNormal)."""
+        """pi(z) plus Gaussian noise (std, clipped to +-clip), clamped to [-1, 1] with a straight-through gradient
+        (official ALM's TruncatedNormal)."""
         mean = self(z)
         noise = torch.randn_like(mean) * std
         if clip is not None:
             noise = noise.clamp(-clip, clip)
-        action = mean + noise * self.action_scale
-        low, high = self.action_bias - self.action_scale, self.action_bias + self.action_scale
-        return action + (torch.max(torch.min(action, high), low) - action).detach()
+        action = mean + noise
+        return action + (action.clamp(-1, 1) - action).detach()
 
 
 class ProgressLine:
@@ -456,20 +455,22 @@ if __name__ == "__main__":
     def init_agent():
         """Fresh encoder, latent model, reward, classifier, actor, critics, targets and optimizers (at the start and
         at each reset). ALM keeps no target actor; the critics' targets use the online actor."""
-        encoder = orthogonal_init(GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim)).to(device)
-        encoder_target = GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim).to(device)
-        encoder_target.load_state_dict(encoder.state_dict())
-        model = orthogonal_init(GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim)).to(device)
-        reward_net = orthogonal_init(LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1)).to(device)
-        classifier = orthogonal_init(LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2)).to(device)
-        actor = orthogonal_init(Actor(env, args.latent_dim, args.hidden_dim)).to(device)
-        qf = orthogonal_init(QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm)).to(device)
-        qf_target = QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        model_optimizer = torch.optim.Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr, foreach=True)
-        reward_optimizer = torch.optim.Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr, foreach=True)
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
+        with torch.random.fork_rng(devices=[]):  # the same initial weights on every call (the paper's resets), from a
+            torch.manual_seed(args.seed + 20_000)  # seed of their own, apart from the global stream
+            encoder = orthogonal_init(GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim)).to(device)
+            encoder_target = GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim).to(device)
+            encoder_target.load_state_dict(encoder.state_dict())
+            model = orthogonal_init(GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim)).to(device)
+            reward_net = orthogonal_init(LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1)).to(device)
+            classifier = orthogonal_init(LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2)).to(device)
+            actor = orthogonal_init(Actor(env, args.latent_dim, args.hidden_dim)).to(device)
+            qf = orthogonal_init(QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm)).to(device)
+            qf_target = QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
+            qf_target.load_state_dict(qf.state_dict())
+            model_optimizer = torch.optim.Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr, foreach=True)
+            reward_optimizer = torch.optim.Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr, foreach=True)
+            q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
+            actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
         return encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer
 
     encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer = init_agent()
@@ -523,7 +524,7 @@ if __name__ == "__main__":
     def save_checkpoint(next_step: int):
         """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
         state = {
-            "script": os.path.basename(__file__), "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
             "agent": [m.state_dict() for m in (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)],
             "rb": rb.state_dict(),
             "env": get_env_state(env), "eval_env": get_env_state(eval_env),

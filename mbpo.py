@@ -99,10 +99,16 @@ class Args:
     """retrain the model every this many env steps (paper: 250)"""
     model_train_steps: int = 5000
     """gradient steps per retrain (paper's code: a fixed 5000); with --model-early-stopping, the most it may take"""
+    model_train_chunks: int = 25
+    """the paper's code takes a retrain's steps in this many chunks (at most one per step), each on a fresh holdout split (paper's code: 25)"""
+    model_bootstrap: bool = False
+    """official MBPO's sampling instead of the paper code's: one split (holdout at most 5000), a bootstrap per member, epochs"""
     model_early_stopping: bool = False
-    """official MBPO's rule instead: train epochs until 5 pass without a 1 % holdout improvement"""
+    """official MBPO's rule (implies --model-bootstrap): train epochs until 5 pass without a 1 % holdout improvement"""
     model_holdout_ratio: float = 0.2
-    """fraction of the real buffer held out to rank the elites (paper: 0.2, at most 5000 transitions as in MBPO)"""
+    """fraction of the real buffer held out to rank the elites (paper: 0.2)"""
+    learned_logvar_bounds: bool = False
+    """official MBPO's learned log-variance bounds with their 0.01 penalty (paper's code: fixed at [-10, 0.5])"""
     rollouts_per_step: int = 400
     """model rollouts started from real states every env step (paper: 400)"""
     rollout_length: int = 1
@@ -119,6 +125,7 @@ class Args:
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
 
 
 def parse_args() -> Args:
@@ -164,6 +171,7 @@ def check_args(args: Args) -> None:
         (args.model_batch_size < 1, f"--model-batch-size must be >= 1, got {args.model_batch_size}"),
         (args.model_train_freq < 1, f"--model-train-freq must be >= 1, got {args.model_train_freq}"),
         (args.model_train_steps < 1, f"--model-train-steps must be >= 1, got {args.model_train_steps}"),
+        (args.model_train_chunks < 1, f"--model-train-chunks must be >= 1, got {args.model_train_chunks}"),
         (not 0 < args.model_holdout_ratio < 1, f"--model-holdout-ratio must be in (0, 1), got {args.model_holdout_ratio}"),
         (args.rollouts_per_step < 1, f"--rollouts-per-step must be >= 1, got {args.rollouts_per_step}"),
         (args.rollout_length < 1, f"--rollout-length must be >= 1, got {args.rollout_length}"),
@@ -256,6 +264,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
     saved, defaults = checkpoint["args"], vars(Args())
     for name, value in vars(args).items():
         if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
@@ -314,13 +324,14 @@ class ReplayBuffer:
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out).
+    Initialized as the paper's code (its `default_init`): each member's weights orthogonal with gain sqrt(2), biases 0."""
 
     def __init__(self, in_features: int, out_features: int, num_members: int):
         super().__init__()
-        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
-        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), math.sqrt(2)).T for _ in range(num_members)]
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, out_features))
 
     def forward(self, x):
         if x.dim() == 2:  # the same input for every member
@@ -363,17 +374,20 @@ class EnsembleDynamicsModel(nn.Module):
     """MBPO's probabilistic ensemble: every member maps normalized (s, a) to a Gaussian (mean, log-variance) over the
     target [s' - s (or s'), r], all members in one batched matmul per layer."""
 
-    WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # official MBPO, per layer (4 hidden + output)
+    WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # official MBPO and the paper's code, per layer (4 hidden + output)
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, ensemble_size: int):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, ensemble_size: int, learned_logvar_bounds: bool):
         super().__init__()
         in_dim, out_dim = obs_dim + act_dim, obs_dim + 1
         dims = [in_dim, hidden_dim, hidden_dim, hidden_dim, hidden_dim]
         self.layers = nn.ModuleList(VectorizedLinear(i, o, ensemble_size) for i, o in zip(dims[:-1], dims[1:]))
         self.head = VectorizedLinear(hidden_dim, 2 * out_dim, ensemble_size)
-        # learned soft bounds of the log-variance, initialized at the paper's [-10, 0.5]
-        self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5))
-        self.min_logvar = nn.Parameter(torch.full((out_dim,), -10.0))
+        for layer in (*self.layers, self.head):  # the paper's code: LeCun normal (truncated at 2 std), zero biases
+            std = (1 / layer.weight.shape[1]) ** 0.5 / 0.87962566103423978  # flax's correction for the truncation
+            nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+        # soft bounds of the log-variance at [-10, 0.5]: fixed in the paper's code, learned in official MBPO
+        self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5), requires_grad=learned_logvar_bounds)
+        self.min_logvar = nn.Parameter(torch.full((out_dim,), -10.0), requires_grad=learned_logvar_bounds)
         # normalizers, refitted on the real buffer at every retrain (targets stay raw unless --normalize-targets)
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
@@ -394,12 +408,12 @@ class EnsembleDynamicsModel(nn.Module):
         """Adam parameter groups carrying MBPO's per-layer L2 weight decay (weights only)."""
         layers = [*self.layers, self.head]
         decayed = [{"params": [layer.weight], "weight_decay": decay} for layer, decay in zip(layers, self.WEIGHT_DECAYS)]
-        rest = [layer.bias for layer in layers] + [self.max_logvar, self.min_logvar]
+        rest = [layer.bias for layer in layers] + [p for p in (self.max_logvar, self.min_logvar) if p.requires_grad]
         return decayed + [{"params": rest, "weight_decay": 0.0}]
 
 
 LOG_STD_MAX = 2
-LOG_STD_MIN = -5
+LOG_STD_MIN = -10  # the paper's code (jaxrl policies.py)
 
 
 class Actor(nn.Module):
@@ -410,10 +424,11 @@ class Actor(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
         self.fc_mean = nn.Linear(hidden_dim, act_dim)
         self.fc_logstd = nn.Linear(hidden_dim, act_dim)
-        # action rescaling from tanh's (-1, 1) to the env's bounds
-        high, low = env.action_space.high, env.action_space.low
-        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
-        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+        # the paper's code: orthogonal weights (gain sqrt(2); 1 for the log-std head), zero biases. Actions need no
+        # rescaling: make_env gives every env the action space [-1, 1], tanh's range.
+        for layer, gain in ((self.fc1, math.sqrt(2)), (self.fc2, math.sqrt(2)), (self.fc_mean, math.sqrt(2)), (self.fc_logstd, 1.0)):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x):
         x = F.relu(self.fc1(x))
@@ -428,14 +443,10 @@ class Actor(nn.Module):
         std = log_std.exp()
         normal = torch.distributions.Normal(mean, std)
         x_t = normal.rsample()  # reparameterization trick (mean + std * N(0,1))
-        y_t = torch.tanh(x_t)
-        action = y_t * self.action_scale + self.action_bias
-        log_prob = normal.log_prob(x_t)
-        # enforcing action bound
-        log_prob -= torch.log(self.action_scale * (1 - y_t.pow(2)) + 1e-6)
-        log_prob = log_prob.sum(-1)
-        mean = torch.tanh(mean) * self.action_scale + self.action_bias
-        return action, log_prob, mean
+        action = torch.tanh(x_t)
+        # tanh's exact log-det, log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)), as the paper's code (TFP's Tanh)
+        log_prob = (normal.log_prob(x_t) - 2 * (math.log(2) - x_t - F.softplus(-2 * x_t))).sum(-1)
+        return action, log_prob, torch.tanh(mean)
 
 
 class ProgressLine:
@@ -508,14 +519,16 @@ if __name__ == "__main__":
 
     def init_agent():
         """Fresh actor, critics, target critics, temperature and optimizers (at the start and at each reset)."""
-        actor = Actor(env, args.hidden_dim).to(device)
-        qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
-        log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
-        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
+        with torch.random.fork_rng(devices=[]):  # the same initial weights on every call (the paper's resets), from a
+            torch.manual_seed(args.seed + 20_000)  # seed of their own, apart from the global stream
+            actor = Actor(env, args.hidden_dim).to(device)
+            qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+            qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+            qf_target.load_state_dict(qf.state_dict())
+            q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
+            actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+            log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
+            a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
         return actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer
 
     actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
@@ -524,12 +537,13 @@ if __name__ == "__main__":
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
     # Dyna: the learned model, the synthetic buffer, and minibatches that mix real and synthetic transitions
-    model = EnsembleDynamicsModel(obs_dim, act_dim, args.model_hidden_dim, args.ensemble_size).to(device)
+    model = EnsembleDynamicsModel(obs_dim, act_dim, args.model_hidden_dim, args.ensemble_size, args.learned_logvar_bounds).to(device)
     model_optimizer = torch.optim.Adam(model.param_groups(), lr=args.model_lr, fused=True)
     elites = torch.arange(args.num_elites, device=device)
     synthetic_rb = ReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device)
     is_terminated = termination_fn(args.env)
-    real_batch_size = int(args.batch_size * args.real_ratio) if args.synthetic_rollouts else args.batch_size
+    # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
+    real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
     timings = dict.fromkeys(("env", "model_training", "rollouts", "sac_updates"), 0.0)
 
     def sample_batch():
@@ -552,12 +566,15 @@ if __name__ == "__main__":
         next_obs = prediction[..., :-1] if args.predict_next_state else obs + prediction[..., :-1]
         return next_obs, prediction[..., -1]
 
-    def model_errors(idx) -> tuple[float, float]:
-        """The paper's model error on real transitions `idx`: 100 * ||predicted ds - true ds|| / ||true ds|| per
-        sample, averaged over the elites and the samples (state only); and the mean absolute reward error."""
+    def model_errors(idx, members) -> tuple[float, float]:
+        """The paper's model error on real transitions `idx` ((B,), or (members, B) one row per member): 100 *
+        ||predicted ds - true ds|| / ||true ds|| per sample, averaged over `members` and the samples (state only);
+        and the mean absolute reward error."""
         obs, actions, rewards, next_obs = rb.obs[idx], rb.actions[idx], rb.rewards[idx], rb.next_obs[idx]
         with torch.no_grad():
-            pred_next_obs, pred_rewards = (x[elites] for x in predict(obs, actions, sample=False))
+            pred_next_obs, pred_rewards = (x[members] for x in predict(obs, actions, sample=False))
+        if idx.dim() == 2:
+            obs, rewards, next_obs = obs[members], rewards[members], next_obs[members]
         error_pct = 100 * (pred_next_obs - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1).clamp_min(1e-8)
         return error_pct.mean().item(), (pred_rewards - rewards).abs().mean().item()
 
@@ -567,24 +584,47 @@ if __name__ == "__main__":
             mean, _ = model(rb.obs[idx], rb.actions[idx])
         return ((mean - (targets[idx] - model.target_mean) / model.target_std) ** 2).mean(dim=(1, 2))
 
-    def train_model():
-        """Fit the ensemble on the real buffer: refit the normalizers, hold out a split, train, rank the elites."""
-        stats = {}
-        if model_optimizer.state:  # trained before: first measure it on the transitions it has not seen yet
-            recent = (rb.pos - torch.arange(1, min(args.model_train_freq, rb.size) + 1, device=device)) % rb.capacity
-            stats["error_pct_recent"], _ = model_errors(recent)
-        n = rb.size
-        targets = model_targets(rb.obs[:n], rb.rewards[:n], rb.next_obs[:n])
-        perm = torch.randperm(n, device=device)
-        num_holdout = max(1, min(int(n * args.model_holdout_ratio), 5000))
+    def split_and_normalize(targets, max_holdout: float):
+        """A random holdout split of the real buffer, and the normalizers refitted on its training part."""
+        perm = torch.randperm(rb.size, device=device)
+        num_holdout = int(max(1, min(int(rb.size * args.model_holdout_ratio), max_holdout)))
         holdout, train = perm[:num_holdout], perm[num_holdout:]
         inputs = torch.cat([rb.obs[train], rb.actions[train]], -1)
         model.input_mean.copy_(inputs.mean(0))
-        model.input_std.copy_(inputs.std(0).clamp_min(1e-6))
+        model.input_std.copy_(inputs.std(0, correction=0) + 1e-6)  # the paper's code: population std + 1e-6
         if args.normalize_targets:
             model.target_mean.copy_(targets[train].mean(0))
-            model.target_std.copy_(targets[train].std(0).clamp_min(1e-6))
-        # each member trains on its own bootstrap of the training split, reshuffled every epoch (as in MBPO)
+            model.target_std.copy_(targets[train].std(0, correction=0) + 1e-6)
+        return holdout, train
+
+    def model_step(batch, targets):
+        """One Adam step on the Gaussian NLL of minibatch `batch` ((B,) for all members, or (members, B))."""
+        mean, logvar = model(rb.obs[batch], rb.actions[batch])
+        target = (targets[batch] - model.target_mean) / model.target_std
+        loss = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean(dim=(1, 2)).sum()
+        if args.learned_logvar_bounds:
+            loss = loss + 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())  # official MBPO's bound penalty
+        model_optimizer.zero_grad()
+        loss.backward()
+        model_optimizer.step()
+
+    def train_model_as_paper(targets):
+        """The paper's code (mbpo_learner.py `train_mbpo`, called model_train_chunks times per retrain): each chunk draws
+        a fresh split, refits the normalizers and takes i.i.d. minibatches with replacement from its training part, the
+        same minibatch for every member (its `tile_and_shuffle` returns the unshuffled tile)."""
+        chunks = min(args.model_train_chunks, args.model_train_steps)
+        for chunk in range(chunks):
+            holdout, train = split_and_normalize(targets, max_holdout=math.inf)
+            steps = args.model_train_steps // chunks + (chunk < args.model_train_steps % chunks)
+            for batch in train[torch.randint(0, len(train), (steps, args.model_batch_size), device=device)]:
+                model_step(batch, targets)
+        return holdout, train, batch, args.model_train_steps * args.model_batch_size / len(train)
+
+    def train_model_as_mbpo(targets):
+        """Official MBPO: one split (holdout at most 5000), each member on its own bootstrap of the training part,
+        reshuffled every epoch; with --model-early-stopping, each member keeps its best epoch and training stops after 5
+        epochs without a 1 % holdout improvement."""
+        holdout, train = split_and_normalize(targets, max_holdout=5000)
         bootstrap = train[torch.randint(0, len(train), (args.ensemble_size, len(train)), device=device)]
         member_params = [p for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
         # as in official MBPO, every call starts with no best loss, so each member keeps at least its first epoch
@@ -594,13 +634,7 @@ if __name__ == "__main__":
         while grad_steps < args.model_train_steps:
             order = bootstrap.gather(1, torch.rand(bootstrap.shape, device=device).argsort(1))
             for batch in order.split(args.model_batch_size, dim=1):
-                mean, logvar = model(rb.obs[batch], rb.actions[batch])
-                target = (targets[batch] - model.target_mean) / model.target_std
-                nll = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean(dim=(1, 2)).sum()
-                loss = nll + 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())  # MBPO's bound regularizer
-                model_optimizer.zero_grad()
-                loss.backward()
-                model_optimizer.step()
+                model_step(batch, targets)
                 grad_steps += 1
                 epochs += batch.shape[1] / len(train)
                 if grad_steps == args.model_train_steps:
@@ -618,12 +652,27 @@ if __name__ == "__main__":
             with torch.no_grad():
                 for param, best in zip(member_params, best_params):
                     param.copy_(best)
+        return holdout, train, batch, epochs
+
+    def train_model():
+        """Fit the ensemble on the real buffer, as the paper's code or (--model-bootstrap) as official MBPO, then rank
+        the elites by holdout MSE and measure the model with them."""
+        stats = {}
+        if model_optimizer.state:  # trained before: first measure it on the transitions it has not seen yet
+            recent = (rb.pos - torch.arange(1, min(args.model_train_freq, rb.size) + 1, device=device)) % rb.capacity
+            stats["error_pct_recent"], stats["reward_error_recent"] = model_errors(recent, elites)
+        targets = model_targets(rb.obs[: rb.size], rb.rewards[: rb.size], rb.next_obs[: rb.size])
+        train_as = train_model_as_mbpo if args.model_bootstrap or args.model_early_stopping else train_model_as_paper
+        holdout, train, last_batch, stats["train_epochs"] = train_as(targets)
+        if len(holdout) > 50_000:  # the paper's code ranks on 50,000 draws from the holdout; all of a smaller one here
+            holdout = holdout[torch.randint(0, len(holdout), (50_000,), device=device)]
         losses = holdout_losses(holdout, targets)
         new_elites = losses.argsort()[: args.num_elites]
         stats["holdout_loss"] = losses[new_elites].mean().item()
-        stats["train_epochs"] = epochs
-        stats["error_pct"], _ = model_errors(train[:1000])
-        stats["error_pct_holdout"], stats["reward_error"] = model_errors(holdout)
+        stats["error_pct"], _ = model_errors(train[:1000], new_elites)
+        stats["error_pct_holdout"], stats["reward_error"] = model_errors(holdout, new_elites)
+        # the paper code's own figure: all members on the last training minibatch
+        stats["error_pct_stfl"], _ = model_errors(last_batch, torch.arange(args.ensemble_size, device=device))
         return new_elites, stats
 
     def rollout(length: int):
@@ -643,26 +692,30 @@ if __name__ == "__main__":
                 break
 
     def evaluate():
-        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
-        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
+        """Mean return of deterministic episodes on the eval env; and the paper's over/under-estimation gauge: the
+        critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take mu(s0)
+        and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target does."""
+        alpha = log_alpha.exp().item()
         returns, q_estimates, mc_returns = [], [], []
-        for _ in range(args.eval_episodes):
+        for episode in range(2 * args.eval_episodes):
+            gauge = episode >= args.eval_episodes  # the first half measures the return, the second the critic
             obs, _ = eval_env.reset()
-            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
+            done, total, discount, first = False, 0.0, 1.0, True
             while not done:
+                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
                 with torch.no_grad():
-                    _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                    action, log_pi, mean = actor.get_action(x)
+                    if gauge and first:
+                        q_estimates.append(qf(x, mean).min(0).values.item())  # min over the twin, as in the target
+                if gauge and not first:
+                    total -= discount * alpha * log_pi.item()  # the entropy bonus inside the soft Q
+                else:
+                    action = mean
                 obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
-                episode_return += reward
-                mc_return += discount * reward
-                discount *= args.gamma
+                total += (discount if gauge else 1.0) * reward
+                discount, first = discount * args.gamma, False
                 done = terminated or truncated
-            with torch.no_grad():
-                _, _, action0 = actor.get_action(obs0)
-                q_estimates.append(qf(obs0, action0).min(0).values.item())  # min over the twin, as in the target
-            returns.append(episode_return)
-            mc_returns.append(mc_return)
+            (mc_returns if gauge else returns).append(total)
         return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
 
     def log_eval(step: int) -> float:
@@ -712,7 +765,7 @@ if __name__ == "__main__":
     def save_checkpoint(next_step: int):
         """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
         state = {
-            "script": os.path.basename(__file__), "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
             "agent": [m.state_dict() for m in (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer, model, model_optimizer)],
             "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
             "elites": elites.cpu(), "synthetic_rb": synthetic_rb.state_dict(),

@@ -82,6 +82,7 @@ class Args:
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
 
 
 def parse_args() -> Args:
@@ -135,6 +136,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
     saved, defaults = checkpoint["args"], vars(Args())
     for name, value in vars(args).items():
         if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
@@ -193,13 +196,14 @@ class ReplayBuffer:
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out).
+    Initialized as the paper's code (its `default_init`): each member's weights orthogonal with gain sqrt(2), biases 0."""
 
     def __init__(self, in_features: int, out_features: int, num_members: int):
         super().__init__()
-        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
-        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), math.sqrt(2)).T for _ in range(num_members)]
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, out_features))
 
     def forward(self, x):
         if x.dim() == 2:  # the same input for every member
@@ -239,7 +243,7 @@ class SoftQNetwork(nn.Module):
 
 
 LOG_STD_MAX = 2
-LOG_STD_MIN = -5
+LOG_STD_MIN = -10  # the paper's code (jaxrl policies.py)
 
 
 class Actor(nn.Module):
@@ -250,10 +254,11 @@ class Actor(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
         self.fc_mean = nn.Linear(hidden_dim, act_dim)
         self.fc_logstd = nn.Linear(hidden_dim, act_dim)
-        # action rescaling from tanh's (-1, 1) to the env's bounds
-        high, low = env.action_space.high, env.action_space.low
-        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
-        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+        # the paper's code: orthogonal weights (gain sqrt(2); 1 for the log-std head), zero biases. Actions need no
+        # rescaling: make_env gives every env the action space [-1, 1], tanh's range.
+        for layer, gain in ((self.fc1, math.sqrt(2)), (self.fc2, math.sqrt(2)), (self.fc_mean, math.sqrt(2)), (self.fc_logstd, 1.0)):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x):
         x = F.relu(self.fc1(x))
@@ -268,14 +273,10 @@ class Actor(nn.Module):
         std = log_std.exp()
         normal = torch.distributions.Normal(mean, std)
         x_t = normal.rsample()  # reparameterization trick (mean + std * N(0,1))
-        y_t = torch.tanh(x_t)
-        action = y_t * self.action_scale + self.action_bias
-        log_prob = normal.log_prob(x_t)
-        # enforcing action bound
-        log_prob -= torch.log(self.action_scale * (1 - y_t.pow(2)) + 1e-6)
-        log_prob = log_prob.sum(-1)
-        mean = torch.tanh(mean) * self.action_scale + self.action_bias
-        return action, log_prob, mean
+        action = torch.tanh(x_t)
+        # tanh's exact log-det, log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)), as the paper's code (TFP's Tanh)
+        log_prob = (normal.log_prob(x_t) - 2 * (math.log(2) - x_t - F.softplus(-2 * x_t))).sum(-1)
+        return action, log_prob, torch.tanh(mean)
 
 
 class ProgressLine:
@@ -348,14 +349,16 @@ if __name__ == "__main__":
 
     def init_agent():
         """Fresh actor, critics, target critics, temperature and optimizers (at the start and at each reset)."""
-        actor = Actor(env, args.hidden_dim).to(device)
-        qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
-        log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
-        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
+        with torch.random.fork_rng(devices=[]):  # the same initial weights on every call (the paper's resets), from a
+            torch.manual_seed(args.seed + 20_000)  # seed of their own, apart from the global stream
+            actor = Actor(env, args.hidden_dim).to(device)
+            qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+            qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+            qf_target.load_state_dict(qf.state_dict())
+            q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
+            actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+            log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
+            a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
         return actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer
 
     actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
@@ -364,26 +367,30 @@ if __name__ == "__main__":
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
     def evaluate():
-        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
-        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
+        """Mean return of deterministic episodes on the eval env; and the paper's over/under-estimation gauge: the
+        critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take mu(s0)
+        and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target does."""
+        alpha = log_alpha.exp().item()
         returns, q_estimates, mc_returns = [], [], []
-        for _ in range(args.eval_episodes):
+        for episode in range(2 * args.eval_episodes):
+            gauge = episode >= args.eval_episodes  # the first half measures the return, the second the critic
             obs, _ = eval_env.reset()
-            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
+            done, total, discount, first = False, 0.0, 1.0, True
             while not done:
+                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
                 with torch.no_grad():
-                    _, _, action = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                    action, log_pi, mean = actor.get_action(x)
+                    if gauge and first:
+                        q_estimates.append(qf(x, mean).min(0).values.item())  # min over the twin, as in the target
+                if gauge and not first:
+                    total -= discount * alpha * log_pi.item()  # the entropy bonus inside the soft Q
+                else:
+                    action = mean
                 obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
-                episode_return += reward
-                mc_return += discount * reward
-                discount *= args.gamma
+                total += (discount if gauge else 1.0) * reward
+                discount, first = discount * args.gamma, False
                 done = terminated or truncated
-            with torch.no_grad():
-                _, _, action0 = actor.get_action(obs0)
-                q_estimates.append(qf(obs0, action0).min(0).values.item())  # min over the twin, as in the target
-            returns.append(episode_return)
-            mc_returns.append(mc_return)
+            (mc_returns if gauge else returns).append(total)
         return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
 
     def log_eval(step: int) -> float:
@@ -433,7 +440,7 @@ if __name__ == "__main__":
     def save_checkpoint(next_step: int):
         """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
         state = {
-            "script": os.path.basename(__file__), "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
             "agent": [m.state_dict() for m in (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer)],
             "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
             "env": get_env_state(env), "eval_env": get_env_state(eval_env),

@@ -59,11 +59,11 @@ class Args:
     hidden_dim: int = 256
     """width of the two hidden layers of actor and critics (paper: 256)"""
     exploration_noise: float = 0.1
-    """std of the Gaussian exploration noise, in units of the action scale (TD3 paper: 0.1)"""
+    """std of the Gaussian exploration noise, in the [-1, 1] action units (TD3 paper: 0.1)"""
     policy_noise: float = 0.2
-    """std of the target policy smoothing noise, in units of the action scale (TD3 paper: 0.2)"""
+    """std of the target policy smoothing noise, in the [-1, 1] action units (TD3 paper: 0.2)"""
     noise_clip: float = 0.5
-    """the target policy smoothing noise is clipped to +-this, in units of the action scale (TD3 paper: 0.5)"""
+    """the target policy smoothing noise is clipped to +-this, in the [-1, 1] action units (TD3 paper: 0.5)"""
     policy_frequency: int = 2
     """delayed policy updates: actor and targets update once every this many gradient updates (TD3 paper: 2)"""
     replay_ratio: int = 1
@@ -86,6 +86,7 @@ class Args:
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
 
 
 def parse_args() -> Args:
@@ -141,6 +142,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
     saved, defaults = checkpoint["args"], vars(Args())
     for name, value in vars(args).items():
         if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
@@ -199,13 +202,14 @@ class ReplayBuffer:
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out)."""
+    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out).
+    Initialized as the paper's code (its `default_init`): each member's weights orthogonal with gain sqrt(2), biases 0."""
 
     def __init__(self, in_features: int, out_features: int, num_members: int):
         super().__init__()
-        bound = 1 / np.sqrt(in_features)  # nn.Linear's default init, per member
-        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), math.sqrt(2)).T for _ in range(num_members)]
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, out_features))
 
     def forward(self, x):
         if x.dim() == 2:  # the same input for every member
@@ -252,16 +256,12 @@ class Actor(nn.Module):
         obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
         self.fc1 = nn.Linear(obs_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
-        self.fc_mu = nn.Linear(hidden_dim, act_dim)
-        # action rescaling from tanh's (-1, 1) to the env's bounds
-        high, low = env.action_space.high, env.action_space.low
-        self.register_buffer("action_scale", torch.tensor((high - low) / 2.0, dtype=torch.float32))
-        self.register_buffer("action_bias", torch.tensor((high + low) / 2.0, dtype=torch.float32))
+        self.fc_mu = nn.Linear(hidden_dim, act_dim)  # tanh's (-1, 1) is the action space: make_env rescales every env to it
 
     def forward(self, x):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
-        return torch.tanh(self.fc_mu(x)) * self.action_scale + self.action_bias
+        return torch.tanh(self.fc_mu(x))
 
 
 class ProgressLine:
@@ -316,8 +316,6 @@ if __name__ == "__main__":
     if not isinstance(env.action_space, gym.spaces.Box):
         sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
     obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
-    action_low = torch.as_tensor(env.action_space.low, dtype=torch.float32, device=device)
-    action_high = torch.as_tensor(env.action_space.high, dtype=torch.float32, device=device)
 
     start_step = checkpoint["next_step"] if checkpoint else 0
     # a resumed run writes on in the same directory; purge_step drops what the stopped run logged after its checkpoint
@@ -335,14 +333,16 @@ if __name__ == "__main__":
 
     def init_agent():
         """Fresh actor, critics, their targets and optimizers (at the start and at each reset)."""
-        actor = Actor(env, args.hidden_dim).to(device)
-        actor_target = Actor(env, args.hidden_dim).to(device)
-        actor_target.load_state_dict(actor.state_dict())
-        qf = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+        with torch.random.fork_rng(devices=[]):  # the same initial weights on every call (the paper's resets), from a
+            torch.manual_seed(args.seed + 20_000)  # seed of their own, apart from the global stream
+            actor = Actor(env, args.hidden_dim).to(device)
+            actor_target = Actor(env, args.hidden_dim).to(device)
+            actor_target.load_state_dict(actor.state_dict())
+            qf = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+            qf_target = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+            qf_target.load_state_dict(qf.state_dict())
+            q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
+            actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
         return actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer
 
     actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer = init_agent()
@@ -386,11 +386,9 @@ if __name__ == "__main__":
         global actor_loss, num_updates
         data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
         with torch.no_grad():
-            # target policy smoothing: clipped Gaussian noise on the target action, in action-scale units
-            noise = torch.randn_like(data_actions) * args.policy_noise
-            noise = noise.clamp(-args.noise_clip, args.noise_clip) * actor_target.action_scale
-            next_state_actions = actor_target(data_next_obs) + noise
-            next_state_actions = next_state_actions.clamp(action_low, action_high)
+            # target policy smoothing: clipped Gaussian noise on the target action (actions are in [-1, 1])
+            noise = (torch.randn_like(data_actions) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
+            next_state_actions = (actor_target(data_next_obs) + noise).clamp(-1, 1)
             qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values
             next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
 
@@ -422,7 +420,7 @@ if __name__ == "__main__":
     def save_checkpoint(next_step: int):
         """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
         state = {
-            "script": os.path.basename(__file__), "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
             "agent": [m.state_dict() for m in (actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer)],
             "rb": rb.state_dict(),
             "env": get_env_state(env), "eval_env": get_env_state(eval_env),
@@ -471,8 +469,8 @@ if __name__ == "__main__":
         else:
             with torch.no_grad():
                 actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
-                actions += torch.normal(0.0, actor.action_scale * args.exploration_noise)  # Gaussian exploration
-                actions = actions.clamp(action_low, action_high)
+                actions += torch.randn_like(actions) * args.exploration_noise  # Gaussian exploration
+                actions = actions.clamp(-1, 1)
             actions = actions[0].cpu().numpy()
 
         # TRY NOT TO MODIFY: execute the game and log data.

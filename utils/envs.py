@@ -1,8 +1,9 @@
 """`make_env("Hopper-v5", seed)` or `make_env("dmc:walker-walk", seed)`: one Gymnasium env either way.
 
 DMC tasks come through Farama's Shimmy (`DmControlCompatibilityV0`) with the observation dict flattened in a fixed
-(sorted) key order and cast to float32. Shimmy already gives what the paper's protocol needs: the action space is
-DMC's own bounds, `terminated` stays False on the suite's tasks and `truncated` is True at the 1000th step (time
+(sorted) key order and cast to float32. Every env's Box action space is rescaled to [-1, 1] (as the paper's code
+wraps every env in `RescaleAction(-1, 1)`), so policies, entropies and noise scales live in the same units on every
+task. Shimmy already gives what the paper's protocol needs: `terminated` stays False on the suite's tasks and `truncated` is True at the 1000th step (time
 limits are bootstrapped), `reset(seed=...)` reproduces, and `render_mode="rgb_array"` renders.
 
 `get_physics_state` / `set_physics_state` read and write everything MuJoCo needs to reproduce the next step exactly
@@ -56,7 +57,8 @@ def is_dmc(env_id: str) -> bool:
 
 
 def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gym.Env:
-    """A Gymnasium id goes to `gym.make`; `dmc:<domain>-<task>` becomes a flat-float32-observation Gymnasium env."""
+    """A Gymnasium id goes to `gym.make`; `dmc:<domain>-<task>` becomes a flat-float32-observation Gymnasium env;
+    either way a Box action space becomes [-1, 1]."""
     check_env_id(env_id)
     if not is_dmc(env_id):
         env = gym.make(env_id, render_mode=render_mode)
@@ -73,6 +75,9 @@ def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gym.Env:
             lambda obs: obs.astype(np.float32),
             gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32),
         )
+    space = env.action_space
+    if isinstance(space, gym.spaces.Box):  # the paper's code: RescaleAction(-1, 1) on every env
+        env = gym.wrappers.RescaleAction(env, np.full(space.shape, -1, space.dtype), np.full(space.shape, 1, space.dtype))
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
