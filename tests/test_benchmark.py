@@ -1,17 +1,14 @@
-"""benchmark/sweep.py and benchmark/report.py: the protocol's run count, skip/resume decisions, a real two-run sweep on
-local Ray, and the report on event files with known values."""
-import csv
+"""benchmark/sweep.py: the protocol's run count, skip/resume decisions and a real two-run sweep on local Ray (the report's
+tests are in test_report.py)."""
 import json
 import subprocess
 import sys
 
 import pytest
-from torch.utils.tensorboard import SummaryWriter
 
 from conftest import ROOT, assert_one_line_error
 
 sys.path.insert(0, str(ROOT / "benchmark"))
-import report  # noqa: E402
 
 TINY = "--learning-starts 100 --eval-interval 100 --eval-episodes 1"
 
@@ -109,59 +106,3 @@ def test_sweep_unreachable_cluster_is_one_line(tmp_path):
                        "--seeds", "1", "--root", str(tmp_path))
     assert_one_line_error(result, "no Ray cluster answers at --address 127.0.0.1:1")
 
-
-def write_run(root, experiment, task, seed, evals: dict[int, float], extra: dict[str, dict[int, float]] = {}):
-    """A run directory in the sweep's layout with `eval/return` (and `extra` tags) at the given steps."""
-    script = experiment.split("_no_")[0]
-    run_dir = root / experiment / task.replace(":", "_") / f"seed_{seed}" / f"{task.replace(':', '_')}__{script}__{seed}__1"
-    writer = SummaryWriter(str(run_dir))
-    for tag, values in {"eval/return": evals, **extra}.items():
-        for step, value in values.items():
-            writer.add_scalar(tag, value, step)
-    writer.close()
-
-
-def test_report_reads_known_runs_into_csv_verdicts_and_counts(tmp_path):
-    # dmc:walker-run: sac clearly improves on 3 seeds, mbpo does not; mbpo without rollouts has a single seed
-    for seed, (start, end) in enumerate([(20, 300), (25, 340), (22, 310)], start=1):
-        write_run(tmp_path, "sac", "dmc:walker-run", seed, {0: start, 100: 100, 200: end})
-        write_run(tmp_path, "mbpo", "dmc:walker-run", seed, {0: start, 100: start, 200: start + (seed - 2) * 5},
-                  {"model/error_pct": {100: 150.0, 200: 120.0}})
-    write_run(tmp_path, "mbpo_no_rollouts", "dmc:walker-run", 1, {0: 20, 200: 400})
-    # Hopper-v5: both improve; sac's seed 3 stopped early and is left out of the final comparison
-    for seed in (1, 2, 3):
-        write_run(tmp_path, "sac", "Hopper-v5", seed, {0: 10 + seed, 200: 1000 + 50 * seed} if seed < 3 else {0: 13, 100: 5})
-        write_run(tmp_path, "mbpo", "Hopper-v5", seed, {0: 10 + seed, 200: 2000 + 100 * seed})
-    out = tmp_path / "report"
-    result = benchmark("report.py", str(tmp_path), "--out", str(out), "--reps", "200")
-    assert result.returncode == 0, result.stderr
-
-    with open(out / "runs.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == report.COLUMNS
-    assert len(rows) == 9 + 15 + 2 + 6 + 6  # walker-run: sac, mbpo (+ model error), no rollouts; Hopper: sac, mbpo
-    assert {"run": "mbpo_no_rollouts/dmc_walker-run/seed_1/dmc_walker-run__mbpo__1__1", "algorithm": "mbpo",
-            "variant": "no_rollouts", "task": "dmc:walker-run", "seed": "1", "step": "200", "tag": "eval/return",
-            "value": "400.0"} in rows
-
-    df = report.with_experiment(report.read_runs(tmp_path))
-    table = report.improvement(df).set_index(["experiment", "task"])
-    assert table.loc[("sac", "dmc:walker-run"), "improved"] is True
-    assert table.loc[("sac", "dmc:walker-run"), "final"] == pytest.approx(950 / 3)
-    assert table.loc[("mbpo", "dmc:walker-run"), "improved"] is False  # differences -5, 0, +5
-    assert table.loc[("mbpo_no_rollouts", "dmc:walker-run"), "improved"] is None  # one seed: no verdict
-    assert table.loc[("sac", "Hopper-v5"), ["seeds", "runs"]].tolist() == [2, 3]
-    assert report.improvement_counts(report.improvement(df)) == {
-        ("dmc", "mbpo"): (0, 1), ("dmc", "sac"): (1, 1), ("gym", "mbpo"): (1, 1), ("gym", "sac"): (1, 1)}
-
-    markdown = (out / "report.md").read_text()
-    assert "**1 of 1** (protocol: 15 tasks)" in markdown
-    assert "| mbpo > sac |" in markdown  # probability of improvement on both suites
-    for figure in ("return_dmc.png", "return_gym.png", "error_pct_dmc.png", "aggregate_dmc.png", "aggregate_gym.png"):
-        assert (out / figure).stat().st_size > 1000, figure
-        assert f"({figure})" in markdown
-    assert "No run logged `diagnostics/q_estimate`." in markdown
-
-
-def test_report_of_an_empty_root_is_one_line(tmp_path):
-    assert_one_line_error(benchmark("report.py", str(tmp_path)), "no runs under")

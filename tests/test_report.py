@@ -1,0 +1,295 @@
+"""benchmark/report.py on event files with known values: finished, failed and unfinished runs, verdicts, aggregates,
+curves, the rebuild from a CSV and the model error by task."""
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from torch.utils.tensorboard import SummaryWriter
+
+from conftest import ROOT, assert_one_line_error
+
+sys.path.insert(0, str(ROOT / "benchmark"))
+import report  # noqa: E402
+
+NAN_STOP = "error: qf1 is NaN or inf at step 1500; run stopped (last good checkpoint: step 1000)"
+
+
+def run_report(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmark" / "report.py"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def write_run(root, experiment, task, seed, evals: dict[int, float], extra: dict[str, dict[int, float]] = {},
+              finished: int | None = None, log: str | None = None):
+    """A seed directory in the sweep's layout with `eval/return` (and `extra` tags) at the given steps, a finished.json
+    for `finished` steps and a stdout.log ending with `log`."""
+    seed_dir = root / experiment / task.replace(":", "_") / f"seed_{seed}"
+    writer = SummaryWriter(str(seed_dir / f"{task.replace(':', '_')}__{experiment.split('_')[0]}__{seed}__1"))
+    for tag, values in {"eval/return": evals, **extra}.items():
+        for step, value in values.items():
+            writer.add_scalar(tag, value, step)
+    writer.close()
+    if finished is not None:
+        (seed_dir / "finished.json").write_text(json.dumps({"total_timesteps": finished}))
+    if log is not None:
+        (seed_dir / "stdout.log").write_text(f"# 2026-01-01 00:00:00 python sac.py\nstep 1000/3000\n{log}\n")
+
+
+def runs_of(root, protocol_steps=None) -> pd.DataFrame:
+    df = report.with_experiment(report.read_runs(root))
+    return report.run_table(df, report.read_markers(root), protocol_steps)
+
+
+def render(root, out, protocol_steps=None) -> str:
+    out.mkdir()
+    return report.render(report.read_runs(root), report.read_markers(root), str(root), out, 50, protocol_steps)
+
+
+def test_report_reads_known_runs_into_csv_verdicts_and_counts(tmp_path):
+    # dmc:walker-run: sac clearly improves on 3 seeds, mbpo does not; mbpo without rollouts has a single seed
+    for seed, (start, end) in enumerate([(20, 300), (25, 340), (22, 310)], start=1):
+        write_run(tmp_path, "sac", "dmc:walker-run", seed, {0: start, 100: 100, 200: end}, finished=200)
+        write_run(tmp_path, "mbpo", "dmc:walker-run", seed, {0: start, 100: start, 200: start + (seed - 2) * 5},
+                  {"model/error_pct": {100: 150.0, 200: 120.0}}, finished=200)
+    write_run(tmp_path, "mbpo_no_rollouts", "dmc:walker-run", 1, {0: 20, 200: 400}, finished=200)
+    # Hopper-v5: both improve; sac's seed 3 stopped early: unfinished, listed, left out of the final comparison
+    for seed in (1, 2, 3):
+        if seed < 3:
+            write_run(tmp_path, "sac", "Hopper-v5", seed, {0: 10 + seed, 200: 1000 + 50 * seed}, finished=200)
+        else:
+            write_run(tmp_path, "sac", "Hopper-v5", seed, {0: 13, 100: 5})
+        write_run(tmp_path, "mbpo", "Hopper-v5", seed, {0: 10 + seed, 200: 2000 + 100 * seed}, finished=200)
+    out = tmp_path / "report"
+    result = run_report(str(tmp_path), "--out", str(out), "--reps", "200")
+    assert result.returncode == 0, result.stderr
+
+    with open(out / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == report.COLUMNS
+    assert len(rows) == 9 + 15 + 2 + 6 + 6  # walker-run: sac, mbpo (+ model error), no rollouts; Hopper: sac, mbpo
+    assert {"run": "mbpo_no_rollouts/dmc_walker-run/seed_1/dmc_walker-run__mbpo__1__1", "algorithm": "mbpo",
+            "variant": "no_rollouts", "task": "dmc:walker-run", "seed": "1", "step": "200", "tag": "eval/return",
+            "value": "400.0"} in rows
+
+    table = report.improvement(runs_of(tmp_path)).set_index(["experiment", "task"])
+    assert table.loc[("sac", "dmc:walker-run"), "improved"] is True
+    assert table.loc[("sac", "dmc:walker-run"), "final"] == pytest.approx(950 / 3)
+    assert table.loc[("mbpo", "dmc:walker-run"), "improved"] is False  # differences -5, 0, +5
+    assert table.loc[("mbpo_no_rollouts", "dmc:walker-run"), "improved"] is None  # one seed: no verdict
+    assert table.loc[("sac", "Hopper-v5"), ["seeds", "runs", "unfinished"]].tolist() == [2, 3, [(3, 100)]]
+    assert report.improvement_counts(report.improvement(runs_of(tmp_path))) == {
+        ("dmc", "mbpo"): (0, 0, 1), ("dmc", "sac"): (1, 1, 1), ("gym", "mbpo"): (1, 1, 1), ("gym", "sac"): (1, 1, 1)}
+
+    markdown = (out / "report.md").read_text()
+    assert "**1 of 1** (protocol: 15 tasks)" in markdown
+    assert "| Hopper-v5 | 3 finished | - | 2 finished; unfinished: seed 3 (step 100) |" in markdown
+    assert "| mbpo > sac |" in markdown  # probability of improvement on both suites
+    assert "| mbpo | 3 | 0." in markdown and "| sac | 2 | 0." in markdown
+    assert "[" in markdown.split("| mbpo | 3 | ")[1].split("|")[0]  # a CI with 3 runs per task
+    assert "(no CI: 2 runs per task)" in markdown.split("| sac | 2 | ")[1].split("\n")[0]
+    for figure in ("return_dmc.png", "return_gym.png", "error_pct_dmc.png", "aggregate_dmc.png", "aggregate_gym.png",
+                   "model_error_mbpo.png"):
+        assert (out / figure).stat().st_size > 1000, figure
+        assert f"({figure})" in markdown
+    assert "No run logged `diagnostics/q_estimate`." in markdown
+
+
+def test_report_of_an_empty_root_is_one_line(tmp_path):
+    assert_one_line_error(run_report(str(tmp_path)), "no runs in")
+
+
+def test_partial_sweep_judges_finished_runs_at_the_protocols_last_step(tmp_path):
+    steps = [0, 1000, 2000, 3000]
+    for seed in (1, 2, 3):
+        for task in ("dmc:walker-run", "dmc:cheetah-run"):
+            write_run(tmp_path, "sac", task, seed, {s: 10 * seed + s / 10 for s in steps}, finished=3000)
+        # mbpo stopped early on walker-run; on cheetah-run seed 3 is ahead of the others, none finished
+        write_run(tmp_path, "mbpo", "dmc:walker-run", seed, {0: 10 * seed, 1000: 900})
+        write_run(tmp_path, "mbpo", "dmc:cheetah-run", seed, {s: 500 if s else 10 * seed for s in steps[:2 + (seed == 3)]})
+        # without rollouts: only the step-0 evaluation on walker-run; finished on cheetah-run
+        write_run(tmp_path, "mbpo_no_rollouts", "dmc:walker-run", seed, {0: 10 * seed})
+        write_run(tmp_path, "mbpo_no_rollouts", "dmc:cheetah-run", seed, {s: 10 * seed + s / 20 for s in steps},
+                  finished=3000)
+    runs = runs_of(tmp_path)
+    assert set(runs.final_step) == {3000}
+    table = report.improvement(runs).set_index(["experiment", "task"])
+    assert table.loc[("sac", "dmc:walker-run"), ["final", "seeds", "improved"]].tolist() == [320, 3, True]
+    assert table.loc[("mbpo", "dmc:walker-run"), "improved"] is None
+    assert table.loc[("mbpo", "dmc:walker-run"), "unfinished"] == [(1, 1000), (2, 1000), (3, 1000)]
+    assert table.loc[("mbpo", "dmc:cheetah-run"), ["seeds", "improved"]].tolist() == [0, None]
+    assert table.loc[("mbpo", "dmc:cheetah-run"), "unfinished"] == [(1, 1000), (2, 1000), (3, 2000)]
+    assert table.loc[("mbpo_no_rollouts", "dmc:walker-run"), "unfinished"] == [(1, 0), (2, 0), (3, 0)]
+
+    tasks, matrices, left_out = report.normalized_finals(runs, "dmc")
+    assert tasks == ["dmc:cheetah-run"] and sorted(matrices) == ["mbpo_no_rollouts", "sac"]
+    assert matrices["sac"][:, 0] == pytest.approx((np.array([310, 320, 330]) - 20) / (1000 - 20))
+    assert left_out == ["mbpo (no finished or failed run)",
+                        "dmc:walker-run (no finished or failed run of mbpo_no_rollouts)"]
+
+    # --protocol-steps asks for more than any run did: nothing is finished
+    assert set(runs_of(tmp_path, protocol_steps=4000).state) == {"unfinished"}
+
+
+def test_an_unreadable_finished_marker_is_unfinished(tmp_path):
+    write_run(tmp_path, "sac", "Hopper-v5", 1, {0: 1, 1000: 2}, finished=1000)
+    write_run(tmp_path, "sac", "Hopper-v5", 2, {0: 1, 1000: 2}, finished=1000)
+    (tmp_path / "sac" / "Hopper-v5" / "seed_2" / "finished.json").write_text('{"total_time')  # truncated
+    assert runs_of(tmp_path).state.tolist() == ["finished", "unfinished"]
+
+
+def test_diverged_runs_are_listed_and_count_as_not_improved(tmp_path):
+    for seed in (1, 2):
+        write_run(tmp_path, "sac", "Hopper-v5", seed, {0: 10, 1000: 500, 2000: 1000 + seed}, finished=2000)
+        write_run(tmp_path, "mbpo", "Hopper-v5", seed, {0: 10, 1000: 500, 2000: 900 + seed}, finished=2000)
+    write_run(tmp_path, "sac", "Hopper-v5", 3, {0: 10, 1000: 500}, log=NAN_STOP)  # stopped on NaN after a good eval
+    write_run(tmp_path, "mbpo", "Hopper-v5", 3, {0: 10, 1000: math.nan}, log="killed")  # a NaN evaluation return
+    runs = runs_of(tmp_path).set_index(["experiment", "seed"])
+    assert runs.loc[("sac", 3), ["state", "final"]].tolist() == ["failed", 10]  # min(last return 500, step 0)
+    assert runs.loc[("mbpo", 3), ["state", "final"]].tolist() == ["failed", 10]
+    table = report.improvement(runs.reset_index()).set_index("experiment")
+    assert table.loc["sac", ["seeds", "failed"]].tolist() == [3, [3]]
+    assert table.loc["sac", "p"] == pytest.approx(
+        stats.ttest_rel([1001, 1002, 10], [10, 10, 10], alternative="greater").pvalue)
+
+    tasks, matrices, _ = report.normalized_finals(runs.reset_index(), "gym")
+    assert tasks == ["Hopper-v5"] and matrices["mbpo"][2, 0] == 0  # the task stays, the failed run at step 0
+    markdown = render(tmp_path, tmp_path / "report")
+    assert "| Hopper-v5 | 2 finished; failed: seed 3 | 2 finished; failed: seed 3 |" in markdown
+    assert "included at the failed rule's final return: mbpo Hopper-v5 seed 3, sac Hopper-v5 seed 3." in markdown
+
+
+def test_verdicts_show_the_difference_its_bound_and_a_corrected_column():
+    differences = {"a": [50, 60, 70], "b": [5, -1, 9], "c": [3, 3, 3], "d": [0, 0, 0], "e": [40, 44]}
+    runs = pd.DataFrame([{"experiment": "sac", "task": f"dmc:{task}", "suite": "dmc", "seed": seed, "state": "finished",
+                          "last_step": 100, "final_step": 100, "initial": 10.0 * seed, "final": 10.0 * seed + d}
+                         for task, ds in differences.items() for seed, d in enumerate(ds, start=1)])
+    table = report.improvement(runs).set_index("task")
+    assert table.loc["dmc:c", ["p", "improved"]].tolist() == [0.0, True]  # scipy's result: zero variance, mean 3
+    assert math.isnan(table.loc["dmc:d", "p"]) and table.loc["dmc:d", "improved"] is False
+    assert table.loc["dmc:a", "difference"] == 60
+    assert table.loc["dmc:a", "low"] == pytest.approx(
+        stats.ttest_rel([60, 80, 100], [10, 20, 30], alternative="greater").confidence_interval(0.95).low)
+    p = table.p.fillna(1.0)
+    assert table.q.tolist() == pytest.approx(stats.false_discovery_control(p).tolist())
+    assert table.improved_bh.tolist() == [q < report.ALPHA for q in table.q]
+    assert report.improvement_counts(table.reset_index()) == {("dmc", "sac"): (
+        int(table.improved.sum()), int(sum(table.improved_bh)), 5)}
+
+    markdown = "\n".join(report.verdict_section(table.reset_index()))
+    assert "15 uncorrected tests at 0.05 give 2 or more false **yes**" in markdown
+    row_e = next(line for line in markdown.splitlines() if line.startswith("| dmc:e |"))
+    assert "*indicative*" in row_e and f"+42.0 [{table.loc['dmc:e', 'low']:.1f}, inf)" in row_e
+    assert "*indicative*" not in next(line for line in markdown.splitlines() if line.startswith("| dmc:a |"))
+
+
+def test_normalization_subtracts_the_measured_step0_return(tmp_path):
+    for seed in (1, 2):
+        write_run(tmp_path, "sac", "HalfCheetah-v5", seed, {0: -280, 1000: 5720 + seed}, finished=1000)
+    tasks, matrices, _ = report.normalized_finals(runs_of(tmp_path), "gym")
+    assert matrices["sac"][:, 0] == pytest.approx([(6000 + seed) / (12000 + 280) for seed in (1, 2)])
+
+
+def test_an_experiment_without_returns_is_in_the_left_out_line(tmp_path):
+    write_run(tmp_path, "sac", "Hopper-v5", 1, {0: 1, 1000: 2}, finished=1000)
+    write_run(tmp_path, "mbpo", "Hopper-v5", 1, {}, {"model/error_pct": {1000: 3.0}}, finished=1000)
+    markdown = render(tmp_path, tmp_path / "report")
+    assert "Left out of the verdicts and aggregates (no eval/return logged): mbpo (1 run: Hopper-v5 seed 1)." in markdown
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_few_seed_curves_stay_inside_the_data(seeds):
+    # seed 2 stops at step 200: the mean stops there too, it does not jump to seed 1 alone
+    values = {1: {0: 0.0, 100: 900.0, 200: 950.0, 300: 1000.0}, 2: {0: 5.0, 100: 10.0, 200: 20.0}}
+    df = pd.DataFrame([{"experiment": "sac", "task": "dmc:walker-run", "seed": seed, "step": step, "tag": "eval/return",
+                        "value": v} for seed in range(1, seeds + 1) for step, v in values[seed].items()])
+    fig = report.curve_figure(df, ["dmc:walker-run"], [("eval/return", "-")], "t")
+    ax = fig.axes[0]
+    assert not ax.collections  # no band
+    for line in ax.lines:
+        assert df.value.min() <= min(line.get_ydata()) and max(line.get_ydata()) <= df.value.max()
+    mean = next(line for line in ax.lines if line.get_label() == "sac")
+    assert list(mean.get_xdata()) == ([0, 100, 200, 300] if seeds == 1 else [0, 100, 200])
+
+
+def test_five_seed_curves_get_a_band():
+    df = pd.DataFrame([{"experiment": "sac", "task": "Hopper-v5", "seed": seed, "step": step, "tag": "eval/return",
+                        "value": seed * step} for seed in range(5) for step in (0, 100)])
+    assert report.curve_figure(df, ["Hopper-v5"], [("eval/return", "-")], "t").axes[0].collections
+
+
+def test_report_rebuilds_from_a_csv(tmp_path):
+    for seed in (1, 2):
+        write_run(tmp_path / "runs", "sac", "Hopper-v5", seed, {0: 10, 1000: 500, 2000: 1000 + seed})
+    write_run(tmp_path / "runs", "sac", "Hopper-v5", 3, {0: 10, 1000: 700})
+    write_run(tmp_path / "runs", "sac", "Hopper-v5", 4, {0: 10, 1000: math.inf})
+    csv_path = tmp_path / "runs.csv"
+    report.read_runs(tmp_path / "runs").to_csv(csv_path, index=False)
+    out = tmp_path / "report"
+    report.main(["--from-csv", str(csv_path), "--out", str(out), "--protocol-steps", "2000", "--reps", "50"])
+    assert (out / "runs.csv").read_text() == csv_path.read_text()
+    markdown = (out / "report.md").read_text()
+    assert "Rebuilt from a CSV" in markdown
+    assert "| Hopper-v5 | 2 finished; failed: seed 4; unfinished: seed 3 (step 1000) |" in markdown
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ([], "give a sweep root or --from-csv"),
+    (["--from-csv", "nowhere.csv"], "cannot read --from-csv nowhere.csv"),
+    (["--from-csv", "benchmark/results/quick/runs.csv", "--protocol-steps", "0"], "--protocol-steps must be >= 1"),
+    (["--from-csv", "{tmp}/runs.csv"], "runs.csv has columns ['step', 'value']"),
+])
+def test_report_bad_input_is_an_error_line(args, fragment, tmp_path):
+    (tmp_path / "runs.csv").write_text("step,value\n0,1.0\n")
+    with pytest.raises(SystemExit) as exit:
+        report.main([arg.format(tmp=tmp_path) for arg in args])
+    assert str(exit.value.code).startswith("error: ") and fragment in str(exit.value.code)
+
+
+def model_errors(recent_last: float, scale: float = 1.0) -> dict[str, dict[int, float]]:
+    """Every model tag at the retrains 5000, 10000, 15000; the recent error at the last one is `recent_last`."""
+    tags = {tag: {step: scale * (i + 1) * step / 5000 for step in (5000, 10000, 15000)}
+            for i, tag in enumerate(report.MODEL_TAGS)}
+    tags[report.RECENT] = {10000: recent_last + 1, 15000: recent_last}
+    return tags
+
+
+def test_model_error_by_task_sorts_suites_and_puts_ftfl_beside(tmp_path):
+    recent = {"Hopper-v5": 20.0, "InvertedPendulum-v5": 5.0, "dmc:hopper-hop": 150.0, "dmc:walker-run": 60.0}
+    for task, value in recent.items():
+        evals = {0: 1.0, 5000: 2.0, 10000: 3.0, 15000: 4.0}
+        write_run(tmp_path, "mbpo_atlas", task, 1, evals, model_errors(value), finished=15001)
+        if task == "dmc:walker-run":  # a second seed: the table shows the mean
+            write_run(tmp_path, "mbpo_atlas", task, 2, evals, model_errors(value + 10, scale=3.0), finished=15001)
+    for task, value in {"Hopper-v5": 10.0, "dmc:hopper-hop": 40.0}.items():
+        write_run(tmp_path, "mbpo_atlas_ftfl", task, 1, {0: 1.0, 15000: 2.0}, model_errors(value), finished=15001)
+    df = report.with_experiment(report.read_runs(tmp_path))
+    table = report.model_error_table(df, "mbpo_atlas")
+    assert list(table.index) == ["InvertedPendulum-v5", "Hopper-v5", "dmc:walker-run", "dmc:hopper-hop"]
+    assert table.loc["dmc:walker-run", ("mbpo_atlas", report.RECENT, 15000)] == 65
+    assert table.loc["dmc:walker-run", ("mbpo_atlas", "model/error_pct", 10000)] == (2 + 6) / 2
+    assert table.loc["dmc:hopper-hop", ("mbpo_atlas_ftfl", report.RECENT, 15000)] == 40
+    assert math.isnan(table.loc["dmc:walker-run", ("mbpo_atlas_ftfl", report.RECENT, 15000)])
+
+    bars = report.model_error_figure(table, "mbpo_atlas").axes[0].containers
+    assert [bar.get_width() for bar in bars[0]] == [5, 20, 65, 150]  # the table's order and numbers
+    assert [bar.get_width() for bar in bars[1]] == [10, 40]
+
+    markdown = render(tmp_path, tmp_path / "report")
+    section = markdown.split("### mbpo_atlas and mbpo_atlas_ftfl")[1].split("Median recent")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[1] for row in rows[1:]] == ["InvertedPendulum-v5", "Hopper-v5", "**median (2 tasks)**",
+                                                         "dmc:walker-run", "dmc:hopper-hop", "**median (2 tasks)**"]
+    # plain: runs, train, holdout, recent, ...; then FTFL's
+    assert rows[5].startswith("| DMC | dmc:hopper-hop | 1 | 1.0 / 2.0 / 3.0 | 2.0 / 4.0 / 6.0 | - / 151.0 / 150.0 |")
+    assert "| 1 | 1.0 / 2.0 / 3.0 | 2.0 / 4.0 / 6.0 | - / 41.0 / 40.0 |" in rows[5]  # FTFL beside
+    assert rows[4].startswith("| DMC | dmc:walker-run | 2 | 2.0 / 4.0 / 6.0 | 4.0 / 8.0 / 12.0 | - / 66.0 / 65.0 |")
+    assert rows[4].endswith("|  |  |  |  |  |  |  |")  # no FTFL run
+    assert "Gym 12.5 %, DMC 107.5 % (8.6 times the Gym median)" in markdown
+    assert "lower with FTFL on 2 of 2: Hopper-v5 (20.0 -> 10.0 %), dmc:hopper-hop (150.0 -> 40.0 %)." in markdown
+    assert "secondary summary" in markdown and "(model_error_mbpo_atlas.png)" in markdown
