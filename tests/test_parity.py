@@ -1,0 +1,91 @@
+"""Where freelunch follows the paper's own code (STFL) rather than official MBPO or CleanRL: each test fails on the
+choice it replaced."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import read_scalars, run_in_process
+from utils import make_env
+from utils.envs import mujoco_model_data
+
+MBPO_TINY = ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10",
+             "--replay-ratio", "2", "--model-train-steps", "20", "--model-train-freq", "50", "--rollouts-per-step", "16"]
+TINY = {
+    "sac.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
+    "td3.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
+    "mbpo.py": MBPO_TINY,
+    "alm.py": ["--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "1", "--log-interval", "10",
+               "--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "32"],
+}
+# what each script's reset re-initializes (the model of MBPO is kept)
+RESET_NETWORKS = {"sac.py": ("actor", "qf", "qf_target"), "mbpo.py": ("actor", "qf", "qf_target"),
+                  "td3.py": ("actor", "actor_target", "qf", "qf_target"),
+                  "alm.py": ("encoder", "encoder_target", "model", "reward_net", "classifier", "actor", "qf", "qf_target")}
+
+
+@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "Humanoid-v5", "dmc:quadruped-run"])
+def test_every_action_space_is_unit_box_and_its_ends_drive_the_raw_env_to_its_bounds(env_id):
+    env = make_env(env_id, 0)
+    raw_space = env.env.action_space  # below make_env's RescaleAction
+    assert (env.action_space.low == -1).all() and (env.action_space.high == 1).all()
+    assert not ((raw_space.low == -1).all() and (raw_space.high == 1).all())  # these tasks have other bounds
+    for end, raw_end in ((1.0, raw_space.high), (-1.0, raw_space.low)):
+        env.step(np.full(env.action_space.shape, end, dtype=env.action_space.dtype))
+        np.testing.assert_allclose(mujoco_model_data(env)[1].ctrl, raw_end, rtol=1e-6)
+
+
+@pytest.mark.parametrize("script", sorted(RESET_NETWORKS))
+def test_reset_returns_to_the_initial_weights(script, log_dir):
+    """As the paper's code re-runs its `init_models(seeds)`: a reset after training gives the weights the run
+    started from, bit for bit (a run that never trained holds them), not new random ones."""
+    common = ["--env", "Hopper-v5", *TINY[script]]
+    initial = run_in_process(script, *common, "--total-timesteps", "100", log_dir=log_dir / "a")  # no update yet
+    reset = run_in_process(script, *common, "--total-timesteps", "150", "--reset-interval", "150", log_dir=log_dir / "b")
+    assert read_scalars(log_dir / "b")["charts/resets"] == [(149, 1.0)]
+    for name in RESET_NETWORKS[script]:
+        for (key, new), old in zip(reset[name].state_dict().items(), initial[name].state_dict().values()):
+            assert torch.equal(new, old), f"{name}.{key}"
+    if script in ("sac.py", "mbpo.py"):
+        assert reset["log_alpha"].item() == initial["log_alpha"].item() == 0.0
+
+
+def test_logvar_bounds_stay_fixed_by_default_and_learn_with_the_flag(log_dir):
+    runs = {flags: run_in_process("mbpo.py", "--env", "InvertedPendulum-v5", "--total-timesteps", "160", *MBPO_TINY,
+                                  *flags, log_dir=log_dir / str(len(flags)))["model"]
+            for flags in ((), ("--learned-logvar-bounds",))}
+    fixed, learned = runs[()], runs[("--learned-logvar-bounds",)]
+    assert (fixed.max_logvar == 0.5).all() and (fixed.min_logvar == -10).all()
+    assert not ((learned.max_logvar == 0.5).all() and (learned.min_logvar == -10).all())
+
+
+@pytest.mark.parametrize("flags,rows", [((), ()), (("--model-bootstrap",), (7,))])
+def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(flags, rows, log_dir):
+    """The paper's code feeds every member the same minibatch (drawn with replacement from the training split);
+    official MBPO gives each member its own bootstrap: one row of indices per member."""
+    run = run_in_process("mbpo.py", "--env", "InvertedPendulum-v5", "--total-timesteps", "100", *MBPO_TINY,
+                         "--model-batch-size", "32", *flags, log_dir=log_dir)  # only the setup runs
+    batches, model_step = [], run["model_step"]
+    run["train_model"].__globals__["model_step"] = lambda batch, targets: (batches.append(batch), model_step(batch, targets))
+    run["train_model"]()
+    assert len(batches) == 20 and all(batch.shape[:-1] == rows for batch in batches)  # (B,) for all, or (members, B)
+    if not flags:  # drawn with replacement: 32 draws from 80 training rows repeat one with probability 0.998
+        assert any(len(batch.unique()) < 32 for batch in batches)
+
+
+def test_model_error_uses_the_new_elites(log_dir):
+    """The error logged at a retrain is measured with the elites that retrain picked, not the previous ones (at the
+    first retrain these were members 0..num_elites-1)."""
+    run = run_in_process("mbpo.py", "--env", "InvertedPendulum-v5", "--total-timesteps", "100", *MBPO_TINY,
+                         "--ensemble-size", "2", "--num-elites", "1", "--model-lr", "1e-12", "--model-train-steps", "1",
+                         log_dir=log_dir)  # only the setup runs; lr 1e-12: the retrain leaves the weights as they are
+    model, rb = run["model"], run["rb"]
+    with torch.no_grad():
+        model.head.weight[0] *= 1000  # member 0 far off: the retrain must rank member 1 the elite
+    elites, stats = run["train_model"]()
+    assert elites.tolist() == [1]
+    obs, next_obs = rb.obs[: rb.size], rb.next_obs[: rb.size]
+    with torch.no_grad():
+        predicted, _ = run["predict"](obs, rb.actions[: rb.size], sample=False)
+    member_errors = (100 * (predicted - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1)).mean(1).tolist()
+    assert member_errors[0] > 10 * member_errors[1]
+    assert stats["error_pct_holdout"] < 2 * member_errors[1]
