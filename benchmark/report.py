@@ -377,6 +377,7 @@ def model_error_figure(table: pd.DataFrame, experiment: str) -> plt.Figure:
     positive = np.concatenate([values[np.isfinite(values) & (values > 0)] for _, values in bars] or [[]])
     if len(positive) and positive.max() / positive.min() > 30:
         ax.set_xscale("log")
+        ax.set_xlim(left=10 ** math.floor(math.log10(positive.min())))  # bars start at a power of ten, not at 0
     for x in (25, 100):  # the paper's reference numbers (secondary summary): below ~25 % on Gym, above 100 % on DMC hopper
         ax.axvline(x, color="grey", linestyle=":", linewidth=1)
     ax.set_yticks(y, table.index, fontsize=8)
@@ -385,7 +386,7 @@ def model_error_figure(table: pd.DataFrame, experiment: str) -> plt.Figure:
     handles = [Patch(color=SUITE_COLORS[s], label=SUITE_NAMES[s]) for s in ("gym", "dmc")]
     if len(bars) == 2:
         handles.append(Patch(facecolor="lightgrey", hatch="//", edgecolor="white", label="FTFL model"))
-    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(f"{experiment}: model error by task (dotted: 25 % and 100 %)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -587,20 +588,22 @@ def model_error_section(df: pd.DataFrame, out: Path) -> list[str]:
 
 
 def curves_section(df: pd.DataFrame, out: Path) -> list[str]:
-    lines = []
+    note = [f"In every curve figure a thick line is the mean over an experiment's seeds at the steps all of them reached; "
+            f"with fewer than {MIN_SEEDS_FOR_BAND} seeds each seed is drawn as a thin line (a t-interval over 2 seeds "
+            f"is +-12.7 standard errors), from {MIN_SEEDS_FOR_BAND} a band shows the 95 % t-interval.", ""]
     figures = [("Learning curves", "eval/return", [("eval/return", "-")], "evaluation return", False),
                ("Model error", "model/error_pct", [("model/error_pct", "-")], "model error % (100 |pred ds - ds| / |ds|)", True),
                ("Q estimate vs Monte-Carlo return", "diagnostics/q_estimate",
                 [("diagnostics/q_estimate", "-"), ("diagnostics/mc_return", "--")],
                 "Q(s0, pi(s0)) (solid) vs discounted MC return (dashed)", False)]
+    lines = []
     for heading, tag, tag_lines, title, log in figures:
-        lines += [f"## {heading}", ""]
+        lines += [f"## {heading}", "", *(note if not lines else [])]
         drawn = []
         for suite in SUITES:
             tasks = sorted(df[df.suite == suite].task.unique())
             name = f"{tag.split('/')[-1]}_{suite}.png"
-            fig = curve_figure(df, tasks, tag_lines, f"{SUITE_NAMES[suite]}: {title} (mean over seeds at the steps all "
-                               f"reached; below {MIN_SEEDS_FOR_BAND} seeds each seed thin, else a 95 % t-interval)", log)
+            fig = curve_figure(df, tasks, tag_lines, f"{SUITE_NAMES[suite]}: {title}", log)
             if fig is not None:
                 fig.savefig(out / name, dpi=90)
                 plt.close(fig)
