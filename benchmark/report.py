@@ -529,62 +529,69 @@ def model_error_section(df: pd.DataFrame, out: Path) -> list[str]:
              "recent transitions. **STFL**: the paper code's own definition (all members, its last training "
              "minibatch). The FTFL columns are the \"Fixing That Free Lunch\" model (arXiv 2510.01457: "
              "--normalize-targets --predict-next-state) on the tasks it ran. Rows: Gym, then DMC, each sorted by the "
-             "recent error at the last retrain.", "",
+             "recent error at the last retrain; a median row is over the suite's tasks with a value (in the FTFL "
+             "columns, the tasks FTFL ran).", "",
              "The paper's reference numbers, from a secondary summary of its model-error figure (arXiv 2412.14312), not "
              "checked against the figure itself: model error below ~25 % on Gym, above 100 % on DMC hopper.", ""]
     for experiment in plain:
-        table = model_error_table(df, experiment)
-        models = [m for m in (experiment, experiment + FTFL) if m in table.columns.get_level_values(0)]
-        steps = sorted({step for _, _, step in table.columns})
-        retrains = len(steps)
-        steps = steps if retrains <= 4 else [steps[0], steps[-1]]  # more would not fit a cell
-        seeds = df[df.experiment.isin(models) & df.tag.isin(MODEL_TAGS)].groupby(["experiment", "task"]).seed.nunique()
-        tags = [t for t in MODEL_TAGS if t in table.columns.get_level_values(1)]
-
-        def cells(values: pd.Series, model: str) -> list[str]:
-            """One cell per tag: its values at the retrains, '-' where missing."""
-            def number(tag, step):
-                value = values.get((model, tag, step), math.nan)
-                return "-" if not np.isfinite(value) else f"{value:.1f}" if "%" in MODEL_TAGS[tag] else f"{value:.3g}"
-            return [" / ".join(number(tag, step) for step in steps) for tag in tags]
-
-        header = ["suite", "task"] + [f"{prefix}{name}" for m, prefix in zip(models, ("", "FTFL ")) for name in
-                                      ["runs", *(MODEL_TAGS[t] for t in tags)]]
-        rows = []
-        for suite in ("gym", "dmc"):
-            part = table[[suite_of(t) == suite for t in table.index]]
-            for task, values in part.iterrows():
-                rows.append([SUITE_NAMES[suite], task] + [c for m in models for c in (
-                    [str(seeds.get((m, task), "")), *cells(values, m)] if (m, task) in seeds.index else [""] * (len(tags) + 1))])
-            if len(part):
-                rows.append([SUITE_NAMES[suite], f"**median ({plural(len(part), 'task')})**"] + [c for m in models for c in (
-                    ["", *cells(part.median(), m)])])
-        last = last_retrain(table, experiment)
-        recent = recent_at_last_retrain(table, experiment)
-        medians = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
-        medians = {s: float(values.median()) if len(values) else math.nan for s, values in medians.items()}
-        lines += [f"### {experiment}" + (f" and {experiment + FTFL}" if len(models) == 2 else ""), "",
-                  f"Each cell: the values at the retrains at steps {' / '.join(map(str, steps))}"
-                  + ("." if retrains == len(steps) else f" (the first and last of {retrains} retrains)."), "",
-                  markdown_table(header, rows), ""]
-        summary = (f"Median recent error at the last retrain (step {last}): " + ", ".join(
-            f"{SUITE_NAMES[s]} {m:.1f} %" for s, m in medians.items() if np.isfinite(m)) or "none logged")
-        if medians["gym"] > 0 and np.isfinite(medians["dmc"]):
-            summary += f" ({medians['dmc'] / medians['gym']:.1f} times the Gym median)"
-        lines += [summary + ".", ""]
-        if len(models) == 2:
-            ftfl = table[(experiment + FTFL, RECENT, last)] if (experiment + FTFL, RECENT, last) in table.columns else None
-            both = [t for t in table.index if ftfl is not None and np.isfinite(ftfl[t]) and np.isfinite(recent[t])]
-            lower = [f"{t} ({recent[t]:.1f} -> {ftfl[t]:.1f} %)" for t in both if ftfl[t] < recent[t]]
-            lines += [f"FTFL on {plural(len(both), 'task')} with both at step {last}: median recent error "
-                      f"{recent[both].median():.1f} % plain, {ftfl[both].median():.1f} % FTFL; lower with FTFL on "
-                      f"{len(lower)} of {len(both)}" + (f": {', '.join(lower)}." if lower else "."), ""]
-        name = f"model_error_{experiment}.png"
-        fig = model_error_figure(table, experiment)
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        lines += [f"![model error by task {experiment}]({name})", ""]
+        lines += model_error_subsection(df, experiment, out)
     return lines
+
+
+def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list[str]:
+    """The table, the suite medians, where FTFL is lower, and the figure of one experiment."""
+    table = model_error_table(df, experiment)
+    models = [m for m in (experiment, experiment + FTFL) if m in table.columns.get_level_values(0)]
+    steps = sorted({step for _, _, step in table.columns})
+    retrains = len(steps)
+    steps = steps if retrains <= 4 else [steps[0], steps[-1]]  # more would not fit a cell
+    seeds = df[df.experiment.isin(models) & df.tag.isin(MODEL_TAGS)].groupby(["experiment", "task"]).seed.nunique()
+    tags = [t for t in MODEL_TAGS if t in table.columns.get_level_values(1)]
+
+    def cells(values: pd.Series, model: str) -> list[str]:
+        """One cell per tag: its values at the retrains, '-' where missing."""
+        def number(tag, step):
+            value = values.get((model, tag, step), math.nan)
+            return "-" if not np.isfinite(value) else f"{value:.1f}" if "%" in MODEL_TAGS[tag] else f"{value:.3g}"
+        return [" / ".join(number(tag, step) for step in steps) for tag in tags]
+
+    header = ["suite", "task"] + [f"{prefix}{name}" for m, prefix in zip(models, ("", "FTFL ")) for name in
+                                  ["runs", *(MODEL_TAGS[t] for t in tags)]]
+    rows = []
+    for suite in ("gym", "dmc"):
+        part = table[[suite_of(t) == suite for t in table.index]]
+        for task, values in part.iterrows():
+            rows.append([SUITE_NAMES[suite], task] + [c for m in models for c in (
+                [str(seeds[m, task]), *cells(values, m)] if (m, task) in seeds.index else [""] * (len(tags) + 1))])
+        if len(part):
+            rows.append([SUITE_NAMES[suite], f"**median ({plural(len(part), 'task')})**"]
+                        + [c for m in models for c in ["", *cells(part.median(), m)]])
+    lines = [f"### {experiment}" + (f" and {experiment + FTFL}" if len(models) == 2 else ""), "",
+             f"Each cell: the values at the retrains at steps {' / '.join(map(str, steps))}"
+             + ("." if retrains == len(steps) else f" (the first and last of {retrains} retrains)."), "",
+             markdown_table(header, rows), ""]
+
+    last, recent = last_retrain(table, experiment), recent_at_last_retrain(table, experiment)
+    medians = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
+    medians = {s: float(values.median()) if len(values) else math.nan for s, values in medians.items()}
+    summary = ", ".join(f"{SUITE_NAMES[s]} {m:.1f} %" for s, m in medians.items() if np.isfinite(m)) or "none logged"
+    if medians["gym"] > 0 and np.isfinite(medians["dmc"]):
+        summary += f" ({medians['dmc'] / medians['gym']:.1f} times the Gym median)"
+    lines += [f"Median recent error at the last retrain (step {last}): {summary}.", ""]
+    if len(models) == 2:
+        key = (experiment + FTFL, RECENT, last)
+        ftfl = table[key] if key in table.columns else pd.Series(math.nan, index=table.index)
+        both = [t for t in table.index if np.isfinite(ftfl[t]) and np.isfinite(recent[t])]
+        lower = [f"{t} ({recent[t]:.1f} -> {ftfl[t]:.1f} %)" for t in both if ftfl[t] < recent[t]]
+        lines += [f"FTFL: no task has both models' recent error at step {last}." if not both else
+                  f"FTFL on {plural(len(both), 'task')} with both at step {last}: median recent error "
+                  f"{recent[both].median():.1f} % plain, {ftfl[both].median():.1f} % FTFL; lower with FTFL on "
+                  f"{len(lower)} of {len(both)}" + (f": {', '.join(lower)}." if lower else "."), ""]
+    name = f"model_error_{experiment}.png"
+    fig = model_error_figure(table, experiment)
+    fig.savefig(out / name, dpi=90)
+    plt.close(fig)
+    return lines + [f"![model error by task {experiment}]({name})", ""]
 
 
 def curves_section(df: pd.DataFrame, out: Path) -> list[str]:
