@@ -2,6 +2,7 @@
 
     python benchmark/report.py runs/sweep_quick          # -> runs/sweep_quick/report/{report.md, runs.csv, *.png}
     python benchmark/report.py --from-csv benchmark/results/quick/runs.csv --out benchmark/results/quick --protocol-steps 3000
+    python benchmark/report.py runs/sweep_atlas --out benchmark/results/atlas   # sweep.py --protocol atlas's runs
 
 It reads every run under <root>/<experiment>/<task>/seed_<k>/ (benchmark/sweep.py's layout) with TensorBoard's
 EventAccumulator, or, with --from-csv, the runs.csv of an earlier report (when the runs themselves are gone), and writes
