@@ -9,6 +9,10 @@ exits 0, `finished.json`. Invoking the sweep again
   its first checkpoint starts over, its partial run directory removed),
 - starts the rest, and lists the failed runs with their `stdout.log` at the end (they are retried on the next call).
 Ctrl-C or SIGTERM on the sweep stops every run at a checkpoint (the scripts' own SIGTERM handling) before it exits.
+A run's script also gets SIGTERM when its Ray worker dies, as it does when the sweep is killed (`kill -9` included):
+it saves a checkpoint and exits rather than run on unwatched (Linux; elsewhere it may outlive its worker).
+While it runs, its worker and the script hold a lock on `<seed dir>/lock`, and a second sweep on the same root leaves
+the run to them (listed as running in another sweep, exit status 1).
 Runs are submitted seed by seed, so an early report already covers every task and experiment.
 
     python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~1.3 h here)
@@ -38,6 +42,8 @@ speeds timed here on one core (SAC update 11 ms, model step 23 ms; random steps 
   they cannot settle the paper's 300k/500k-step question.
 """
 import argparse
+import ctypes
+import fcntl
 import json
 import os
 import shlex
@@ -54,6 +60,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FINISHED = "finished.json"  # written into a seed directory after its run exits 0
 LOG = "stdout.log"
 STOP = "stop"  # written into a seed directory by a stopping sweep: its run saves a checkpoint and exits
+LOCK = "lock"  # a seed directory's lock file, flock-ed by the worker running it and by its script until both end
+BUSY = "running in another sweep"  # a run's status when another sweep holds its lock
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 CHECKPOINT = "checkpoint.pt"  # what every algorithm script saves in its run directory
 
 GYM = [f"{name}-v5" for name in ("InvertedPendulum", "Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid")]
@@ -127,7 +136,7 @@ ATLAS_FAILING = ("dmc:hopper-hop", "dmc:hopper-stand", "dmc:humanoid-stand", "dm
 ATLAS_MODEL = ("--no-synthetic-rollouts", "--replay-ratio", "1", "--model-train-freq", "5000")
 ATLAS = Protocol(
     tasks={"dmc": DMC15, "gym": GYM},
-    total_timesteps={"gym": 15_000, "dmc": 15_000},
+    total_timesteps={"gym": 10_001, "dmc": 10_001},  # ends right after the retrain at 10000
     seeds=(1,),
     experiments=(
         Experiment("mbpo", "atlas", ATLAS_MODEL),
@@ -179,11 +188,35 @@ class Run:
 
     def state(self) -> tuple[str, Path | None]:
         """('finished', None), ('resume', run dir holding the newest checkpoint) or ('start', None)."""
-        marker = self.log_dir / FINISHED
-        if marker.is_file() and json.loads(marker.read_text()).get("total_timesteps", 0) >= self.total_timesteps:
+        if self.finished():
             return "finished", None
         checkpoints = sorted(self.log_dir.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
         return ("resume", checkpoints[-1].parent) if checkpoints else ("start", None)
+
+    def next_command(self, extra_flags: tuple[str, ...]) -> tuple[str, list[str]]:
+        """The run's state and the command that continues it (resumes its newest checkpoint, or starts it)."""
+        state, run_dir = self.state()
+        return state, self.resume_command(run_dir, extra_flags) if state == "resume" else self.command()
+
+    def finished(self) -> bool:
+        """A FINISHED marker for at least the requested steps. An unreadable one (truncated by a kill mid-write, before
+        sweeps wrote it atomically) counts as none: the run is resumed or started again."""
+        try:
+            marker = json.loads((self.log_dir / FINISHED).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(marker, dict) and marker.get("total_timesteps", 0) >= self.total_timesteps
+
+    def running(self) -> bool:
+        """Whether a sweep's worker or the script it started holds the run's LOCK now."""
+        try:
+            with open(self.log_dir / LOCK) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released again on close
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
+        return False
 
     def label(self) -> str:
         return f"{self.experiment.name} {self.task} seed {self.seed}"
@@ -251,50 +284,121 @@ def estimate(runs: list[Run], slots: int) -> str:
     return text + (f"; no CPU speed known for {', '.join(unknown)}: not counted" if unknown else "")
 
 
-def execute(root: str, command: list[str], log_dir: str, total_timesteps: int, fresh: bool) -> int | None:
-    """Run one script to its end on a Ray worker: its exit status (None: stopped before it started). Writes FINISHED
-    after exit 0; a STOP file from the sweep SIGTERMs the script, which saves a checkpoint and exits."""
-    log_dir = Path(log_dir)
-    if (log_dir / STOP).exists():
-        return None
-    (log_dir / FINISHED).unlink(missing_ok=True)
-    if fresh:  # a run killed before its first checkpoint: nothing to resume, its partial logs would be a second run
-        for stale in log_dir.iterdir():
-            if stale.is_dir():
-                shutil.rmtree(stale)
-    env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    command = [sys.executable, *command]
-    start = time.time()
-    with open(log_dir / LOG, "a") as log:
-        log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+def execute(root: str, run: Run, extra_flags: tuple[str, ...]) -> int | str | None:
+    """Run one script to its end on a Ray worker: its exit status (None: stopped before it started; BUSY: another
+    sweep holds the run). This worker and the script hold the run's LOCK until both have ended. A STOP file from the
+    sweep, or this worker's death (Linux), SIGTERMs the script, which saves a checkpoint and exits. Writes FINISHED
+    after exit 0."""
+    log_dir = run.log_dir
+    with open(log_dir / LOCK, "a") as lock:
         try:
-            while process.poll() is None:
-                time.sleep(1)
-                if (log_dir / STOP).exists():
-                    process.terminate()
-                    process.wait()
-        except BaseException:  # the worker is being shut down: let the script save a checkpoint first
-            process.terminate()
-            process.wait()
-            raise
-    if process.returncode == 0:
-        (log_dir / FINISHED).write_text(json.dumps({"total_timesteps": total_timesteps, "command": command,
-                                                    "wall_s": round(time.time() - start, 1)}) + "\n")
-    return process.returncode
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return BUSY
+        if (log_dir / STOP).exists():
+            return None
+        state, command = run.next_command(extra_flags)  # again under the lock: another sweep may have advanced it
+        if state == "finished":
+            return 0
+        (log_dir / FINISHED).unlink(missing_ok=True)
+        if state == "start":  # killed before its first checkpoint: nothing to resume, its partial logs would count twice
+            for stale in log_dir.iterdir():
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+        env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        command = [sys.executable, *command]
+        # resolved here, not in the forked child, where loading a library could deadlock on another thread's lock
+        prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+        start = time.time()
+        with open(log_dir / LOG, "a") as log:
+            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
+            log.flush()
+            process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       pass_fds=(lock.fileno(),),  # the script holds the lock until it ends
+                                       preexec_fn=(lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)) if prctl else None)
+            try:
+                while process.poll() is None:
+                    time.sleep(1)
+                    if (log_dir / STOP).exists():
+                        process.terminate()
+                        process.wait()
+            except BaseException:  # the worker is being shut down: let the script save a checkpoint first
+                process.terminate()
+                process.wait()
+                raise
+        if process.returncode == 0:  # written whole or not at all: a kill mid-write leaves no truncated marker
+            marker = {"total_timesteps": run.total_timesteps, "command": command, "wall_s": round(time.time() - start, 1)}
+            (log_dir / f"{FINISHED}.tmp").write_text(json.dumps(marker) + "\n")
+            os.replace(log_dir / f"{FINISHED}.tmp", log_dir / FINISHED)
+        return process.returncode
+
+
+def processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, start time, state) of every process, from /proc (Linux)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # the fields after the command name, which may hold ')'
+        except OSError:  # it ended meanwhile
+            continue
+        found[int(stat.parent.name)] = int(fields[1]), fields[19], fields[0]
+    return found
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """pid -> start time of every process below `pid` (a pid with its start time names one process: pids are reused)."""
+    table, found, parents = processes(), {}, [pid]
+    while parents:
+        parent = parents.pop()
+        children = [child for child, (ppid, _, _) in table.items() if ppid == parent]
+        found.update({child: table[child][1] for child in children})
+        parents += children
+    return found
+
+
+def watch_local_ray(driver: int, started: int) -> None:
+    """Forked from the driver before Ray starts: once the driver is gone (kill -9 too), SIGKILL what is left of the
+    local Ray instance it started. Ray ends its processes with the driver, all but the raylet's DashboardAgent and
+    RuntimeEnvAgent, which linger about a minute reporting the raylet's death to the dead GCS (Ray 2.60)."""
+    os.setsid()  # out of the terminal's process group: Ctrl-C and a hang-up are the driver's to handle
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # holding no pipe of the driver's caller open
+        os.dup2(devnull, fd)
+    with os.fdopen(started, "rb") as pipe:
+        if not pipe.readline():  # the driver ended before Ray started
+            return
+        instance = descendants(driver)
+        pipe.read()  # until EOF: the driver has exited, one way or another
+    for pid, (_, start, _) in processes().items():
+        if instance.get(pid) == start and pid != os.getpid():
+            os.kill(pid, signal.SIGKILL)
 
 
 def sweep(runs: list[Run], args: argparse.Namespace) -> int:
     """Start or resume every unfinished run on Ray; 0 when all runs are finished. Ctrl-C or SIGTERM stops the runs at
-    a checkpoint (a second one quits at once): STOP files tell each run's task to SIGTERM it."""
+    a checkpoint (a second one quits at once): STOP files tell each run's task to SIGTERM it. Runs another sweep is
+    running (their LOCK is held) are left to it."""
     states = {run: run.state() for run in runs}
-    todo = [run for run in runs if states[run][0] != "finished"]
-    print(f"{len(runs)} runs: {len(runs) - len(todo)} finished (skipped), "
-          f"{sum(states[r][0] == 'resume' for r in todo)} to resume, {sum(states[r][0] == 'start' for r in todo)} to start",
+    busy = [run for run in runs if states[run][0] != "finished" and run.running()]
+    todo = [run for run in runs if states[run][0] != "finished" and run not in busy]
+    count = {state: sum(states[run][0] == state for run in todo) for state in ("resume", "start")}
+    print(f"{len(runs)} runs: {sum(s == 'finished' for s, _ in states.values())} finished (skipped), "
+          + (f"{len(busy)} {BUSY} (skipped), " if busy else "") + f"{count['resume']} to resume, {count['start']} to start",
           flush=True)
     failed, stopped, signals = [], [], []  # signals: SIGINT/SIGTERM received
     if todo:
+        started = None  # the write end of a pipe to watch_local_ray
+        if not args.address and sys.platform == "linux":
+            read_end, started = os.pipe()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if os.fork() == 0:  # before Ray's threads exist
+                try:
+                    os.close(started)
+                    watch_local_ray(os.getppid(), read_end)
+                finally:
+                    os._exit(0)
+            os.close(read_end)
         import ray  # only a sweep with work to do pays for Ray's start-up
 
         if args.address and args.address != "auto" and "://" not in args.address:  # Ray would retry for minutes
@@ -309,14 +413,16 @@ def sweep(runs: list[Run], args: argparse.Namespace) -> int:
                      object_store_memory=None if args.address else 100 * 1024 ** 2)
         except Exception as e:
             sys.exit(f"error: cannot start or reach Ray at {args.address or 'a local instance'}: {e}")
-        task = ray.remote(execute).options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=0)
+        if started is not None:
+            os.write(started, b"started\n")
+        # Ray SIGKILLs a worker's child processes when the worker exits; the script's own SIGTERM saves a checkpoint
+        task = ray.remote(execute).options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=0,
+                                           runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}})
         pending = {}
         for run in todo:
             run.log_dir.mkdir(parents=True, exist_ok=True)
             (run.log_dir / STOP).unlink(missing_ok=True)
-            state, run_dir = states[run]
-            command = run.resume_command(run_dir, tuple(args.extra_flags)) if state == "resume" else run.command()
-            pending[task.remote(str(ROOT), command, str(run.log_dir), run.total_timesteps, state == "start")] = run
+            pending[task.remote(str(ROOT), run, tuple(args.extra_flags))] = run
         # a flag, not an exception: Ray's cancel stops working once a signal interrupted the driver (seen with 2.60)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: signals.append(signum))
@@ -336,16 +442,22 @@ def sweep(runs: list[Run], args: argparse.Namespace) -> int:
                         status = ray.get(ref)
                     except ray.exceptions.RayError as e:
                         status = type(e).__name__
-                    (stopped if signals and status != 0 else failed if status != 0 else []).append(run)
-                    outcome = "finished" if status == 0 else "stopped" if signals else f"FAILED (exit {status})"
+                    if status == BUSY:  # another sweep took it since the check above
+                        busy.append(run)
+                    else:
+                        (stopped if signals and status != 0 else failed if status != 0 else []).append(run)
+                    outcome = ("finished" if status == 0 else f"{BUSY} (skipped)" if status == BUSY
+                               else "stopped" if signals else f"FAILED (exit {status})")
                     print(f"[{len(todo) - len(pending)}/{len(todo)}] {run.label()}: {outcome}", flush=True)
         finally:
             ray.shutdown()
     for run in failed:
         print(f"failed: {run.label()}: {run.log_dir / LOG}")
+    for run in busy:
+        print(f"{BUSY}: {run.label()}: {run.log_dir / LOG}")
     if signals:
         sys.exit(f"interrupted: {len(stopped)} runs stopped; the same command resumes them")
-    return 1 if failed else 0
+    return 1 if failed or busy else 0
 
 
 class Parser(argparse.ArgumentParser):
@@ -403,9 +515,8 @@ if __name__ == "__main__":
                 tuple(args.extra_flags))
     if args.dry_run:
         for run in runs:
-            state, run_dir = run.state()
-            command = run.resume_command(run_dir, tuple(args.extra_flags)) if state == "resume" else run.command()
-            print(f"{state:8} python {shlex.join(command)}")
+            state, command = run.next_command(tuple(args.extra_flags))
+            print(f"{'running' if state != 'finished' and run.running() else state:8} python {shlex.join(command)}")
         slots = max(1, int((args.num_cpus or os.cpu_count()) // args.cpus_per_run))
         print(f"{len(runs)} runs ({sum(run.state()[0] == 'finished' for run in runs)} finished); {estimate(runs, slots)}")
         sys.exit(0)

@@ -1,14 +1,18 @@
-"""benchmark/sweep.py: the protocol's run count, skip/resume decisions and a real two-run sweep on local Ray (the report's
-tests are in test_report.py)."""
+"""benchmark/sweep.py: the protocol's run count, skip/resume decisions, a real two-run sweep on local Ray, a run locked
+by another sweep, and a sweep killed mid-run, then run again (the report's tests are in test_report.py)."""
+import fcntl
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_one_line_error
+from conftest import ROOT, assert_one_line_error, read_scalars
 
 sys.path.insert(0, str(ROOT / "benchmark"))
+import sweep  # noqa: E402
 
 TINY = "--learning-starts 100 --eval-interval 100 --eval-episodes 1"
 
@@ -35,8 +39,6 @@ def test_dry_run_lists_the_papers_runs():
 
 
 def test_every_experiment_flag_is_a_field_of_its_script():
-    import sweep
-
     for protocol in sweep.PROTOCOLS.values():
         for e in protocol.experiments:
             source = (ROOT / f"{e.algorithm}.py").read_text()
@@ -68,6 +70,23 @@ def test_dry_run_resumes_interrupted_runs_and_skips_finished(tmp_path):
     assert result.stdout.splitlines()[1].startswith("start    python sac.py --env Hopper-v5 --seed 2 ")
 
 
+def test_dry_run_takes_a_truncated_finished_marker_for_none(tmp_path):
+    # what a sweep killed while writing finished.json left behind before it wrote the marker atomically
+    interrupted = tmp_path / "sac" / "Hopper-v5" / "seed_1" / "Hopper-v5__sac__1__100"
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "sac" / "Hopper-v5" / "seed_2").mkdir(parents=True)
+    for seed in (1, 2):
+        (tmp_path / "sac" / "Hopper-v5" / f"seed_{seed}" / "finished.json").write_text('{"total_timesteps": 30')
+    result = benchmark("sweep.py", "--experiments", "sac", "--tasks", "Hopper-v5", "--seeds", "1", "2",
+                       "--root", str(tmp_path), "--dry-run")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"resume   python sac.py --resume {interrupted} --total-timesteps 300000"
+    assert lines[1].startswith("start    python sac.py --env Hopper-v5 --seed 2 ")
+    assert lines[2].startswith("2 runs (0 finished)")
+
+
 def test_quick_dry_run_fits_in_two_hours():
     result = benchmark("sweep.py", "--quick", "--dry-run", "--num-cpus", "2")
     assert result.returncode == 0, result.stderr
@@ -90,6 +109,66 @@ def test_sweep_runs_on_local_ray_then_skips_finished_runs(tmp_path):
     again = benchmark("sweep.py", *args)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == ["2 runs: 2 finished (skipped), 0 to resume, 0 to start"]
+
+
+def test_a_run_locked_by_another_sweep_is_left_to_it(tmp_path):
+    seed_dir = tmp_path / "sac" / "Hopper-v5" / "seed_1"
+    seed_dir.mkdir(parents=True)
+    args = ("--experiments", "sac", "--tasks", "Hopper-v5", "--seeds", "1", "--total-timesteps", "1",
+            "--root", str(tmp_path))
+    with open(seed_dir / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as the worker of a live sweep holds it while the run's script runs
+        dry_run = benchmark("sweep.py", *args, "--dry-run")
+        result = benchmark("sweep.py", *args)
+    assert dry_run.stdout.startswith("running  python sac.py --env Hopper-v5 --seed 1 "), dry_run.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "1 runs: 0 finished (skipped), 1 running in another sweep (skipped), 0 to resume, 0 to start",
+        f"running in another sweep: sac Hopper-v5 seed 1: {seed_dir / 'stdout.log'}"]
+    assert not (seed_dir / "stdout.log").exists()  # not started a second time
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line ('' once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def test_killed_sweep_leaves_no_process_behind_and_its_rerun_logs_each_evaluation_once(tmp_path):
+    args = ("--experiments", "sac", "--tasks", "InvertedPendulum-v5", "--seeds", "1", "--total-timesteps", "600",
+            "--root", str(tmp_path), "--num-cpus", "1", f"--extra-flags={TINY} --checkpoint-interval 100")
+    seed_dir = tmp_path / "sac" / "InvertedPendulum-v5" / "seed_1"
+    with open(tmp_path / "driver.log", "w") as log:  # a file, not a pipe that the killed sweep's processes may hold
+        driver = subprocess.Popen([sys.executable, str(ROOT / "benchmark" / "sweep.py"), *args], cwd=ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while not list(seed_dir.glob("*/checkpoint.pt")):  # mid-run: past its first checkpoint, 500 steps to go
+            assert driver.poll() is None and time.time() < deadline, (tmp_path / "driver.log").read_text()
+            time.sleep(0.2)
+        tree = sweep.descendants(driver.pid)  # its local Ray instance, the worker and its script, the watcher
+        assert any("sac.py" in cmdline(pid) for pid in tree)
+    finally:
+        driver.kill()
+        driver.wait()
+
+    def left() -> list[str]:
+        """The killed sweep's processes still running, and any script of this root."""
+        return [cmdline(pid) for pid, (_, start, state) in sweep.processes().items() if state != "Z" and (
+            tree.get(pid) == start or "sac.py" in cmdline(pid) and str(tmp_path) in cmdline(pid))]
+
+    deadline = time.time() + 30
+    while left() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not left(), left()  # Ray's DashboardAgent and RuntimeEnvAgent included
+    assert "SIGTERM at step" in (seed_dir / "stdout.log").read_text()  # its script saved a checkpoint as it ended
+
+    rerun = benchmark("sweep.py", *args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert rerun.stdout.startswith("1 runs: 0 finished (skipped), 1 to resume, 0 to start"), rerun.stdout
+    assert sorted(step for step, _ in read_scalars(seed_dir)["eval/return"]) == list(range(0, 601, 100))
 
 
 @pytest.mark.parametrize("args, fragment", [
