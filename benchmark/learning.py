@@ -39,6 +39,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="one run per seed")
     parser.add_argument("--total-timesteps", type=int, required=True, help="env steps per run")
     parser.add_argument("--threshold", type=float, default=None, help="report the first eval step with return >= this")
+    parser.add_argument("--stop-at-threshold", action="store_true",
+                        help="stop each run (SIGTERM: it saves a checkpoint) once an evaluation reaches --threshold")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     parser.add_argument("--log-dir", default=str(ROOT / "benchmark" / "runs"), help="runs go to <log-dir>/<group>/seed_S")
     args = parser.parse_args(ours)
@@ -46,11 +48,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.error(f"--script {args.script!r} is not a file under {ROOT}")
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.stop_at_threshold and args.threshold is None:
+        parser.error("--stop-at-threshold needs --threshold")
     return args, extra
 
 
 def run_seed(args: argparse.Namespace, extra: list[str], run_dir: Path, seed: int) -> tuple[int, float]:
-    """Run one seed to completion; returns (exit status, wall seconds)."""
+    """Run one seed to completion (or, with --stop-at-threshold, to its first evaluation at or above the threshold);
+    returns (exit status, wall seconds)."""
     run_dir.mkdir(parents=True)
     command = [sys.executable, str(ROOT / args.script), "--env", args.env, "--seed", str(seed),
                "--total-timesteps", str(args.total_timesteps), "--log-dir", str(run_dir), *extra]
@@ -58,10 +63,17 @@ def run_seed(args: argparse.Namespace, extra: list[str], run_dir: Path, seed: in
     print(f"seed {seed}: started ({run_dir})", file=sys.stderr, flush=True)
     start = time.time()
     with open(run_dir / "stdout.log", "w") as log:
-        status = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        process, reached = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), False
+        while process.poll() is None:
+            time.sleep(5)
+            if args.stop_at_threshold and any(v >= args.threshold for v in eval_returns(run_dir).values()):
+                process.terminate()
+                process.wait()
+                reached = True
+        status = 0 if reached else process.returncode
     wall = time.time() - start
-    print(f"seed {seed}: {'done' if status == 0 else f'FAILED (exit {status})'} in {wall / 60:.1f} min",
-          file=sys.stderr, flush=True)
+    outcome = "reached the threshold, stopped" if reached else "done" if status == 0 else f"FAILED (exit {status})"
+    print(f"seed {seed}: {outcome} in {wall / 60:.1f} min", file=sys.stderr, flush=True)
     if status != 0:
         print((run_dir / "stdout.log").read_text()[-2000:], file=sys.stderr)
     return status, wall
@@ -70,9 +82,14 @@ def run_seed(args: argparse.Namespace, extra: list[str], run_dir: Path, seed: in
 def eval_returns(run_dir: Path) -> dict[int, float]:
     """step -> `eval/return` from the run directory the script wrote under `run_dir` (a resumed run holds several
     event files; the reader merges them and drops what the stopped run logged after its checkpoint)."""
-    (run,) = {event_file.parent for event_file in run_dir.glob("*/events.out.tfevents.*")}
+    runs = {event_file.parent for event_file in run_dir.glob("*/events.out.tfevents.*")}
+    if not runs:  # not started yet
+        return {}
+    (run,) = runs
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})
     events.Reload()
+    if "eval/return" not in events.Tags()["scalars"]:  # no evaluation written yet
+        return {}
     return {e.step: e.value for e in events.Scalars("eval/return")}
 
 
