@@ -40,6 +40,14 @@ speeds timed here on one core (SAC update 11 ms, model step 23 ms; random steps 
   18 runs on 2 cores: (8,412 + 660) / 2 = ~4,540 s = ~1.3 h (`--quick --dry-run` prints this estimate); three seeds
   would take ~1.9 h, 10k steps ~5 h. 2000 learning steps exercise the pipeline end to end and may show a first trend;
   they cannot settle the paper's 300k/500k-step question.
+
+The atlas protocol (`--protocol atlas`, log root runs/sweep_atlas) measures the paper's mechanism instead of its
+returns: how wrong the learned model is on each of the 21 tasks. mbpo.py without synthetic rollouts at replay ratio 1
+(SAC collects the data) trains and measures the model exactly as MBPO does (the paper code's 5000 steps per retrain),
+retraining at steps 5000 (after 5000 random ones) and 10000, for 10001 steps, seed 1; beside it the "Fixing That Free
+Lunch" model (--normalize-targets --predict-next-state) on the 6 DMC tasks where MBPO reportedly fails and on
+Hopper-v5 and Walker2d-v5: 29 runs, ~1.5 h of CPU (`--protocol atlas --dry-run`). Its result:
+benchmark/results/atlas/.
 """
 import argparse
 import ctypes
@@ -127,10 +135,8 @@ QUICK = Protocol(
     ),
     flags=("--learning-starts", "1000", "--eval-interval", "500"),
 )
-# The model-error atlas (issue 16): SAC at replay ratio 1 collects the data (no synthetic rollouts) while the model is
-# trained and measured exactly as in MBPO (5000 gradient steps per retrain, the paper code's sampling), retrained at
-# steps 5000 and 10000; beside it, the "Fixing That Free Lunch" model on the 6 DMC tasks where MBPO reportedly fails
-# and on Hopper and Walker2d. The return is not the point: 2 evaluation episodes.
+# The model-error atlas (see the docstring): the model trained and measured as in MBPO while SAC at replay ratio 1
+# collects the data; the return is not the point (2 evaluation episodes).
 ATLAS_FAILING = ("dmc:hopper-hop", "dmc:hopper-stand", "dmc:humanoid-stand", "dmc:humanoid-walk", "dmc:quadruped-run",
                  "dmc:quadruped-walk", "Hopper-v5", "Walker2d-v5")
 ATLAS_MODEL = ("--no-synthetic-rollouts", "--replay-ratio", "1", "--model-train-freq", "5000")

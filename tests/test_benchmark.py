@@ -87,7 +87,18 @@ def test_dry_run_takes_a_truncated_finished_marker_for_none(tmp_path):
     assert lines[2].startswith("2 runs (0 finished)")
 
 
-def test_quick_dry_run_fits_in_two_hours():
+def test_atlas_dry_run_lists_every_task_and_ftfl_on_the_failing_ones(tmp_path):
+    result = benchmark("sweep.py", "--protocol", "atlas", "--dry-run", "--root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    runs = [line for line in result.stdout.splitlines() if line.startswith("start")]
+    plain = {line.split("/mbpo_atlas/")[1].split("/")[0] for line in runs if "/mbpo_atlas/" in line}
+    ftfl = {line.split("/mbpo_atlas_ftfl/")[1].split("/")[0] for line in runs if "/mbpo_atlas_ftfl/" in line}
+    assert plain == {sweep.task_dir(task) for task in sweep.GYM + sweep.DMC15}
+    assert ftfl == {sweep.task_dir(task) for task in sweep.ATLAS_FAILING} and len(runs) == 21 + 8
+    assert all("--normalize-targets --predict-next-state" in line for line in runs if "/mbpo_atlas_ftfl/" in line)
+
+
+def test_quick_dry_run_estimates_its_wall_time_from_the_measured_speeds():
     result = benchmark("sweep.py", "--quick", "--dry-run", "--num-cpus", "2")
     assert result.returncode == 0, result.stderr
     summary = result.stdout.splitlines()[-1]
