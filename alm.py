@@ -1,6 +1,7 @@
 # ALM (Ghugare et al. 2023, "Simplifying Model-based RL"), the Dyna-style DDPG-based algorithm of "Stealing That Free Lunch"
 # (arXiv 2412.14312): an encoder, a latent model and a policy trained with one objective, on td3.py's skeleton
 import contextlib
+import copy
 import io
 import math
 import os
@@ -38,9 +39,9 @@ class Args:
     cuda: bool = True
     """use CUDA when it is available"""
     torch_deterministic: bool = True
-    """set `torch.backends.cudnn.deterministic`"""
+    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
     torch_threads: int = 1
-    """CPU threads per run for torch (1 suits these small networks and parallel runs; two runs with 2 threads each on 2 cores are ~40x slower)"""
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
     log_dir: str = "runs"
     """TensorBoard logs go to {log_dir}/{run_name}"""
 
@@ -98,150 +99,9 @@ class Args:
     log_interval: int = 100
     """log training losses every this many env steps"""
     checkpoint_interval: int = 2500
-    """save a checkpoint every this many env steps (~25 min of ALM on one CPU core; 0 = only on SIGTERM/SIGINT)"""
+    """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
     resume: Optional[str] = None
     """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
-
-# flags a resumed run may change; every other flag keeps the checkpoint's value
-RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
-
-
-def parse_args() -> Args:
-    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
-    box = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(box):
-            return tyro.cli(Args)
-    except SystemExit as e:
-        lines = [line.strip("│╭╮╰╯─ ") for line in box.getvalue().splitlines()[1:]]
-        message = " ".join(lines[: lines.index("")] if "" in lines else lines)
-        sys.exit(f"error: {message}" if e.code else e.code)
-
-
-def check_args(args: Args) -> None:
-    """Exit with one line naming the bad value and what is allowed."""
-    errors = [
-        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
-        (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
-        (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
-        (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
-        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
-        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
-        (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
-        (not all(0 < lr < math.inf for lr in (args.model_lr, args.reward_lr, args.policy_lr, args.q_lr)),
-         f"learning rates must be finite and > 0, got {args.model_lr}, {args.reward_lr}, {args.policy_lr} and {args.q_lr}"),
-        (not 0 < args.max_grad_norm < math.inf, f"--max-grad-norm must be finite and > 0, got {args.max_grad_norm}"),
-        (min(args.latent_dim, args.hidden_dim, args.model_hidden_dim) < 1,
-         f"--latent-dim, --hidden-dim and --model-hidden-dim must be >= 1, got {args.latent_dim}, {args.hidden_dim} and {args.model_hidden_dim}"),
-        (args.horizon < 1, f"--horizon must be >= 1, got {args.horizon}"),
-        (args.learning_starts < args.horizon, f"--learning-starts must be >= --horizon ({args.horizon}) to sample a first sequence, got {args.learning_starts}"),
-        (not 0 <= args.return_lambda <= 1, f"--return-lambda must be in [0, 1], got {args.return_lambda}"),
-        (not 0 <= args.lambda_cost < math.inf, f"--lambda-cost must be finite and >= 0, got {args.lambda_cost}"),
-        (not all(0 <= noise < math.inf for noise in (args.exploration_noise_start, args.exploration_noise_end)),
-         f"exploration noise must be finite and >= 0, got {args.exploration_noise_start} and {args.exploration_noise_end}"),
-        (args.exploration_noise_steps < 1, f"--exploration-noise-steps must be >= 1, got {args.exploration_noise_steps}"),
-        (not 0 <= args.noise_clip < math.inf, f"--noise-clip must be finite and >= 0, got {args.noise_clip}"),
-        (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
-        (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
-        (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
-        (args.eval_episodes < 1, f"--eval-episodes must be >= 1, got {args.eval_episodes}"),
-        (args.log_interval < 1, f"--log-interval must be >= 1, got {args.log_interval}"),
-        (args.torch_threads < 1, f"--torch-threads must be >= 1, got {args.torch_threads}"),
-        (args.checkpoint_interval < 0, f"--checkpoint-interval must be >= 0 (0 = only on SIGTERM/SIGINT), got {args.checkpoint_interval}"),
-    ]
-    for bad, message in errors:
-        if bad:
-            sys.exit(f"error: {message}")
-
-
-def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
-    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
-    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
-    path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
-    script = os.path.basename(__file__)
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
-        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-        sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
-    saved, defaults = checkpoint["args"], vars(Args())
-    for name, value in vars(args).items():
-        if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
-            sys.exit(f"error: --{name.replace('_', '-')} {value} differs from the resumed run's {saved[name]}; "
-                     f"a resumed run keeps its settings (only {', '.join(RESUMABLE_FLAGS)} may change)")
-    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) != defaults[name]}
-    run_args = Args(**{**saved, **changed})
-    if run_args.total_timesteps < checkpoint["next_step"]:
-        sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
-    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
-
-
-def nonfinite(named_tensors) -> Optional[str]:
-    """Name of the first tensor holding NaN or inf, else None (one host sync per tensor: call it rarely)."""
-    return next((name for name, tensor in named_tensors if not torch.isfinite(tensor).all()), None)
-
-
-class ReplayBuffer:
-    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip).
-    `episode_ends` marks the last transition of each episode (terminated or truncated), so sequences stay inside one."""
-
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.capacity, self.size, self.pos = capacity, 0, 0
-        try:
-            self.obs = torch.empty((capacity, obs_dim), device=device)
-            self.actions = torch.empty((capacity, act_dim), device=device)
-            self.rewards = torch.empty((capacity,), device=device)
-            self.next_obs = torch.empty((capacity, obs_dim), device=device)
-            self.terminations = torch.empty((capacity,), device=device)
-            self.episode_ends = torch.empty((capacity,), device=device)
-        except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
-            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
-                     f"({capacity * (2 * obs_dim + act_dim + 3) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
-
-    fields = ("obs", "actions", "rewards", "next_obs", "terminations", "episode_ends")
-
-    def add(self, obs, actions, rewards, next_obs, terminations, episode_ends):
-        """Add a batch of transitions (leading dimension = number of transitions)."""
-        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
-        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations, episode_ends)):
-            storage = getattr(self, name)
-            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
-        self.pos = (self.pos + len(obs)) % self.capacity
-        self.size = min(self.size + len(obs), self.capacity)
-
-    def state_dict(self) -> dict:
-        """The filled rows only, so a young run's checkpoint stays small."""
-        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
-
-    def load_state_dict(self, state: dict):
-        self.size, self.pos = state["size"], state["pos"]
-        for name in self.fields:
-            getattr(self, name)[: self.size] = state[name]
-
-    def sample(self, batch_size: int):
-        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
-        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
-
-    def sample_sequences(self, batch_size: int, length: int):
-        """`batch_size` runs of `length` consecutive transitions from one episode each: obs, actions, next_obs as
-        (length, batch, dim). An episode may end at a run's last transition only (official ALM's sample_seq)."""
-        oldest = (self.pos - self.size) % self.capacity
-        offsets = torch.arange(length, device=self.obs.device)
-        start = torch.randint(0, self.size - length + 1, (batch_size,), device=self.obs.device)
-        while True:  # redraw the runs that cross an episode end (a handful at most)
-            idx = (oldest + start[:, None] + offsets) % self.capacity  # (batch, length)
-            crossing = self.episode_ends[idx[:, :-1]].any(1)
-            if not crossing.any():
-                break
-            start[crossing] = torch.randint(0, self.size - length + 1, (int(crossing.sum()),), device=self.obs.device)
-        idx = idx.T  # (length, batch)
-        return self.obs[idx], self.actions[idx], self.next_obs[idx]
 
 
 class VectorizedLinear(nn.Module):
@@ -385,6 +245,177 @@ class Actor(nn.Module):
         return action + (action.clamp(-1, 1) - action).detach()
 
 
+class ReplayBuffer:
+    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip).
+    `episode_ends` marks the last transition of each episode (terminated or truncated), so sequences stay inside one."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        try:
+            self.obs = torch.empty((capacity, obs_dim), device=device)
+            self.actions = torch.empty((capacity, act_dim), device=device)
+            self.rewards = torch.empty((capacity,), device=device)
+            self.next_obs = torch.empty((capacity, obs_dim), device=device)
+            self.terminations = torch.empty((capacity,), device=device)
+            self.episode_ends = torch.empty((capacity,), device=device)
+        except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
+            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
+                     f"({capacity * (2 * obs_dim + act_dim + 3) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
+
+    fields = ("obs", "actions", "rewards", "next_obs", "terminations", "episode_ends")
+
+    def add(self, obs, actions, rewards, next_obs, terminations, episode_ends):
+        """Add a batch of transitions (leading dimension = number of transitions)."""
+        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
+        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations, episode_ends)):
+            storage = getattr(self, name)
+            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def state_dict(self) -> dict:
+        """The filled rows only, so a young run's checkpoint stays small."""
+        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
+
+    def load_state_dict(self, state: dict):
+        self.size, self.pos = state["size"], state["pos"]
+        for name in self.fields:
+            getattr(self, name)[: self.size] = state[name]
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+    def sample_sequences(self, batch_size: int, length: int):
+        """`batch_size` runs of `length` consecutive transitions from one episode each: obs, actions, next_obs as
+        (length, batch, dim). An episode may end at a run's last transition only (official ALM's sample_seq)."""
+        oldest = (self.pos - self.size) % self.capacity
+        offsets = torch.arange(length, device=self.obs.device)
+        start = torch.randint(0, self.size - length + 1, (batch_size,), device=self.obs.device)
+        while True:  # redraw the runs that cross an episode end (a handful at most)
+            idx = (oldest + start[:, None] + offsets) % self.capacity  # (batch, length)
+            crossing = self.episode_ends[idx[:, :-1]].any(1)
+            if not crossing.any():
+                break
+            start[crossing] = torch.randint(0, self.size - length + 1, (int(crossing.sum()),), device=self.obs.device)
+        idx = idx.T  # (length, batch)
+        return self.obs[idx], self.actions[idx], self.next_obs[idx]
+
+
+# Plumbing, the same in every script (`diff` shows only each script's own checks at the end of check_args): the command
+# line and its checks, checkpoints, the NaN guard and the progress line.
+
+# flags a resumed run may change; every other flag keeps the checkpoint's value
+RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
+
+
+def parse_args() -> Args:
+    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
+    box = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(box):
+            return tyro.cli(Args)
+    except SystemExit as e:
+        lines = [line.strip("│╭╮╰╯─ ") for line in box.getvalue().splitlines()[1:]]
+        message = " ".join(lines[: lines.index("")] if "" in lines else lines)
+        sys.exit(f"error: {message}" if e.code else e.code)
+
+
+def check_args(args: Args) -> None:
+    """Exit with one line naming the bad value and what is allowed."""
+    at_least = [  # integer flags with a plain lower bound: (flag, minimum, what the minimum means)
+        ("total_timesteps", 1, ""), ("learning_starts", 0, ""), ("buffer_size", 1, ""), ("batch_size", 1, ""),
+        ("hidden_dim", 1, ""), ("replay_ratio", 1, ""), ("reset_interval", 0, " (0 = off)"), ("eval_interval", 1, ""),
+        ("eval_episodes", 1, ""), ("log_interval", 1, ""), ("torch_threads", 1, ""),
+        ("checkpoint_interval", 0, " (0 = only on SIGTERM/SIGINT)"),
+        ("latent_dim", 1, ""), ("model_hidden_dim", 1, ""), ("horizon", 1, ""), ("exploration_noise_steps", 1, ""),
+    ]
+    errors = [(getattr(args, name) is not None and getattr(args, name) < minimum,  # total_timesteps None: set later
+               f"--{name.replace('_', '-')} must be >= {minimum}{meaning}, got {getattr(args, name)}")
+              for name, minimum, meaning in at_least]
+    errors += [
+        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
+        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
+        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (not all(0 < lr < math.inf for lr in (args.model_lr, args.reward_lr, args.policy_lr, args.q_lr)),
+         f"learning rates must be finite and > 0, got {args.model_lr}, {args.reward_lr}, {args.policy_lr} and {args.q_lr}"),
+        (not 0 < args.max_grad_norm < math.inf, f"--max-grad-norm must be finite and > 0, got {args.max_grad_norm}"),
+        (args.learning_starts < args.horizon, f"--learning-starts must be >= --horizon ({args.horizon}) to sample a first sequence, got {args.learning_starts}"),
+        (not 0 <= args.return_lambda <= 1, f"--return-lambda must be in [0, 1], got {args.return_lambda}"),
+        (not 0 <= args.lambda_cost < math.inf, f"--lambda-cost must be finite and >= 0, got {args.lambda_cost}"),
+        (not all(0 <= noise < math.inf for noise in (args.exploration_noise_start, args.exploration_noise_end)),
+         f"exploration noise must be finite and >= 0, got {args.exploration_noise_start} and {args.exploration_noise_end}"),
+        (not 0 <= args.noise_clip < math.inf, f"--noise-clip must be finite and >= 0, got {args.noise_clip}"),
+    ]
+    for bad, message in errors:
+        if bad:
+            sys.exit(f"error: {message}")
+
+
+def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
+    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
+    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
+    path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
+    script = os.path.basename(__file__)
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
+    saved, defaults = checkpoint["args"], vars(Args())
+    for name, value in vars(args).items():
+        if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
+            sys.exit(f"error: --{name.replace('_', '-')} {value} differs from the resumed run's {saved[name]}; "
+                     f"a resumed run keeps its settings (only {', '.join(RESUMABLE_FLAGS)} may change)")
+    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) != defaults[name]}
+    run_args = Args(**{**saved, **changed})
+    if run_args.total_timesteps < checkpoint["next_step"]:
+        sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
+    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
+
+
+def write_checkpoint(state: dict, run_dir: str):
+    """Written to a temporary file and renamed, so a kill mid-write leaves the last checkpoint whole."""
+    torch.save(state, f"{run_dir}/{CHECKPOINT}.tmp")
+    os.replace(f"{run_dir}/{CHECKPOINT}.tmp", f"{run_dir}/{CHECKPOINT}")
+
+
+def load_states(objects, states):
+    """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
+    for obj, state in zip(objects, states, strict=True):
+        obj.load_state_dict(state)
+
+
+def rng_state(device: torch.device) -> tuple:
+    """The python, numpy and torch (and CUDA) random generators, so that a resumed run draws what it would have."""
+    return (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+            torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
+
+
+def set_rng_state(state: tuple, device: torch.device):
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
+    if device.type == "cuda" and state[3] is not None:
+        torch.cuda.set_rng_state_all(state[3])
+
+
+def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str):
+    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter stops the run, keeping the last
+    checkpoint (written before it). One host sync per tensor: call it rarely."""
+    named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
+    bad = next((name for name, tensor in named if not torch.isfinite(tensor).all()), None)
+    if bad:
+        kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
+        sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
+
+
 class ProgressLine:
     """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
 
@@ -423,7 +454,9 @@ if __name__ == "__main__":
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
+    torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
+    torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
     torch.set_num_threads(args.torch_threads)
 
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
@@ -452,29 +485,28 @@ if __name__ == "__main__":
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
 
-    def init_agent():
-        """Fresh encoder, latent model, reward, classifier, actor, critics, targets and optimizers (at the start and
-        at each reset). ALM keeps no target actor; the critics' targets use the online actor."""
-        with torch.random.fork_rng(devices=[]):  # the same initial weights on every call (the paper's resets), from a
-            torch.manual_seed(args.seed + 20_000)  # seed of their own, apart from the global stream
-            encoder = orthogonal_init(GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim)).to(device)
-            encoder_target = GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim).to(device)
-            encoder_target.load_state_dict(encoder.state_dict())
-            model = orthogonal_init(GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim)).to(device)
-            reward_net = orthogonal_init(LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1)).to(device)
-            classifier = orthogonal_init(LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2)).to(device)
-            actor = orthogonal_init(Actor(env, args.latent_dim, args.hidden_dim)).to(device)
-            qf = orthogonal_init(QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm)).to(device)
-            qf_target = QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
-            qf_target.load_state_dict(qf.state_dict())
-            model_optimizer = torch.optim.Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr, foreach=True)
-            reward_optimizer = torch.optim.Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr, foreach=True)
-            q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, foreach=True)  # foreach: one fused op per step
-            actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, foreach=True)
-        return encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer
-
-    encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer = init_agent()
-    num_updates = 0  # gradient updates so far
+    # ALGO LOGIC: initialize agent here
+    with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
+        torch.manual_seed(args.seed + 20_000)
+        encoder = orthogonal_init(GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim)).to(device)
+        encoder_target = GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim).to(device)
+        encoder_target.load_state_dict(encoder.state_dict())
+        model = orthogonal_init(GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim)).to(device)
+        reward_net = orthogonal_init(LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1)).to(device)
+        classifier = orthogonal_init(LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2)).to(device)
+        actor = orthogonal_init(Actor(env, args.latent_dim, args.hidden_dim)).to(device)
+        qf = orthogonal_init(QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm)).to(device)
+        qf_target = QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        model_optimizer = torch.optim.Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr, fused=True)
+        reward_optimizer = torch.optim.Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr, fused=True)
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+    agent = (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target,
+             model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)  # what a checkpoint holds
+    # the paper's resets return every network and target to these initial weights, with fresh optimizers (ALM keeps
+    # no target actor: the critics' targets use the online one)
+    initial_agent = copy.deepcopy([m.state_dict() for m in agent])
 
     def exploration_std(step: int) -> float:
         """Policy noise std: linear from exploration_noise_start at learning_starts to exploration_noise_end."""
@@ -490,6 +522,88 @@ if __name__ == "__main__":
         optimizer.step()
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+    def update(data, std: float):
+        """One gradient update of encoder and latent model (the ALM objective), reward and classifier, critics, actor
+        and targets on `data` (a minibatch of sequences, one of transitions); `std`: the policy noise."""
+        (seq_obs, seq_actions, seq_next_obs), (data_obs, data_actions, data_rewards, data_next_obs, data_terminations) = data
+        # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
+        # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
+        with torch.no_grad():
+            next_mean, next_std = encoder_target(seq_next_obs)  # (horizon, batch, latent)
+        z, latents, kl = rsample(*encoder(seq_obs[0])), [], 0.0
+        for t in range(args.horizon):
+            latents.append(z)
+            prior_mean, prior_std = model(torch.cat([z, seq_actions[t]], -1))
+            kl = kl + gaussian_kl(prior_mean, prior_std, next_mean[t], next_std[t])
+            z = rsample(prior_mean, prior_std)
+        with torch.no_grad():
+            last_actions = actor.sample(z, std, args.noise_clip)
+        with frozen(reward_net, qf):
+            model_rewards = reward_net(torch.stack(latents), seq_actions).squeeze(-1).sum(0)
+            alm_loss = (kl - model_rewards - qf(z, last_actions).min(0).values).mean()
+        clip_grad_step(model_optimizer, alm_loss)
+
+        with torch.no_grad():  # the rest learns on latents of the target encoder, a fresh sample for each use
+            z_dist, z_next_dist = encoder_target(data_obs), encoder_target(data_next_obs)
+            z_next_model = rsample(*model(torch.cat([rsample(*z_dist), data_actions], -1)))
+
+        # reward regression, and the classifier: real next latents (label 1) vs the model's (label 0), half each
+        z = rsample(*z_dist)
+        reward_loss = F.mse_loss(reward_net(z, data_actions).squeeze(-1), data_rewards)
+        fake = torch.randperm(args.batch_size, device=device)[: args.batch_size // 2]
+        z_next, labels = rsample(*z_next_dist), torch.ones(args.batch_size, dtype=torch.long, device=device)
+        z_next[fake], labels[fake] = z_next_model[fake], 0
+        classifier_loss = F.cross_entropy(classifier(z, data_actions, z_next), labels)
+        clip_grad_step(reward_optimizer, reward_loss + classifier_loss)
+
+        # twin critics on latents; target actions carry the clipped exploration noise (no target actor in ALM)
+        with torch.no_grad():
+            z_next = rsample(*z_next_dist)
+            next_state_actions = actor.sample(z_next, std, args.noise_clip)
+            qf_next_target = qf_target(z_next, next_state_actions).min(0).values
+            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+        qf_values = qf(rsample(*z_dist), data_actions)
+        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values))  # the twin losses' mean
+        clip_grad_step(q_optimizer, qf_loss)
+
+        z = rsample(*z_dist)
+        if args.synthetic_rollouts:
+            # imagined K-step latent rollouts (ALM's policy objective): lambda-returns of r + lambda_cost * classifier
+            # reward, bootstrapped by min Q; gradients reach the actor through model, reward and classifier
+            latents, actions = [z], []
+            with frozen(model, reward_net, classifier, qf):
+                for t in range(args.horizon + 1):
+                    actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
+                    if t < args.horizon:
+                        latents.append(rsample(*model(torch.cat([latents[-1], actions[-1]], -1))))
+                z_seq, a_seq = torch.stack(latents), torch.stack(actions)  # (horizon + 1, batch, .)
+                imagined_rewards = reward_net(z_seq[:-1], a_seq[:-1]).squeeze(-1) + args.lambda_cost * \
+                    classifier_reward(classifier, z_seq[:-1], a_seq[:-1], z_seq[1:].detach())
+                q_seq = qf(z_seq.flatten(0, 1), a_seq.detach().flatten(0, 1)).min(0).values.view(args.horizon + 1, -1)
+            returns, ret = [], q_seq[-1]
+            for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
+                ret = imagined_rewards[t] + args.gamma * ((1 - args.return_lambda) * q_seq[t + 1] + args.return_lambda * ret)
+                returns.insert(0, ret)
+            discounts = args.gamma ** torch.arange(args.horizon, device=device)
+            actor_loss = -(discounts[:, None] * torch.stack(returns)).mean()
+        else:  # no synthetic rollouts: the actor ascends min Q on encoded real states only
+            with frozen(qf):
+                actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(0).values.mean()
+        clip_grad_step(actor_optimizer, actor_loss)
+
+        # update the target networks (one fused op over all parameters)
+        with torch.no_grad():
+            torch._foreach_lerp_(list(encoder_target.parameters()) + list(qf_target.parameters()),
+                                 list(encoder.parameters()) + list(qf.parameters()), args.tau)
+
+        def latent_error():
+            """The model's mean from the real latent vs the target encoder's of the real next state (logged at times)."""
+            with torch.no_grad():
+                predicted = model(torch.cat([z_dist[0], data_actions], -1))[0]
+                return ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean()
+        return alm_loss, kl, reward_loss, classifier_loss, qf_values, qf_loss, actor_loss, latent_error
 
     def evaluate():
         """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
@@ -522,44 +636,32 @@ if __name__ == "__main__":
         return eval_return
 
     def save_checkpoint(next_step: int):
-        """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
-        state = {
+        """Everything the run's future depends on."""
+        write_checkpoint({
             "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
-            "agent": [m.state_dict() for m in (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)],
-            "rb": rb.state_dict(),
+            "agent": [m.state_dict() for m in agent], "rb": rb.state_dict(),
             "env": get_env_state(env), "eval_env": get_env_state(eval_env),
-            "loop": (obs, episode_return, episode_length, last_eval, num_updates),
-            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),
-        }
-        torch.save(state, f"{run_dir}/{CHECKPOINT}.tmp")
-        os.replace(f"{run_dir}/{CHECKPOINT}.tmp", f"{run_dir}/{CHECKPOINT}")
+            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
+        }, run_dir)
 
-    def check_finite(step: int):
-        """Q values growing is data (logged); NaN/inf stops the run, keeping the last checkpoint, written before it."""
-        bad = nonfinite([("alm_loss", alm_loss), ("qf_loss", qf_loss), ("actor_loss", actor_loss)]
-                        + [(f"{name}.{n}", p) for name, net in (("encoder", encoder), ("model", model), ("qf", qf), ("actor", actor))
-                           for n, p in net.named_parameters()])
-        if bad:
-            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-            sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
-
-    if checkpoint is None:
-        # TRY NOT TO MODIFY: start the game
-        obs, _ = env.reset(seed=args.seed)
-        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
-    else:  # continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, loop state, RNGs
-        for module, state in zip((encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer), checkpoint["agent"]):
-            module.load_state_dict(state)
+    def restore(checkpoint: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
+        load_states(agent, checkpoint["agent"])
         rb.load_state_dict(checkpoint["rb"])
         set_env_state(env, checkpoint["env"])
         set_env_state(eval_env, checkpoint["eval_env"])
-        obs, episode_return, episode_length, last_eval, num_updates = checkpoint["loop"]
-        random.setstate(checkpoint["rng"][0])
-        np.random.set_state(checkpoint["rng"][1])
-        torch.set_rng_state(checkpoint["rng"][2])
-        if device.type == "cuda" and checkpoint["rng"][3] is not None:
-            torch.cuda.set_rng_state_all(checkpoint["rng"][3])
+        set_rng_state(checkpoint["rng"], device)
+        return checkpoint["loop"]
+
+    def check_finite(step: int):
+        stop_if_nonfinite({"alm_loss": alm_loss, "qf_loss": qf_loss, "actor_loss": actor_loss},
+                          {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, step, run_dir)
+
+    if checkpoint:
+        obs, episode_return, episode_length, last_eval = restore(checkpoint)[:4]  # older ones held an update count too
+    else:  # TRY NOT TO MODIFY: start the game
+        obs, _ = env.reset(seed=args.seed)
+        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
     progress = ProgressLine(args.total_timesteps, start_step)
     start_time = time.time()
 
@@ -596,87 +698,11 @@ if __name__ == "__main__":
         if global_step >= args.learning_starts:
             std = exploration_std(global_step)
             for _ in range(args.replay_ratio):
-                # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
-                # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
-                seq_obs, seq_actions, seq_next_obs = rb.sample_sequences(args.batch_size, args.horizon)
-                with torch.no_grad():
-                    next_mean, next_std = encoder_target(seq_next_obs)  # (horizon, batch, latent)
-                z, latents, kl = rsample(*encoder(seq_obs[0])), [], 0.0
-                for t in range(args.horizon):
-                    latents.append(z)
-                    prior_mean, prior_std = model(torch.cat([z, seq_actions[t]], -1))
-                    kl = kl + gaussian_kl(prior_mean, prior_std, next_mean[t], next_std[t])
-                    z = rsample(prior_mean, prior_std)
-                with torch.no_grad():
-                    last_actions = actor.sample(z, std, args.noise_clip)
-                with frozen(reward_net, qf):
-                    model_rewards = reward_net(torch.stack(latents), seq_actions).squeeze(-1).sum(0)
-                    alm_loss = (kl - model_rewards - qf(z, last_actions).min(0).values).mean()
-                clip_grad_step(model_optimizer, alm_loss)
-
-                data_obs, data_actions, data_rewards, data_next_obs, data_terminations = rb.sample(args.batch_size)
-                with torch.no_grad():  # the rest learns on latents of the target encoder, a fresh sample for each use
-                    z_dist, z_next_dist = encoder_target(data_obs), encoder_target(data_next_obs)
-                    z_next_model = rsample(*model(torch.cat([rsample(*z_dist), data_actions], -1)))
-
-                # reward regression, and the classifier: real next latents (label 1) vs the model's (label 0), half each
-                z = rsample(*z_dist)
-                reward_loss = F.mse_loss(reward_net(z, data_actions).squeeze(-1), data_rewards)
-                fake = torch.randperm(args.batch_size, device=device)[: args.batch_size // 2]
-                z_next, labels = rsample(*z_next_dist), torch.ones(args.batch_size, dtype=torch.long, device=device)
-                z_next[fake], labels[fake] = z_next_model[fake], 0
-                classifier_loss = F.cross_entropy(classifier(z, data_actions, z_next), labels)
-                clip_grad_step(reward_optimizer, reward_loss + classifier_loss)
-
-                # twin critics on latents; target actions carry the clipped exploration noise (no target actor in ALM)
-                with torch.no_grad():
-                    z_next = rsample(*z_next_dist)
-                    next_state_actions = actor.sample(z_next, std, args.noise_clip)
-                    qf_next_target = qf_target(z_next, next_state_actions).min(0).values
-                    next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-                qf_values = qf(rsample(*z_dist), data_actions)
-                qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values))  # the twin losses' mean
-                clip_grad_step(q_optimizer, qf_loss)
-
-                z = rsample(*z_dist)
-                if args.synthetic_rollouts:
-                    # imagined K-step latent rollouts (ALM's policy objective): lambda-returns of r + lambda_cost * classifier
-                    # reward, bootstrapped by min Q; gradients reach the actor through model, reward and classifier
-                    latents, actions = [z], []
-                    with frozen(model, reward_net, classifier, qf):
-                        for t in range(args.horizon + 1):
-                            actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
-                            if t < args.horizon:
-                                latents.append(rsample(*model(torch.cat([latents[-1], actions[-1]], -1))))
-                        z_seq, a_seq = torch.stack(latents), torch.stack(actions)  # (horizon + 1, batch, .)
-                        imagined_rewards = reward_net(z_seq[:-1], a_seq[:-1]).squeeze(-1) + args.lambda_cost * \
-                            classifier_reward(classifier, z_seq[:-1], a_seq[:-1], z_seq[1:].detach())
-                        q_seq = qf(z_seq.flatten(0, 1), a_seq.detach().flatten(0, 1)).min(0).values.view(args.horizon + 1, -1)
-                    returns, ret = [], q_seq[-1]
-                    for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
-                        ret = imagined_rewards[t] + args.gamma * ((1 - args.return_lambda) * q_seq[t + 1] + args.return_lambda * ret)
-                        returns.insert(0, ret)
-                    discounts = args.gamma ** torch.arange(args.horizon, device=device)
-                    actor_loss = -(discounts[:, None] * torch.stack(returns)).mean()
-                else:  # no synthetic rollouts: the actor ascends min Q on encoded real states only
-                    with frozen(qf):
-                        actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(0).values.mean()
-                clip_grad_step(actor_optimizer, actor_loss)
-
-                # update the target networks
-                with torch.no_grad():
-                    for param, target_param in zip(encoder.parameters(), encoder_target.parameters()):
-                        target_param.lerp_(param, args.tau)
-                    for param, target_param in zip(qf.parameters(), qf_target.parameters()):
-                        target_param.lerp_(param, args.tau)
-                num_updates += 1
+                data = rb.sample_sequences(args.batch_size, args.horizon), rb.sample(args.batch_size)
+                alm_loss, kl, reward_loss, classifier_loss, qf_values, qf_loss, actor_loss, latent_error = update(data, std)
 
             if global_step % args.log_interval == 0:
-                with torch.no_grad():  # the model's mean from the real latent vs the target encoder's of the real next state
-                    predicted = model(torch.cat([z_dist[0], data_actions], -1))[0]
-                    latent_error = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean()
-                writer.add_scalar("model/latent_error", latent_error.item(), global_step)
+                writer.add_scalar("model/latent_error", latent_error().item(), global_step)
                 writer.add_scalar("losses/alm_loss", alm_loss.item(), global_step)
                 writer.add_scalar("losses/kl", kl.mean().item() / args.horizon, global_step)
                 writer.add_scalar("losses/reward_loss", reward_loss.item(), global_step)
@@ -691,7 +717,7 @@ if __name__ == "__main__":
 
         # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
-            encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target, model_optimizer, reward_optimizer, q_optimizer, actor_optimizer = init_agent()
+            load_states(agent, initial_agent)
             writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
 
         if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):

@@ -1,6 +1,7 @@
 # MBPO with a perfect model, as in "Stealing That Free Lunch" (arXiv 2412.14312): mbpo.py with the learned ensemble
 # replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
 import contextlib
+import copy
 import io
 import math
 import os
@@ -39,9 +40,9 @@ class Args:
     cuda: bool = True
     """use CUDA when it is available"""
     torch_deterministic: bool = True
-    """set `torch.backends.cudnn.deterministic`"""
+    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
     torch_threads: int = 1
-    """CPU threads per run for torch (1 suits these small networks and parallel runs; two runs with 2 threads each on 2 cores are ~40x slower)"""
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
     log_dir: str = "runs"
     """TensorBoard logs go to {log_dir}/{run_name}"""
 
@@ -77,7 +78,7 @@ class Args:
     log_interval: int = 100
     """log training losses every this many env steps"""
     checkpoint_interval: int = 2_500
-    """save a checkpoint every this many env steps (~30 min of MBPO on one CPU core at the paper's defaults; 0 = only on SIGTERM/SIGINT)"""
+    """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
     resume: Optional[str] = None
     """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
 
@@ -87,7 +88,8 @@ class Args:
     real_ratio: float = 0.05
     """fraction of each SAC minibatch drawn from real transitions, the rest synthetic (paper: 0.05)"""
     model_train_freq: int = 250
-    """measure the simulator's model error every this many env steps (where mbpo.py retrains its model; paper: 250)"""
+    """measure the simulator's model error every this many env steps (paper: 250); mbpo.py's name, where it is the retrain
+    interval, kept so that the same flags run both scripts"""
     rollouts_per_step: int = 400
     """model rollouts started from real states every env step (paper: 400)"""
     rollout_length: int = 1
@@ -96,179 +98,6 @@ class Args:
     """MBPO's "a,b,min,max": length grows linearly from min at epoch a to max at epoch b (epoch = 1000 env steps)"""
     synthetic_buffer_size: int = 1_000_000
     """capacity of the FIFO buffer of synthetic transitions (paper: 1e6)"""
-
-# flags a resumed run may change; every other flag keeps the checkpoint's value
-RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
-
-
-def parse_args() -> Args:
-    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
-    box = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(box):
-            return tyro.cli(Args)
-    except SystemExit as e:
-        lines = [line.strip("│╭╮╰╯─ ") for line in box.getvalue().splitlines()[1:]]
-        message = " ".join(lines[: lines.index("")] if "" in lines else lines)
-        sys.exit(f"error: {message}" if e.code else e.code)
-
-
-def check_args(args: Args) -> None:
-    """Exit with one line naming the bad value and what is allowed."""
-    errors = [
-        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
-        (args.total_timesteps is not None and args.total_timesteps < 1, f"--total-timesteps must be >= 1, got {args.total_timesteps}"),
-        (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
-        (args.buffer_size < 1, f"--buffer-size must be >= 1, got {args.buffer_size}"),
-        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
-        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
-        (args.batch_size < 1, f"--batch-size must be >= 1, got {args.batch_size}"),
-        (not (0 < args.policy_lr < math.inf and 0 < args.q_lr < math.inf), f"learning rates must be finite and > 0, got {args.policy_lr} and {args.q_lr}"),
-        (args.hidden_dim < 1, f"--hidden-dim must be >= 1, got {args.hidden_dim}"),
-        (not 0 < args.init_alpha < math.inf, f"--init-alpha must be finite and > 0, got {args.init_alpha}"),
-        (not math.isfinite(args.target_entropy_scale), f"--target-entropy-scale must be finite, got {args.target_entropy_scale}"),
-        (args.replay_ratio < 1, f"--replay-ratio must be >= 1, got {args.replay_ratio}"),
-        (args.reset_interval < 0, f"--reset-interval must be >= 0 (0 = off), got {args.reset_interval}"),
-        (args.eval_interval < 1, f"--eval-interval must be >= 1, got {args.eval_interval}"),
-        (args.eval_episodes < 1, f"--eval-episodes must be >= 1, got {args.eval_episodes}"),
-        (args.log_interval < 1, f"--log-interval must be >= 1, got {args.log_interval}"),
-        (args.torch_threads < 1, f"--torch-threads must be >= 1, got {args.torch_threads}"),
-        (args.checkpoint_interval < 0, f"--checkpoint-interval must be >= 0 (0 = only on SIGTERM/SIGINT), got {args.checkpoint_interval}"),
-        (not 0 <= args.real_ratio <= 1, f"--real-ratio must be in [0, 1], got {args.real_ratio}"),
-        (args.model_train_freq < 1, f"--model-train-freq must be >= 1, got {args.model_train_freq}"),
-        (args.rollouts_per_step < 1, f"--rollouts-per-step must be >= 1, got {args.rollouts_per_step}"),
-        (args.rollout_length < 1, f"--rollout-length must be >= 1, got {args.rollout_length}"),
-        (args.synthetic_buffer_size < 1, f"--synthetic-buffer-size must be >= 1, got {args.synthetic_buffer_size}"),
-    ]
-    for bad, message in errors:
-        if bad:
-            sys.exit(f"error: {message}")
-    if args.rollout_schedule is not None:
-        parse_rollout_schedule(args.rollout_schedule)
-
-
-def parse_rollout_schedule(text: str) -> tuple[int, int, int, int]:
-    """ "a,b,min,max" -> (a, b, min, max), or exit with one line saying what is allowed."""
-    try:
-        start, end, min_length, max_length = (int(part) for part in text.split(","))
-    except ValueError:
-        sys.exit(f"error: --rollout-schedule must be four integers a,b,min,max (e.g. 20,150,1,15), got {text!r}")
-    if not (0 <= start < end and 1 <= min_length <= max_length):
-        sys.exit(f"error: --rollout-schedule needs 0 <= a < b and 1 <= min <= max, got {text!r}")
-    return start, end, min_length, max_length
-
-
-def rollout_length_at(step: int, args: Args) -> int:
-    """MBPO's schedule: linear in the epoch (1000 env steps) from min at epoch a to max at epoch b, clipped."""
-    if args.rollout_schedule is None:
-        return args.rollout_length
-    start, end, min_length, max_length = parse_rollout_schedule(args.rollout_schedule)
-    fraction = min(max((step / 1000 - start) / (end - start), 0.0), 1.0)
-    return int(min_length + fraction * (max_length - min_length))
-
-
-# The perfect model: the simulator itself, restored to the stored state of a real transition and stepped by the env's
-# own code, so next observation, reward and termination are the env's (verified bit-identical in the tests).
-def make_simulator(env_id: str, seed: int) -> gym.Env:
-    """A copy of the env to step from restored states, with no time limit: Gym's unwrapped env (below TimeLimit) under
-    make_env's [-1, 1] action rescaling; for DMC, make_env's wrapper chain (action rescaling, flatten + float32
-    observation) with dm_control's step limit lifted, since after its 1000th step dm_control resets instead of stepping."""
-    sim = make_env(env_id, seed)
-    dmc_env = dm_control_env(sim)
-    if dmc_env is None and not isinstance(sim.unwrapped, MujocoEnv):
-        sys.exit(f"error: mbpo_perfect_model.py needs a MuJoCo simulator to restore states into, {env_id!r} has none; "
-                 f"use a Gymnasium MuJoCo id (Hopper-v5) or a dmc: task")
-    if dmc_env is None:
-        return gym.wrappers.RescaleAction(sim.unwrapped, sim.action_space.low, sim.action_space.high)  # as make_env's
-    dmc_env._step_limit = float("inf")
-    return sim
-
-
-def simulator_step(sim: gym.Env, states: np.ndarray, actions: np.ndarray):
-    """For each row: restore the state (from `get_physics_state`) into `sim`, apply the action, and read the env's next
-    observation, reward and termination, and the simulator's next state (a longer rollout continues from it)."""
-    next_obs, rewards, terminations, next_states = [], [], [], []
-    for state, action in zip(states, actions):
-        set_physics_state(sim, state)
-        obs, reward, terminated, _, _ = sim.step(action)
-        next_obs.append(obs)
-        rewards.append(reward)
-        terminations.append(terminated)
-        next_states.append(get_physics_state(sim))
-    return np.stack(next_obs), np.array(rewards), np.array(terminations), np.stack(next_states)
-
-
-def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
-    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
-    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
-    path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
-    script = os.path.basename(__file__)
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
-        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-        sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
-    saved, defaults = checkpoint["args"], vars(Args())
-    for name, value in vars(args).items():
-        if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
-            sys.exit(f"error: --{name.replace('_', '-')} {value} differs from the resumed run's {saved[name]}; "
-                     f"a resumed run keeps its settings (only {', '.join(RESUMABLE_FLAGS)} may change)")
-    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) != defaults[name]}
-    run_args = Args(**{**saved, **changed})
-    if run_args.total_timesteps < checkpoint["next_step"]:
-        sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
-    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
-
-
-def nonfinite(named_tensors) -> Optional[str]:
-    """Name of the first tensor holding NaN or inf, else None (one host sync per tensor: call it rarely)."""
-    return next((name for name, tensor in named_tensors if not torch.isfinite(tensor).all()), None)
-
-
-class ReplayBuffer:
-    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip)."""
-
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.capacity, self.size, self.pos = capacity, 0, 0
-        try:
-            self.obs = torch.empty((capacity, obs_dim), device=device)
-            self.actions = torch.empty((capacity, act_dim), device=device)
-            self.rewards = torch.empty((capacity,), device=device)
-            self.next_obs = torch.empty((capacity, obs_dim), device=device)
-            self.terminations = torch.empty((capacity,), device=device)
-        except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
-            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
-                     f"({capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
-
-    fields = ("obs", "actions", "rewards", "next_obs", "terminations")
-
-    def add(self, obs, actions, rewards, next_obs, terminations):
-        """Add a batch of transitions (leading dimension = number of transitions)."""
-        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
-        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
-            storage = getattr(self, name)
-            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
-        self.pos = (self.pos + len(obs)) % self.capacity
-        self.size = min(self.size + len(obs), self.capacity)
-
-    def state_dict(self) -> dict:
-        """The filled rows only, so a young run's checkpoint stays small."""
-        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
-
-    def load_state_dict(self, state: dict):
-        self.size, self.pos = state["size"], state["pos"]
-        for name in self.fields:
-            getattr(self, name)[: self.size] = state[name]
-
-    def sample(self, batch_size: int):
-        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
-        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
 
 
 class VectorizedLinear(nn.Module):
@@ -355,6 +184,208 @@ class Actor(nn.Module):
         return action, log_prob, torch.tanh(mean)
 
 
+class ReplayBuffer:
+    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip)."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        try:
+            self.obs = torch.empty((capacity, obs_dim), device=device)
+            self.actions = torch.empty((capacity, act_dim), device=device)
+            self.rewards = torch.empty((capacity,), device=device)
+            self.next_obs = torch.empty((capacity, obs_dim), device=device)
+            self.terminations = torch.empty((capacity,), device=device)
+        except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
+            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
+                     f"({capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
+
+    fields = ("obs", "actions", "rewards", "next_obs", "terminations")
+
+    def add(self, obs, actions, rewards, next_obs, terminations):
+        """Add a batch of transitions (leading dimension = number of transitions)."""
+        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
+        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
+            storage = getattr(self, name)
+            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def state_dict(self) -> dict:
+        """The filled rows only, so a young run's checkpoint stays small."""
+        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
+
+    def load_state_dict(self, state: dict):
+        self.size, self.pos = state["size"], state["pos"]
+        for name in self.fields:
+            getattr(self, name)[: self.size] = state[name]
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+
+
+def parse_rollout_schedule(args: Args) -> tuple[int, int, int, int]:
+    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (without it: --rollout-length at every epoch), or exit with
+    one line saying what is allowed."""
+    if args.rollout_schedule is None:
+        return 0, 1, args.rollout_length, args.rollout_length
+    try:
+        start, end, min_length, max_length = (int(part) for part in args.rollout_schedule.split(","))
+    except ValueError:
+        sys.exit(f"error: --rollout-schedule must be four integers a,b,min,max (e.g. 20,150,1,15), got {args.rollout_schedule!r}")
+    if not (0 <= start < end and 1 <= min_length <= max_length):
+        sys.exit(f"error: --rollout-schedule needs 0 <= a < b and 1 <= min <= max, got {args.rollout_schedule!r}")
+    return start, end, min_length, max_length
+
+
+def rollout_length_at(step: int, schedule: tuple[int, int, int, int]) -> int:
+    """MBPO's schedule: linear in the epoch (1000 env steps) from min at epoch a to max at epoch b, clipped."""
+    start, end, min_length, max_length = schedule
+    fraction = min(max((step / 1000 - start) / (end - start), 0.0), 1.0)
+    return int(min_length + fraction * (max_length - min_length))
+
+
+# The perfect model: the simulator itself, restored to the stored state of a real transition and stepped by the env's
+# own code, so next observation, reward and termination are the env's (verified bit-identical in the tests).
+def make_simulator(env_id: str, seed: int) -> gym.Env:
+    """A copy of the env to step from restored states, with no time limit: Gym's unwrapped env (below TimeLimit) under
+    make_env's [-1, 1] action rescaling; for DMC, make_env's wrapper chain (action rescaling, flatten + float32
+    observation) with dm_control's step limit lifted, since after its 1000th step dm_control resets instead of stepping."""
+    sim = make_env(env_id, seed)
+    dmc_env = dm_control_env(sim)
+    if dmc_env is None and not isinstance(sim.unwrapped, MujocoEnv):
+        sys.exit(f"error: mbpo_perfect_model.py needs a MuJoCo simulator to restore states into, {env_id!r} has none; "
+                 f"use a Gymnasium MuJoCo id (Hopper-v5) or a dmc: task")
+    if dmc_env is None:
+        return gym.wrappers.RescaleAction(sim.unwrapped, sim.action_space.low, sim.action_space.high)  # as make_env's
+    dmc_env._step_limit = float("inf")
+    return sim
+
+
+def simulator_step(sim: gym.Env, states: np.ndarray, actions: np.ndarray):
+    """For each row: restore the state (from `get_physics_state`) into `sim`, apply the action, and read the env's next
+    observation, reward and termination, and the simulator's next state (a longer rollout continues from it)."""
+    next_obs, rewards, terminations, next_states = [], [], [], []
+    for state, action in zip(states, actions):
+        set_physics_state(sim, state)
+        obs, reward, terminated, _, _ = sim.step(action)
+        next_obs.append(obs)
+        rewards.append(reward)
+        terminations.append(terminated)
+        next_states.append(get_physics_state(sim))
+    return np.stack(next_obs), np.array(rewards), np.array(terminations), np.stack(next_states)
+
+
+# Plumbing, the same in every script (`diff` shows only each script's own checks at the end of check_args): the command
+# line and its checks, checkpoints, the NaN guard and the progress line.
+
+# flags a resumed run may change; every other flag keeps the checkpoint's value
+RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
+
+
+def parse_args() -> Args:
+    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
+    box = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(box):
+            return tyro.cli(Args)
+    except SystemExit as e:
+        lines = [line.strip("│╭╮╰╯─ ") for line in box.getvalue().splitlines()[1:]]
+        message = " ".join(lines[: lines.index("")] if "" in lines else lines)
+        sys.exit(f"error: {message}" if e.code else e.code)
+
+
+def check_args(args: Args) -> None:
+    """Exit with one line naming the bad value and what is allowed."""
+    at_least = [  # integer flags with a plain lower bound: (flag, minimum, what the minimum means)
+        ("total_timesteps", 1, ""), ("learning_starts", 0, ""), ("buffer_size", 1, ""), ("batch_size", 1, ""),
+        ("hidden_dim", 1, ""), ("replay_ratio", 1, ""), ("reset_interval", 0, " (0 = off)"), ("eval_interval", 1, ""),
+        ("eval_episodes", 1, ""), ("log_interval", 1, ""), ("torch_threads", 1, ""),
+        ("checkpoint_interval", 0, " (0 = only on SIGTERM/SIGINT)"),
+        ("model_train_freq", 1, ""), ("rollouts_per_step", 1, ""), ("rollout_length", 1, ""), ("synthetic_buffer_size", 1, ""),
+    ]
+    errors = [(getattr(args, name) is not None and getattr(args, name) < minimum,  # total_timesteps None: set later
+               f"--{name.replace('_', '-')} must be >= {minimum}{meaning}, got {getattr(args, name)}")
+              for name, minimum, meaning in at_least]
+    errors += [
+        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
+        (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
+        (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (not (0 < args.policy_lr < math.inf and 0 < args.q_lr < math.inf), f"learning rates must be finite and > 0, got {args.policy_lr} and {args.q_lr}"),
+        (not 0 < args.init_alpha < math.inf, f"--init-alpha must be finite and > 0, got {args.init_alpha}"),
+        (not math.isfinite(args.target_entropy_scale), f"--target-entropy-scale must be finite, got {args.target_entropy_scale}"),
+        (not 0 <= args.real_ratio <= 1, f"--real-ratio must be in [0, 1], got {args.real_ratio}"),
+    ]
+    for bad, message in errors:
+        if bad:
+            sys.exit(f"error: {message}")
+    parse_rollout_schedule(args)
+
+
+def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
+    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
+    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
+    path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
+    script = os.path.basename(__file__)
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
+    saved, defaults = checkpoint["args"], vars(Args())
+    for name, value in vars(args).items():
+        if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
+            sys.exit(f"error: --{name.replace('_', '-')} {value} differs from the resumed run's {saved[name]}; "
+                     f"a resumed run keeps its settings (only {', '.join(RESUMABLE_FLAGS)} may change)")
+    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) != defaults[name]}
+    run_args = Args(**{**saved, **changed})
+    if run_args.total_timesteps < checkpoint["next_step"]:
+        sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
+    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
+
+
+def write_checkpoint(state: dict, run_dir: str):
+    """Written to a temporary file and renamed, so a kill mid-write leaves the last checkpoint whole."""
+    torch.save(state, f"{run_dir}/{CHECKPOINT}.tmp")
+    os.replace(f"{run_dir}/{CHECKPOINT}.tmp", f"{run_dir}/{CHECKPOINT}")
+
+
+def load_states(objects, states):
+    """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
+    for obj, state in zip(objects, states, strict=True):
+        obj.load_state_dict(state)
+
+
+def rng_state(device: torch.device) -> tuple:
+    """The python, numpy and torch (and CUDA) random generators, so that a resumed run draws what it would have."""
+    return (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+            torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
+
+
+def set_rng_state(state: tuple, device: torch.device):
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
+    if device.type == "cuda" and state[3] is not None:
+        torch.cuda.set_rng_state_all(state[3])
+
+
+def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str):
+    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter stops the run, keeping the last
+    checkpoint (written before it). One host sync per tensor: call it rarely."""
+    named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
+    bad = next((name for name, tensor in named if not torch.isfinite(tensor).all()), None)
+    if bad:
+        kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
+        sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
+
+
 class ProgressLine:
     """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
 
@@ -393,7 +424,9 @@ if __name__ == "__main__":
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
+    torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
+    torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
     torch.set_num_threads(args.torch_threads)
     torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
 
@@ -423,21 +456,20 @@ if __name__ == "__main__":
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
 
-    def init_agent():
-        """Fresh actor, critics, target critics, temperature and optimizers (at the start and at each reset)."""
-        with torch.random.fork_rng(devices=[]):  # the same initial weights on every call (the paper's resets), from a
-            torch.manual_seed(args.seed + 20_000)  # seed of their own, apart from the global stream
-            actor = Actor(env, args.hidden_dim).to(device)
-            qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-            qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-            qf_target.load_state_dict(qf.state_dict())
-            q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
-            actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
-            log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
-            a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
-        return actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer
-
-    actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
+    # ALGO LOGIC: initialize agent here
+    with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
+        torch.manual_seed(args.seed + 20_000)
+        actor = Actor(env, args.hidden_dim).to(device)
+        qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+        log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
+        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
+    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer)  # what a checkpoint holds, beside log_alpha
+    # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
+    initial_agent, initial_log_alpha = copy.deepcopy([m.state_dict() for m in agent]), log_alpha.detach().clone()
     target_entropy = -args.target_entropy_scale * act_dim
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
@@ -449,7 +481,15 @@ if __name__ == "__main__":
     synthetic_rb = ReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device)
     # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
     real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
+    rollout_schedule = parse_rollout_schedule(args)
     timings = dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0)
+
+    @contextlib.contextmanager
+    def timed(name: str):
+        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
+        tic = time.perf_counter()
+        yield
+        timings[name] += time.perf_counter() - tic
 
     def sample_batch():
         """A SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)."""
@@ -485,6 +525,43 @@ if __name__ == "__main__":
             if len(obs) == 0:
                 break
 
+    def update(data):
+        """One gradient update of the critics, the actor and the temperature on the minibatch `data`."""
+        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
+        alpha = log_alpha.exp().detach()
+        with torch.no_grad():
+            next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
+            qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values - alpha * next_state_log_pi
+            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+        qf_values = qf(data_obs, data_actions)
+        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
+
+        # optimize the critics
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+
+        pi, log_pi, _ = actor.get_action(data_obs)
+        qf.requires_grad_(False)  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
+        min_qf_pi = qf(data_obs, pi).min(0).values
+        qf.requires_grad_(True)
+        actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
+
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        actor_optimizer.step()
+
+        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+        a_optimizer.zero_grad()
+        alpha_loss.backward()
+        a_optimizer.step()
+
+        # update the target networks (one fused op over all parameters)
+        with torch.no_grad():
+            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
+        return qf_values, qf_loss, actor_loss, alpha, alpha_loss
+
     def evaluate():
         """Mean return of deterministic episodes on the eval env; and the paper's over/under-estimation gauge: the
         critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take mu(s0)
@@ -519,87 +596,37 @@ if __name__ == "__main__":
         writer.add_scalar("diagnostics/mc_return", mc_return, step)
         return eval_return
 
-    def update(data):
-        """One gradient update of the critics, the actor and the temperature on the minibatch `data`."""
-        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
-        alpha = log_alpha.exp().detach()
-        with torch.no_grad():
-            next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
-            qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values - alpha * next_state_log_pi
-            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-        qf_values = qf(data_obs, data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
-
-        # optimize the model
-        q_optimizer.zero_grad()
-        qf_loss.backward()
-        q_optimizer.step()
-
-        pi, log_pi, _ = actor.get_action(data_obs)
-        qf.requires_grad_(False)  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
-        min_qf_pi = qf(data_obs, pi).min(0).values
-        qf.requires_grad_(True)
-        actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
-
-        actor_optimizer.zero_grad()
-        actor_loss.backward()
-        actor_optimizer.step()
-
-        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
-        a_optimizer.zero_grad()
-        alpha_loss.backward()
-        a_optimizer.step()
-
-        # update the target networks (one fused op over all parameters)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
-        return qf_values, qf_loss, actor_loss, alpha, alpha_loss
-
     def save_checkpoint(next_step: int):
-        """Everything the run's future depends on, written atomically (a kill mid-write leaves the last one whole)."""
-        state = {
+        """Everything the run's future depends on."""
+        write_checkpoint({
             "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
-            "agent": [m.state_dict() for m in (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer)],
-            "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
+            "agent": [m.state_dict() for m in agent], "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
             "states": states[: rb.size].copy(), "synthetic_rb": synthetic_rb.state_dict(),
             "env": get_env_state(env), "eval_env": get_env_state(eval_env),
-            "loop": (obs, episode_return, episode_length, last_eval),
-            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                    torch.cuda.get_rng_state_all() if device.type == "cuda" else None),
-        }
-        torch.save(state, f"{run_dir}/{CHECKPOINT}.tmp")
-        os.replace(f"{run_dir}/{CHECKPOINT}.tmp", f"{run_dir}/{CHECKPOINT}")
+            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
+        }, run_dir)
 
-    def check_finite(step: int):
-        """Q values growing is data (logged); NaN/inf stops the run, keeping the last checkpoint, written before it."""
-        bad = nonfinite([("qf_loss", qf_loss), ("actor_loss", actor_loss), ("alpha_loss", alpha_loss), ("log_alpha", log_alpha)]
-                        + [(f"qf.{n}", p) for n, p in qf.named_parameters()]
-                        + [(f"actor.{n}", p) for n, p in actor.named_parameters()])
-        if bad:
-            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-            sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
-
-    if checkpoint is None:
-        # TRY NOT TO MODIFY: start the game
-        obs, _ = env.reset(seed=args.seed)
-        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
-    else:  # continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, loop state, RNGs
-        for module, state in zip((actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer), checkpoint["agent"]):
-            module.load_state_dict(state)
-        with torch.no_grad():
-            log_alpha.copy_(checkpoint["log_alpha"])
+    def restore(checkpoint: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
+        load_states(agent, checkpoint["agent"])
+        log_alpha.detach().copy_(checkpoint["log_alpha"])
         rb.load_state_dict(checkpoint["rb"])
         states[: rb.size] = checkpoint["states"]
         synthetic_rb.load_state_dict(checkpoint["synthetic_rb"])
         set_env_state(env, checkpoint["env"])
         set_env_state(eval_env, checkpoint["eval_env"])
-        obs, episode_return, episode_length, last_eval = checkpoint["loop"]
-        random.setstate(checkpoint["rng"][0])
-        np.random.set_state(checkpoint["rng"][1])
-        torch.set_rng_state(checkpoint["rng"][2])
-        if device.type == "cuda" and checkpoint["rng"][3] is not None:
-            torch.cuda.set_rng_state_all(checkpoint["rng"][3])
+        set_rng_state(checkpoint["rng"], device)
+        return checkpoint["loop"]
+
+    def check_finite(step: int):
+        stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha},
+                          {"qf": qf, "actor": actor}, step, run_dir)
+
+    if checkpoint:
+        obs, episode_return, episode_length, last_eval = restore(checkpoint)
+    else:  # TRY NOT TO MODIFY: start the game
+        obs, _ = env.reset(seed=args.seed)
+        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
     progress = ProgressLine(args.total_timesteps, start_step)
     start_time = time.time()
 
@@ -617,9 +644,8 @@ if __name__ == "__main__":
 
         # TRY NOT TO MODIFY: execute the game and log data.
         state = get_physics_state(env)  # the simulator state this transition starts from, for the perfect model
-        tic = time.perf_counter()
-        next_obs, reward, terminated, truncated, info = env.step(actions)
-        timings["env"] += time.perf_counter() - tic
+        with timed("env"):
+            next_obs, reward, terminated, truncated, info = env.step(actions)
         episode_return += reward
         episode_length += 1
 
@@ -637,22 +663,18 @@ if __name__ == "__main__":
 
         # ALGO LOGIC: training.
         if global_step >= args.learning_starts:
-            # Dyna: measure the simulator every model_train_freq env steps (nothing to retrain), then add its rollouts
+            # Dyna: measure the simulator every model_train_freq env steps (nothing to retrain), add its rollouts, update SAC
             if (global_step - args.learning_starts) % args.model_train_freq == 0:
-                tic = time.perf_counter()
-                error_pct, reward_error = model_errors(torch.randperm(rb.size, device=device)[:1000])
-                timings["model_error"] += time.perf_counter() - tic
+                with timed("model_error"):
+                    error_pct, reward_error = model_errors(torch.randperm(rb.size, device=device)[:1000])
                 writer.add_scalar("model/error_pct", error_pct, global_step)
                 writer.add_scalar("model/reward_error", reward_error, global_step)
             if args.synthetic_rollouts:
-                tic = time.perf_counter()
-                rollout(rollout_length_at(global_step, args))
-                timings["rollouts"] += time.perf_counter() - tic
-
-            tic = time.perf_counter()
-            for _ in range(args.replay_ratio):
-                qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
-            timings["sac_updates"] += time.perf_counter() - tic
+                with timed("rollouts"):
+                    rollout(rollout_length_at(global_step, rollout_schedule))
+            with timed("sac_updates"):
+                for _ in range(args.replay_ratio):
+                    qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
 
             if global_step % args.log_interval == 0:
                 writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
@@ -663,13 +685,14 @@ if __name__ == "__main__":
                 check_finite(global_step)
         if global_step % args.log_interval == 0:
             writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
-            writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, args), global_step)
+            writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, rollout_schedule), global_step)
             for name, seconds in timings.items():  # where the wall-clock time goes
                 writer.add_scalar(f"time/{name}_frac", seconds / (time.time() - start_time), global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
-            actor, qf, qf_target, q_optimizer, actor_optimizer, log_alpha, a_optimizer = init_agent()
+            load_states(agent, initial_agent)
+            log_alpha.detach().copy_(initial_log_alpha)
             writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
 
         if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):

@@ -7,11 +7,12 @@ measured fp32 matmul peak allows, beside a textbook SAC update.
 
 What it does, in one process, so machine load hits every number alike (compare ratios, not absolute times):
 1. Peak: the best fp32 matmul rate over square sizes 256, 512 and 1024, measured before and after the timing rounds.
-2. Each script's own update: sac.py, td3.py and mbpo.py are run in-process for a few steps (runpy, the user's code
-   path) and their `update(data)` function, the one their training loop calls, is timed on minibatches from their
-   replay buffer. Its FLOPs are counted analytically from the layer sizes: forward 2*in*out per sample and layer, and
-   in the backward pass only the gradients the loss needs (weights being trained; inputs of all but the first layer,
-   or of every critic layer where the gradient flows on to the actor's action).
+2. Each script's own update: sac.py, td3.py, mbpo.py and alm.py are run in-process for a few steps (runpy, the user's
+   code path) and their `update` function, the one their training loop calls, is timed on minibatches from their
+   replay buffer (td3.py's with its policy delay, alm.py's at its own network sizes, --alm-updates per round). Its
+   FLOPs are counted analytically from the layer sizes: forward 2*in*out per sample and layer, and in the backward
+   pass only the gradients the loss needs (weights being trained; inputs of all but the first layer, or of every layer
+   where the gradient flows on to an earlier network's output).
 3. Textbook reference: the same SAC math in its textbook form (CleanRL's): two separate critic MLPs, Adam's
    per-parameter loop, torch.distributions with argument validation, a Python loop for the target update, critic
    weight gradients computed (and discarded) in the actor loss.
@@ -21,6 +22,7 @@ What it does, in one process, so machine load hits every number alike (compare r
 """
 import contextlib
 import io
+import itertools
 import os
 import re
 import runpy
@@ -52,6 +54,8 @@ class Args:
     """minibatch size of each update (paper: 256)"""
     updates: int = 200
     """updates per timed round"""
+    alm_updates: int = 10
+    """updates per timed round of alm.py's update (at its defaults ~40 times the FLOPs of a SAC update)"""
     rounds: int = 5
     """alternating timing rounds; the median round is reported"""
     torch_threads: int = 1
@@ -94,6 +98,29 @@ def td3_update_flops(obs: int, act: int, hidden: int, batch: int, policy_frequen
     return batch * (target + critic_loss + actor_loss / policy_frequency)
 
 
+def alm_update_flops(obs: int, act: int, batch: int, latent: int, hidden: int, model_hidden: int, horizon: int) -> int:
+    """ALM (with synthetic rollouts): the model objective over `horizon` steps (encoder, latent model, frozen reward and
+    twin critic), reward and classifier, the twin critics and their target, and the actor through `horizon` imagined
+    steps of the frozen model, reward, classifier and twin critic."""
+    encoder, model = [obs, hidden, hidden, 2 * latent], [latent + act, model_hidden, model_hidden, 2 * latent]
+    reward, classifier = [latent + act, hidden, hidden, 1], [2 * latent + act, hidden, hidden, 2]
+    actor, critic = [latent, hidden, hidden, act], [latent + act, hidden, hidden, 1]
+
+    def trained(dims, first_input=False):  # forward and backward of a network being trained
+        return forward_flops(dims) + backward_flops(dims, weights=True, first_input=first_input)
+
+    def frozen(dims):  # forward and the input gradient through a frozen network
+        return forward_flops(dims) + backward_flops(dims, weights=False, first_input=True)
+
+    k = horizon
+    model_objective = (k * forward_flops(encoder) + trained(encoder) + k * trained(model, first_input=True)
+                       + forward_flops(actor) + k * frozen(reward) + 2 * frozen(critic))
+    reward_and_classifier = 2 * forward_flops(encoder) + forward_flops(model) + trained(reward) + trained(classifier)
+    critics = forward_flops(actor) + 2 * forward_flops(critic) + 2 * trained(critic)
+    actor_loss = (k + 1) * trained(actor) + k * (frozen(model) + frozen(reward) + frozen(classifier)) + 2 * (k + 1) * frozen(critic)
+    return batch * (model_objective + reward_and_classifier + critics + actor_loss)
+
+
 def mbpo_step_flops(obs: int, act: int, a: "Args", mbpo) -> float:
     """FLOPs per env step of mbpo.py at its defaults: replay-ratio SAC updates, the model's training amortized over
     its retrain interval, and the rollouts (actor plus every ensemble member on each start state)."""
@@ -128,8 +155,8 @@ def matmul_peak(device: torch.device, seconds: float = 0.5) -> float:
 
 
 def script_update(script: str, a: Args, log_dir: str):
-    """Run `script` for a few steps in this process (as `python script ...` would) and return its `update` function
-    with a sampler of minibatches from its replay buffer."""
+    """Run `script` for a few steps in this process (as `python script ...` would) and return its update of one
+    minibatch, as its training loop calls it, with a sampler of minibatches from its replay buffer."""
     extra = ["--model-train-steps", "1", "--rollouts-per-step", "1"] if script == "mbpo.py" else []
     sys.argv = [script, "--env", a.env, "--batch-size", str(a.batch_size), "--learning-starts", str(a.batch_size),
                 "--total-timesteps", str(a.batch_size + 1), "--eval-episodes", "1", "--checkpoint-interval", "0",
@@ -139,7 +166,14 @@ def script_update(script: str, a: Args, log_dir: str):
         run = runpy.run_path(str(ROOT / script), run_name="__main__")
     for sig, handler in handlers.items():  # Ctrl-C stops the benchmark again, not a checkpoint handler
         signal.signal(sig, handler)
-    return run["update"], lambda: run["rb"].sample(a.batch_size)
+    update, rb, run_args = run["update"], run["rb"], run["args"]
+    if script == "td3.py":  # the actor and the targets learn on every policy_frequency-th update, from the first
+        count = itertools.count()
+        return lambda data: update(data, next(count) % run_args.policy_frequency == 0), lambda: rb.sample(a.batch_size)
+    if script == "alm.py":  # a minibatch of sequences and one of transitions, at the policy noise where it ends
+        std = run_args.exploration_noise_end
+        return lambda data: update(data, std), lambda: (rb.sample_sequences(a.batch_size, run_args.horizon), rb.sample(a.batch_size))
+    return update, lambda: rb.sample(a.batch_size)
 
 
 class TwoCriticsTextbook(nn.Module):
@@ -218,43 +252,48 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.cuda and not torch.cuda.is_available():
         sys.exit("error: --cuda given but torch sees no GPU")
-    if min(args.batch_size, args.updates, args.rounds, args.torch_threads) < 1 or args.mbpo_steps < 0:
-        sys.exit("error: --batch-size, --updates, --rounds and --torch-threads must be >= 1, --mbpo-steps >= 0")
+    if min(args.batch_size, args.updates, args.alm_updates, args.rounds, args.torch_threads) < 1 or args.mbpo_steps < 0:
+        sys.exit("error: --batch-size, --updates, --alm-updates, --rounds and --torch-threads must be >= 1, --mbpo-steps >= 0")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))
     device = torch.device("cuda" if args.cuda else "cpu")
     log_dir = tempfile.mkdtemp(prefix="freelunch-speed-")
     saved_argv = sys.argv
-    variants, flops = {}, {}
-    for script in ("sac.py", "td3.py", "mbpo.py"):
-        variants[f"{script} update"], sample = script_update(script, args, log_dir)
+    variants, samplers = {}, {}
+    for script in ("sac.py", "td3.py", "mbpo.py", "alm.py"):
+        variants[f"{script} update"], samplers[f"{script} update"] = script_update(script, args, log_dir)
     sys.argv = saved_argv
     torch.set_num_threads(args.torch_threads)
     env = make_env(args.env, 0)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    variants["textbook SAC update"] = textbook_sac_update(env, device, sample)
-    for name in variants:
-        counter = td3_update_flops if name.startswith("td3") else sac_update_flops
-        flops[name] = counter(obs_dim, act_dim, 256, args.batch_size)
+    variants["textbook SAC update"] = textbook_sac_update(env, device, samplers["sac.py update"])
+    samplers["textbook SAC update"] = samplers["sac.py update"]
+    import alm  # noqa: E402  (its defaults give its network sizes)
 
-    batches = [sample() for _ in range(16)]
-    for update in variants.values():  # warm-up
-        for i in range(10):
-            update(batches[i % len(batches)])
+    d = alm.Args()
+    flops = {name: sac_update_flops(obs_dim, act_dim, 256, args.batch_size) for name in variants}
+    flops["td3.py update"] = td3_update_flops(obs_dim, act_dim, 256, args.batch_size)
+    flops["alm.py update"] = alm_update_flops(obs_dim, act_dim, args.batch_size, d.latent_dim, d.hidden_dim, d.model_hidden_dim, d.horizon)
+    updates = {name: args.alm_updates if name.startswith("alm") else args.updates for name in variants}
+
+    batches = {name: [sample() for _ in range(16)] for name, sample in samplers.items()}
+    for name, update in variants.items():  # warm-up
+        for i in range(min(10, updates[name])):
+            update(batches[name][i % 16])
     peaks = [matmul_peak(device)]
     rates = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, update in variants.items():
             synchronize(device)
             start = time.perf_counter()
-            for i in range(args.updates):
-                update(batches[i % len(batches)])
+            for i in range(updates[name]):
+                update(batches[name][i % 16])
             synchronize(device)
-            rates[name].append(args.updates / (time.perf_counter() - start))
+            rates[name].append(updates[name] / (time.perf_counter() - start))
     peaks.append(matmul_peak(device))
     peak = max(peaks)
 
     print(f"{args.env} sizes, batch {args.batch_size}, {device}, {args.torch_threads} thread(s), {args.rounds} rounds of "
-          f"{args.updates} updates; fp32 matmul peak {peak:.0f} GFLOP/s (before/after: {peaks[0]:.0f}/{peaks[1]:.0f})\n")
+          f"{args.updates} updates ({args.alm_updates} of alm.py's); fp32 matmul peak {peak:.0f} GFLOP/s (before/after: {peaks[0]:.0f}/{peaks[1]:.0f})\n")
     textbook = statistics.median(rates["textbook SAC update"])
     print("| update | updates/s | GFLOP per update | GFLOP/s | of peak | vs textbook SAC |\n|---|---|---|---|---|---|")
     for name, values in rates.items():

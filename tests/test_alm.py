@@ -111,7 +111,7 @@ def test_bad_input_exits_with_one_line(args, fragment, log_dir):
     ({"exploration_noise_steps": 0}, "--exploration-noise-steps must be >= 1, got 0"),
     ({"noise_clip": -0.3}, "--noise-clip must be finite and >= 0, got -0.3"),
     ({"max_grad_norm": 0.0}, "--max-grad-norm must be finite and > 0, got 0.0"),
-    ({"latent_dim": 0}, "--latent-dim, --hidden-dim and --model-hidden-dim must be >= 1"),
+    ({"latent_dim": 0}, "--latent-dim must be >= 1, got 0"),
     ({"model_lr": 0.0}, "learning rates must be finite and > 0"),
 ])
 def test_bad_flag_values_exit_with_one_line(flags, fragment):

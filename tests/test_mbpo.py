@@ -134,10 +134,10 @@ def test_early_stopping_keeps_each_members_first_epoch_when_none_improves(log_di
 
 
 def test_rollout_schedule_grows_linearly():
-    args = mbpo.Args(rollout_schedule="20,150,1,15")
-    lengths = [mbpo.rollout_length_at(step, args) for step in (0, 20_000, 85_000, 150_000, 300_000)]
+    schedule = mbpo.parse_rollout_schedule(mbpo.Args(rollout_schedule="20,150,1,15"))
+    lengths = [mbpo.rollout_length_at(step, schedule) for step in (0, 20_000, 85_000, 150_000, 300_000)]
     assert lengths == [1, 1, 8, 15, 15]
-    assert mbpo.rollout_length_at(123_456, mbpo.Args(rollout_length=3)) == 3
+    assert mbpo.rollout_length_at(123_456, mbpo.parse_rollout_schedule(mbpo.Args(rollout_length=3))) == 3
 
 
 @pytest.mark.parametrize("args,fragment", [

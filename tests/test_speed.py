@@ -24,10 +24,20 @@ def test_analytic_flops_match_the_executed_update(script, extra, log_dir):
 
 def test_td3_executes_only_its_count_plus_the_unused_second_critic(log_dir):
     """TD3's actor ascends Q1 alone; the twin module also runs Q2 (forward and input gradient) in that pass."""
-    run = run_in_process("td3.py", *TINY, log_dir=log_dir)  # one update done, so the next two: critic; critic + actor
+    run = run_in_process("td3.py", *TINY, log_dir=log_dir)
     with FlopCounterMode(display=False) as counter:
-        for _ in range(2):
-            run["update"](run["rb"].sample(64))
+        for update_policy in (False, True):
+            run["update"](run["rb"].sample(64), update_policy)
     critic = [run["obs_dim"] + run["act_dim"], 256, 256, 1]
     unused_q2 = 64 * (speed.forward_flops(critic) + speed.backward_flops(critic, weights=False, first_input=True))
     assert counter.get_total_flops() == 2 * speed.td3_update_flops(run["obs_dim"], run["act_dim"], 256, 64) + unused_q2
+
+
+def test_alm_analytic_flops_match_the_executed_update(log_dir):
+    sizes = {"latent": 16, "hidden": 32, "model_hidden": 48, "horizon": 3}
+    run = run_in_process("alm.py", *TINY, "--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "48",
+                         "--horizon", "3", log_dir=log_dir)
+    rb = run["rb"]
+    with FlopCounterMode(display=False) as counter:
+        run["update"]((rb.sample_sequences(64, 3), rb.sample(64)), 0.1)
+    assert counter.get_total_flops() == speed.alm_update_flops(run["obs_dim"], run["act_dim"], 64, **sizes)
