@@ -8,10 +8,23 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# flags that make each script's runs tiny: these tests check wiring, not learning
+SAC_TINY = ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"]
+DYNA_TINY = ["--replay-ratio", "2", "--model-train-freq", "50", "--rollouts-per-step", "16"]
+TINY = {
+    "sac.py": SAC_TINY,
+    "td3.py": SAC_TINY,
+    "mbpo.py": SAC_TINY + DYNA_TINY + ["--model-train-steps", "20"],
+    "mbpo_perfect_model.py": SAC_TINY + DYNA_TINY,
+    "alm.py": ["--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "1", "--log-interval", "10",
+               "--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "32"],
+}
 
 
 def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -23,16 +36,32 @@ def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> 
     )
 
 
-def run_in_process(script: str, *args: str, log_dir: Path) -> dict:
-    """Run `script` as `__main__` inside this process and return its globals (networks, buffers, optimizers)."""
-    argv, handlers = sys.argv, {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+def run_in_process(script: str, *args: str, log_dir: Path, timeout: int = 300) -> dict:
+    """Run `script` as `__main__` inside this process and return its globals (networks, buffers, optimizers). A run
+    still going after `timeout` seconds raises TimeoutError, so a regression fails the test instead of hanging it."""
+    def too_long(signum, frame):
+        raise TimeoutError(f"{script} {' '.join(args)} still ran after {timeout} s")
+
+    argv, handlers = sys.argv, {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
     sys.argv = [script, *args, "--log-dir", str(log_dir)]
+    signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(timeout)
     try:
         return runpy.run_path(str(ROOT / script), run_name="__main__")
     finally:
+        signal.alarm(0)
         sys.argv = argv
         for sig, handler in handlers.items():  # the script's checkpoint-on-signal handlers end with it
             signal.signal(sig, handler)
+
+
+def refusal(script: str, *args: str, log_dir: Path) -> str:
+    """The one line `script` exits with, run in-process on input it must refuse (sys.exit(str): exit status 1)."""
+    with pytest.raises(SystemExit) as exit_:
+        run_in_process(script, *args, log_dir=log_dir)
+    message = exit_.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    return message
 
 
 def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -64,6 +93,11 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def rows_in(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """For each row of `rows`, whether it equals some row of `table`."""
+    return (rows[:, None, :] == table[None, :, :]).all(-1).any(-1)
 
 
 @pytest.fixture

@@ -1,26 +1,24 @@
 """Where freelunch follows the paper's own code (STFL) rather than official MBPO or CleanRL: each test fails on the
-choice it replaced."""
+choice it replaced. And the paper's two mitigations, resets and LayerNorm, as every script applies them."""
 import numpy as np
 import pytest
 import torch
 
-from conftest import read_scalars, run_in_process
+from conftest import TINY, read_scalars, run_in_process
 from utils import make_env
 from utils.envs import mujoco_model_data
 
-MBPO_TINY = ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10",
-             "--replay-ratio", "2", "--model-train-steps", "20", "--model-train-freq", "50", "--rollouts-per-step", "16"]
-TINY = {
-    "sac.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
-    "td3.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
-    "mbpo.py": MBPO_TINY,
-    "alm.py": ["--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "1", "--log-interval", "10",
-               "--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "32"],
+MBPO_TINY = TINY["mbpo.py"]
+# what each script's reset returns to its initial weights (MBPO's learned model is kept, with its optimizer)
+RESET_NETWORKS = {
+    "sac.py": ("actor", "qf", "qf_target"),
+    "td3.py": ("actor", "actor_target", "qf", "qf_target"),
+    "mbpo.py": ("actor", "qf", "qf_target"),
+    "mbpo_perfect_model.py": ("actor", "qf", "qf_target"),
+    "alm.py": ("encoder", "encoder_target", "model", "reward_net", "classifier", "actor", "qf", "qf_target"),
 }
-# what each script's reset re-initializes (the model of MBPO is kept)
-RESET_NETWORKS = {"sac.py": ("actor", "qf", "qf_target"), "mbpo.py": ("actor", "qf", "qf_target"),
-                  "td3.py": ("actor", "actor_target", "qf", "qf_target"),
-                  "alm.py": ("encoder", "encoder_target", "model", "reward_net", "classifier", "actor", "qf", "qf_target")}
+KEPT_OPTIMIZERS = {"mbpo.py": ("model_optimizer",)}
+SOFT = ("sac.py", "mbpo.py", "mbpo_perfect_model.py")  # the scripts with a temperature, reset too
 
 
 @pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "Humanoid-v5", "dmc:quadruped-run"])
@@ -35,9 +33,10 @@ def test_every_action_space_is_unit_box_and_its_ends_drive_the_raw_env_to_its_bo
 
 
 @pytest.mark.parametrize("script", sorted(RESET_NETWORKS))
-def test_reset_returns_to_the_initial_weights(script, log_dir):
+def test_reset_returns_to_the_initial_weights_and_fresh_optimizers_keeping_the_buffer(script, log_dir):
     """As the paper's code re-runs its `init_models(seeds)`: a reset after training gives the weights the run
-    started from, bit for bit (a run that never trained holds them), not new random ones."""
+    started from, bit for bit (a run that never trained holds them), not new random ones; the replay buffer and
+    MBPO's learned model stay."""
     common = ["--env", "Hopper-v5", *TINY[script]]
     initial = run_in_process(script, *common, "--total-timesteps", "100", log_dir=log_dir / "a")  # no update yet
     reset = run_in_process(script, *common, "--total-timesteps", "150", "--reset-interval", "150", log_dir=log_dir / "b")
@@ -45,8 +44,27 @@ def test_reset_returns_to_the_initial_weights(script, log_dir):
     for name in RESET_NETWORKS[script]:
         for (key, new), old in zip(reset[name].state_dict().items(), initial[name].state_dict().values()):
             assert torch.equal(new, old), f"{name}.{key}"
-    if script in ("sac.py", "mbpo.py"):
+    for name, optimizer in reset.items():
+        if isinstance(optimizer, torch.optim.Optimizer):
+            assert bool(optimizer.state) == (name in KEPT_OPTIMIZERS.get(script, ())), name
+    if script in SOFT:
         assert reset["log_alpha"].item() == initial["log_alpha"].item() == 0.0
+    assert reset["rb"].size == 150
+    torch.testing.assert_close(reset["rb"].obs[:100], initial["rb"].obs[:100])  # the same data, kept
+
+
+@pytest.mark.parametrize("script", sorted(RESET_NETWORKS))
+def test_layer_norm_adds_one_after_each_critic_hidden_layer_and_nothing_else(script, log_dir):
+    common = ["--env", "Hopper-v5", *TINY[script], "--total-timesteps", "1"]
+    plain = run_in_process(script, *common, log_dir=log_dir / "a")
+    normed = run_in_process(script, *common, "--layer-norm", log_dir=log_dir / "b")
+    layers = lambda net: [type(m).__name__ for m in net.modules()]  # noqa: E731
+    for name, net in normed.items():
+        if name in ("qf", "qf_target"):  # ALM's critics always have one after the first hidden layer
+            assert layers(plain[name]).count("VectorizedLayerNorm") == (1 if script == "alm.py" else 0), name
+            assert layers(net).count("VectorizedLayerNorm") == 2, name
+        elif isinstance(net, torch.nn.Module):
+            assert layers(net) == layers(plain[name]), name
 
 
 def test_logvar_bounds_stay_fixed_by_default_and_learn_with_the_flag(log_dir):

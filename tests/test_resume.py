@@ -1,5 +1,6 @@
 """Long runs survive: a run killed and resumed equals one that never stopped; SIGTERM leaves a resumable checkpoint;
-divergence to NaN stops the run with one line; bad input of every kind gets one line and a non-zero exit."""
+divergence to NaN stops the run with one line; bad input of every kind gets one line and a non-zero exit (checked
+in-process; one subprocess per script shows the line reaches stderr alone)."""
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, assert_one_line_error, read_scalars, run_script
+from conftest import ROOT, assert_one_line_error, read_scalars, refusal, run_in_process, run_script
 
 COMMON = ["--env", "InvertedPendulum-v5", "--learning-starts", "100", "--batch-size", "32", "--eval-interval", "200",
           "--eval-episodes", "2", "--log-interval", "20"]
@@ -105,48 +106,92 @@ def test_divergence_to_nan_stops_the_run_with_one_line(script, log_dir):
 def sac_run(tmp_path_factory) -> Path:
     """A finished tiny sac.py run with its checkpoint at step 200."""
     log_dir = tmp_path_factory.mktemp("sac_run")
-    result = run_script("sac.py", *COMMON, "--total-timesteps", "200", "--checkpoint-interval", "200", log_dir=log_dir)
-    assert result.returncode == 0, result.stderr
+    run_in_process("sac.py", *COMMON, "--total-timesteps", "200", "--checkpoint-interval", "200", log_dir=log_dir)
     return run_dir(log_dir)
 
 
 @pytest.mark.parametrize("script,args,fragment", [
-    ("sac.py", ["--seed", "abc"], "Error parsing --seed"),
-    ("sac.py", ["--no-such-flag", "1"], "Unrecognized options: --no-such-flag"),
     ("sac.py", ["--env", "CartPole-v1"], "CartPole-v1 has a Discrete action space"),
-    ("sac.py", ["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
-    ("sac.py", ["--seed", "-1"], "--seed must be in [0, "),
-    ("sac.py", ["--policy-lr", "nan"], "learning rates must be finite and > 0, got nan"),
-    ("sac.py", ["--buffer-size", str(10**12)], "cannot allocate a buffer of 1000000000000 transitions"),
-    ("td3.py", ["--exploration-noise", "inf"], "--exploration-noise must be finite and >= 0, got inf"),
-    ("mbpo.py", ["--model-lr", "-1"], "--model-lr must be finite and > 0, got -1.0"),
-    ("sac.py", ["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0"),
-    ("sac.py", ["--eval-episodes", "0"], "--eval-episodes must be >= 1"),
-    ("sac.py", ["--resume", "/no/such/run"], "cannot read checkpoint '/no/such/run'"),
-    ("sac.py", ["--resume", "README.md"], "cannot read checkpoint 'README.md'"),
-    ("sac.py", ["--resume", "{run}", "--env", "Hopper-v5"], "--env Hopper-v5 differs from the resumed run's InvertedPendulum-v5"),
-    ("sac.py", ["--resume", "{run}", "--total-timesteps", "50"], "--total-timesteps 50 is below the checkpoint's step 200"),
-    ("td3.py", ["--resume", "{run}"], "is not a td3.py checkpoint (written by sac.py)"),
-    ("td3.py", ["--tau", "0"], "--tau must be in (0, 1], got 0.0"),
     ("td3.py", ["--policy-frequency", "0"], "--policy-frequency must be >= 1"),
-    ("td3.py", ["--torch-threads", "0"], "--torch-threads must be >= 1"),
-    ("mbpo.py", ["--resume", "{run}/checkpoint.pt"], "is not a mbpo.py checkpoint (written by sac.py)"),
-    ("mbpo.py", ["--num-elites", "9"], "--num-elites must be in [1, --ensemble-size=7], got 9"),
-    ("mbpo.py", ["--real-ratio", "1.5"], "--real-ratio must be in [0, 1]"),
-    ("mbpo.py", ["--rollout-schedule", "1,2"], "--rollout-schedule must be four integers"),
     ("mbpo.py", ["--env", "Swimmer-v5"], "no termination function for 'Swimmer-v5'"),
     ("mbpo_perfect_model.py", ["--env", "Pendulum-v1"], "needs a MuJoCo simulator"),
-    ("mbpo_perfect_model.py", ["--env", "dmc:cheetah-sprint"], "valid tasks for cheetah"),
-    ("mbpo_perfect_model.py", ["--learning-starts", "abc"], "Error parsing --learning-starts"),
-    ("alm.py", ["--resume", "{run}"], "is not a alm.py checkpoint (written by sac.py)"),
-    ("alm.py", ["--seed", "-3"], "--seed must be in [0, "),
+    ("alm.py", ["--horizon", "two"], "--horizon"),
 ])
-def test_bad_input_exits_with_one_line(script, args, fragment, sac_run, log_dir):
-    args = [arg.replace("{run}", str(sac_run)) for arg in args]
+def test_a_refusal_reaches_stderr_as_one_line_without_traceback(script, args, fragment, log_dir):
     assert_one_line_error(run_script(script, *args, log_dir=log_dir, timeout=60), fragment)
 
 
-def test_unwritable_log_dir_exits_with_one_line(tmp_path):
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("args,fragment", [
+    (["--seed", "abc"], "Error parsing --seed"),
+    (["--no-such-flag", "1"], "Unrecognized options: --no-such-flag"),
+    (["--env", "NoSuchEnv-v0"], "unknown env 'NoSuchEnv-v0'"),
+    (["--env", "CartPole-v1"], "CartPole-v1 has a Discrete action space"),
+    (["--seed", "-1"], "--seed must be in [0, "),
+    (["--total-timesteps", "0"], "--total-timesteps must be >= 1, got 0"),
+    (["--total-timesteps", "-5"], "--total-timesteps must be >= 1, got -5"),
+    (["--learning-starts", "-1"], "--learning-starts must be >= 0"),
+    (["--buffer-size", str(10**12)], "cannot allocate a buffer of 1000000000000 transitions"),
+    (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
+    (["--tau", "0"], "--tau must be in (0, 1], got 0.0"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--policy-lr", "nan"], "learning rates must be finite and > 0, got "),
+    (["--replay-ratio", "0"], "--replay-ratio must be >= 1, got 0"),
+    (["--reset-interval", "-3"], "--reset-interval must be >= 0"),
+    (["--eval-episodes", "0"], "--eval-episodes must be >= 1"),
+    (["--torch-threads", "0"], "--torch-threads must be >= 1"),
+    (["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0"),
+    (["--resume", "/no/such/run"], "cannot read checkpoint '/no/such/run'"),
+    (["--resume", "README.md"], "cannot read checkpoint 'README.md'"),
+])
+def test_every_script_refuses_bad_shared_input_with_one_line(script, args, fragment, log_dir):
+    assert fragment in refusal(script, *args, log_dir=log_dir)
+
+
+@pytest.mark.parametrize("script,args,fragment", [
+    ("td3.py", ["--exploration-noise", "-0.1"], "--exploration-noise must be finite and >= 0, got -0.1"),
+    ("td3.py", ["--exploration-noise", "inf"], "--exploration-noise must be finite and >= 0, got inf"),
+    ("td3.py", ["--policy-noise", "-0.2"], "--policy-noise must be finite and >= 0, got -0.2"),
+    ("td3.py", ["--noise-clip", "-0.5"], "--noise-clip must be finite and >= 0, got -0.5"),
+    ("td3.py", ["--policy-frequency", "0"], "--policy-frequency must be >= 1, got 0"),
+    ("mbpo.py", ["--real-ratio", "1.5"], "--real-ratio must be in [0, 1], got 1.5"),
+    ("mbpo.py", ["--real-ratio", "-0.1"], "--real-ratio must be in [0, 1], got -0.1"),
+    ("mbpo.py", ["--rollout-schedule", "20,150,1"], "--rollout-schedule must be four integers"),
+    ("mbpo.py", ["--rollout-schedule", "a,b,c,d"], "--rollout-schedule must be four integers"),
+    ("mbpo.py", ["--rollout-schedule", "150,20,1,15"], "--rollout-schedule needs 0 <= a < b"),
+    ("mbpo.py", ["--num-elites", "8"], "--num-elites must be in [1, --ensemble-size=7], got 8"),
+    ("mbpo.py", ["--ensemble-size", "3", "--num-elites", "5"], "--num-elites must be in [1, --ensemble-size=3], got 5"),
+    ("mbpo.py", ["--model-lr", "-1"], "--model-lr must be finite and > 0, got -1.0"),
+    ("mbpo.py", ["--learning-starts", "5"], "--learning-starts must be >= 10 (the model needs data to fit), got 5"),
+    ("mbpo.py", ["--env", "Swimmer-v5"], "no termination function for 'Swimmer-v5'"),
+    ("mbpo_perfect_model.py", ["--real-ratio", "1.5"], "--real-ratio must be in [0, 1], got 1.5"),
+    ("mbpo_perfect_model.py", ["--rollout-schedule", "20,150,1"], "--rollout-schedule must be four integers"),
+    ("mbpo_perfect_model.py", ["--rollouts-per-step", "0"], "--rollouts-per-step must be >= 1, got 0"),
+    ("mbpo_perfect_model.py", ["--env", "Pendulum-v1"], "needs a MuJoCo simulator to restore states into, 'Pendulum-v1' has none"),
+    ("alm.py", ["--horizon", "0"], "--horizon must be >= 1, got 0"),
+    ("alm.py", ["--learning-starts", "2", "--horizon", "3"], "--learning-starts must be >= --horizon (3)"),
+    ("alm.py", ["--return-lambda", "1.5"], "--return-lambda must be in [0, 1], got 1.5"),
+    ("alm.py", ["--lambda-cost", "-0.1"], "--lambda-cost must be finite and >= 0, got -0.1"),
+    ("alm.py", ["--exploration-noise-start", "-1"], "exploration noise must be finite and >= 0, got -1.0 and 0.1"),
+    ("alm.py", ["--exploration-noise-steps", "0"], "--exploration-noise-steps must be >= 1, got 0"),
+    ("alm.py", ["--noise-clip", "-0.3"], "--noise-clip must be finite and >= 0, got -0.3"),
+    ("alm.py", ["--max-grad-norm", "0"], "--max-grad-norm must be finite and > 0, got 0.0"),
+    ("alm.py", ["--latent-dim", "0"], "--latent-dim must be >= 1, got 0"),
+    ("alm.py", ["--model-hidden-dim", "0"], "--model-hidden-dim must be >= 1, got 0"),
+    ("alm.py", ["--model-lr", "0"], "learning rates must be finite and > 0"),
+    ("sac.py", ["--resume", "{run}", "--env", "Hopper-v5"], "--env Hopper-v5 differs from the resumed run's InvertedPendulum-v5"),
+    ("sac.py", ["--resume", "{run}", "--total-timesteps", "50"], "--total-timesteps 50 is below the checkpoint's step 200"),
+    ("td3.py", ["--resume", "{run}"], "is not a td3.py checkpoint (written by sac.py)"),
+    ("mbpo.py", ["--resume", "{run}/checkpoint.pt"], "is not a mbpo.py checkpoint (written by sac.py)"),
+    ("mbpo_perfect_model.py", ["--resume", "{run}"], "is not a mbpo_perfect_model.py checkpoint (written by sac.py)"),
+    ("alm.py", ["--resume", "{run}"], "is not a alm.py checkpoint (written by sac.py)"),
+])
+def test_each_script_refuses_its_own_bad_input_with_one_line(script, args, fragment, sac_run, log_dir):
+    args = [arg.replace("{run}", str(sac_run)) for arg in args]
+    assert fragment in refusal(script, *args, log_dir=log_dir)
+
+
+def test_unwritable_log_dir_is_refused_with_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    assert_one_line_error(run_script("sac.py", log_dir=blocker), "cannot create the run directory")
+    assert "cannot create the run directory" in refusal("sac.py", log_dir=blocker)
