@@ -359,8 +359,8 @@ def termination_fn(env_id: str):
     return TERMINATION_FNS[name]
 
 
-# Plumbing, the same in every script (`diff` shows only each script's own checks at the end of check_args): the command
-# line and its checks, checkpoints, the NaN guard and the progress line.
+# Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
+# checkpoints, the NaN guard and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")

@@ -188,8 +188,8 @@ class ReplayBuffer:
         return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
 
 
-# Plumbing, the same in every script (`diff` shows only each script's own checks at the end of check_args): the command
-# line and its checks, checkpoints, the NaN guard and the progress line.
+# Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
+# checkpoints, the NaN guard and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
