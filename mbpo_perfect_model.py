@@ -88,8 +88,7 @@ class Args:
     real_ratio: float = 0.05
     """fraction of each SAC minibatch drawn from real transitions, the rest synthetic (paper: 0.05)"""
     model_train_freq: int = 250
-    """measure the simulator's model error every this many env steps (paper: 250); mbpo.py's name, where it is the retrain
-    interval, kept so that the same flags run both scripts"""
+    """measure the simulator's model error every this many env steps (paper: 250); named as mbpo.py's retrain interval so the same flags run both"""
     rollouts_per_step: int = 400
     """model rollouts started from real states every env step (paper: 400)"""
     rollout_length: int = 1
