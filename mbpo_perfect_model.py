@@ -2,6 +2,7 @@
 # replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
 import contextlib
 import copy
+import errno
 import io
 import math
 import os
@@ -81,6 +82,20 @@ class Args:
     """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
     resume: Optional[str] = None
     """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
+    compile: bool = False
+    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
+    capture_video: bool = False
+    """record a deterministic episode at step 0, every --video-interval-th evaluation and the end: mp4s and TensorBoard videos"""
+    video_interval: int = 10
+    """with --capture-video, record every this-many-th evaluation (10: every 50k env steps at --eval-interval 5000)"""
+    track: bool = False
+    """also log to Weights & Biases: the scalars, the hyperparameters and the videos (as CleanRL's --track)"""
+    wandb_project: str = "freelunch"
+    """the Weights & Biases project"""
+    wandb_entity: Optional[str] = None
+    """the Weights & Biases entity (team or user; unset: your default one)"""
+    wandb_group: Optional[str] = None
+    """the Weights & Biases group (the sweep sets one per experiment and task)"""
 
     # Dyna (MBPO) specific arguments
     synthetic_rollouts: bool = True
@@ -279,7 +294,8 @@ def simulator_step(sim: gym.Env, states: np.ndarray, actions: np.ndarray):
 # checkpoints, the NaN guard and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
-RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir")
+RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile",
+                   "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
 
@@ -302,7 +318,7 @@ def check_args(args: Args) -> None:
         ("total_timesteps", 1, ""), ("learning_starts", 0, ""), ("buffer_size", 1, ""), ("batch_size", 1, ""),
         ("hidden_dim", 1, ""), ("replay_ratio", 1, ""), ("reset_interval", 0, " (0 = off)"), ("eval_interval", 1, ""),
         ("eval_episodes", 1, ""), ("log_interval", 1, ""), ("torch_threads", 1, ""),
-        ("checkpoint_interval", 0, " (0 = only on SIGTERM/SIGINT)"),
+        ("checkpoint_interval", 0, " (0 = only on SIGTERM/SIGINT)"), ("video_interval", 1, ""),
         ("model_train_freq", 1, ""), ("rollouts_per_step", 1, ""), ("rollout_length", 1, ""), ("synthetic_buffer_size", 1, ""),
     ]
     errors = [(getattr(args, name) is not None and getattr(args, name) < minimum,  # total_timesteps None: set later
@@ -350,9 +366,19 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
 
 
 def write_checkpoint(state: dict, run_dir: str):
-    """Written to a temporary file and renamed, so a kill mid-write leaves the last checkpoint whole."""
-    torch.save(state, f"{run_dir}/{CHECKPOINT}.tmp")
-    os.replace(f"{run_dir}/{CHECKPOINT}.tmp", f"{run_dir}/{CHECKPOINT}")
+    """Written to a temporary file and renamed, so a kill mid-write leaves the last checkpoint whole; a write that fails
+    (a full disk) stops the run with one line, its partial file removed and the last checkpoint kept."""
+    temporary = f"{run_dir}/{CHECKPOINT}.tmp"
+    try:
+        torch.save(state, temporary)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        full = getattr(e, "errno", None) == errno.ENOSPC or "write failed" in str(e) or "No space left" in str(e)
+        kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
+        reason = "the disk is full" if full else f"{type(e).__name__}: {str(e).strip().splitlines()[-1:]}"
+        sys.exit(f"error: cannot write a checkpoint in {run_dir} ({reason}); run stopped (last good checkpoint: {kept})")
+    os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
 
 
 def load_states(objects, states):
@@ -385,21 +411,71 @@ def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str):
         sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
 
 
-class ProgressLine:
-    """Prints `step, SPS, ETA, last eval` at most every `every` seconds (and always when `force`)."""
+def start_wandb(args: Args, run_name: str, run_dir: str, run_id: Optional[str]):
+    """A Weights & Biases run that mirrors this run's TensorBoard logs (the same W&B run again when resumed); one line
+    when it cannot start (no login in online mode)."""
+    import wandb
 
-    def __init__(self, total: int, first_step: int = 0, every: float = 10.0):
-        self.total, self.first_step, self.every, self.start, self.last = total, first_step, every, time.time(), 0.0
+    wandb.tensorboard.patch(root_logdir=run_dir)
+    try:
+        return wandb.init(project=args.wandb_project, entity=args.wandb_entity, group=args.wandb_group, name=run_name,
+                          id=run_id, resume="allow", config=vars(args), dir=run_dir)
+    except Exception as e:  # wandb raises its own errors for a missing login, an unreachable server, ...
+        sys.exit(f"error: --track cannot start Weights & Biases ({type(e).__name__}: {' '.join(str(e).split())}); "
+                 f"run `wandb login` or set WANDB_API_KEY, or WANDB_MODE=offline to log locally")
+
+
+def record_episode(env: gym.Env, policy, path: str) -> np.ndarray:
+    """One episode of `policy` (observation -> action) on `env` (made with render_mode="rgb_array"), saved as an mp4 at
+    `path`; returns its frames (T, H, W, 3)."""
+    import imageio
+
+    obs, _ = env.reset()
+    frames, done = [env.render()], False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(policy(obs))
+        frames.append(env.render())
+        done = terminated or truncated
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    imageio.mimwrite(path, frames, fps=env.metadata.get("render_fps", 30), macro_block_size=1)
+    return np.stack(frames)
+
+
+class ProgressLine:
+    """Prints `step, phase, SPS, ETA, last eval` at most every `every` seconds (and always when `force`). Rate and ETA
+    come from the current phase alone (random actions, then learning, which can be 100x slower) over its last `window`
+    seconds, from its first step on (the step-0 evaluation before it does not count; a phase's first step does)."""
+
+    def __init__(self, total: int, learning_starts: int, first_step: int = 0, every: float = 10.0, window: float = 600.0):
+        self.total, self.learning_starts, self.every, self.window = total, learning_starts, every, window
+        self.samples, self.last = [], 0.0  # (time, step), at most one per second
 
     def __call__(self, step: int, eval_return: float, force: bool = False):
         now = time.time()
+        phase = "random" if step <= self.learning_starts else "learning"
+        if self.samples and (self.samples[-1][1] <= self.learning_starts) != (phase == "random"):
+            self.samples = self.samples[-1:]  # a new phase: its rate starts from the last step of the previous one
+        if not self.samples or now - self.samples[-1][0] >= 1.0 or step == self.learning_starts:  # keep the boundary
+            self.samples.append((now, step))
+            while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+                self.samples.pop(0)
         if not force and (now - self.last < self.every or step == self.total):  # the final line is forced once
             return
         self.last = now
-        sps = (step - self.first_step) / max(now - self.start, 1e-9)
-        eta = f"{(self.total - step) / sps / 60:.1f} min" if sps > 0 else "?"
-        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | SPS {sps:.0f} | "
-              f"ETA {eta} | last eval return {eval_return:.1f}", flush=True)
+        (then, first), seconds = self.samples[0], now - self.samples[0][0]
+        sps = (step - first) / seconds if seconds > 0 and step > first else None
+        if sps is None:
+            eta = "?"
+        elif phase == "random" and self.learning_starts < self.total:
+            eta = f"{duration((self.learning_starts - step) / sps)} to the end of the random phase, learning not timed yet"
+        else:
+            eta = duration((self.total - step) / sps)
+        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {phase} | SPS {sps or 0:.3g} | ETA {eta} | "
+              f"last eval return {eval_return:.1f}", flush=True)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 if __name__ == "__main__":
@@ -443,6 +519,8 @@ if __name__ == "__main__":
 
     start_step = checkpoint["next_step"] if checkpoint else 0
     # a resumed run writes on in the same directory; purge_step drops what the stopped run logged after its checkpoint
+    # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
+    wandb_run = start_wandb(args, run_name, run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
     writer = SummaryWriter(run_dir, purge_step=start_step if checkpoint else None)
     if checkpoint is None:
         writer.add_text(
@@ -561,6 +639,24 @@ if __name__ == "__main__":
             torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
         return qf_values, qf_loss, actor_loss, alpha, alpha_loss
 
+    if args.compile:  # one graph for the whole update (replayed as CUDA graphs on a GPU)
+        update = torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
+
+    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+    video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+
+    def record_video(step: int):
+        """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
+        def policy(obs):
+            with torch.no_grad():  # the mean action: no random number drawn
+                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+                return torch.tanh(actor(x)[0])[0].cpu().numpy()
+
+        frames = record_episode(video_env, policy, f"{run_dir}/videos/step_{step}.mp4")
+        stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+        clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+        writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+
     def evaluate():
         """Mean return of deterministic episodes on the eval env; and the paper's over/under-estimation gauge: the
         critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take mu(s0)
@@ -593,12 +689,15 @@ if __name__ == "__main__":
         writer.add_scalar("eval/return", eval_return, step)
         writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
         writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
+            record_video(step)
         return eval_return
 
     def save_checkpoint(next_step: int):
         """Everything the run's future depends on."""
         write_checkpoint({
             "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "wandb_id": wandb_run.id if wandb_run else None,
             "agent": [m.state_dict() for m in agent], "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
             "states": states[: rb.size].copy(), "synthetic_rb": synthetic_rb.state_dict(),
             "env": get_env_state(env), "eval_env": get_env_state(eval_env),
@@ -626,7 +725,7 @@ if __name__ == "__main__":
     else:  # TRY NOT TO MODIFY: start the game
         obs, _ = env.reset(seed=args.seed)
         episode_return, episode_length, last_eval = 0.0, 0, float("nan")
-    progress = ProgressLine(args.total_timesteps, start_step)
+    progress = ProgressLine(args.total_timesteps, args.learning_starts, start_step)
     start_time = time.time()
 
     for global_step in range(start_step, args.total_timesteps):
@@ -705,6 +804,8 @@ if __name__ == "__main__":
 
     if args.total_timesteps % args.eval_interval == 0:
         last_eval = log_eval(args.total_timesteps)
+    if args.capture_video and not os.path.exists(f"{run_dir}/videos/step_{args.total_timesteps}.mp4"):
+        record_video(args.total_timesteps)  # the final policy
     progress(args.total_timesteps, last_eval, force=True)
 
     elapsed = time.time() - start_time
@@ -712,3 +813,5 @@ if __name__ == "__main__":
     env.close()
     eval_env.close()
     writer.close()
+    if wandb_run:
+        wandb_run.finish()

@@ -1,0 +1,154 @@
+"""Watching a run: videos of the policy, Weights & Biases tracking (offline), an ETA from the current phase, and a full
+disk while checkpointing."""
+import errno
+import glob
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, assert_one_line_error, read_scalars, run_in_process, run_script
+
+TINY = {
+    "sac.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
+    "td3.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
+    "mbpo.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10",
+                "--replay-ratio", "2", "--model-train-steps", "20", "--model-train-freq", "50", "--rollouts-per-step", "16"],
+    "mbpo_perfect_model.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1",
+                              "--log-interval", "10", "--replay-ratio", "2", "--model-train-freq", "50",
+                              "--rollouts-per-step", "16"],
+    "alm.py": ["--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "1", "--log-interval", "10",
+               "--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "32"],
+}
+PARAMETERS = {"sac.py": ("actor", "qf"), "td3.py": ("actor", "qf"), "mbpo.py": ("actor", "qf", "model"),
+              "mbpo_perfect_model.py": ("actor", "qf"), "alm.py": ("encoder", "model", "actor", "qf")}
+
+
+@pytest.mark.parametrize("script", ["sac.py", "td3.py", "alm.py"])  # the three ways of choosing the mean action
+def test_recording_videos_changes_nothing_the_run_computes(script, log_dir):
+    """The video episode runs on an env of its own with the mean action (no random draw): a run with
+    --capture-video ends with the same parameters and evaluation returns as one without, and writes its mp4s."""
+    common = ["--env", "InvertedPendulum-v5", "--total-timesteps", "150", "--eval-interval", "50", *TINY[script]]
+    plain = run_in_process(script, *common, log_dir=log_dir / "plain")
+    video = run_in_process(script, *common, "--capture-video", "--video-interval", "2", log_dir=log_dir / "video")
+    for name in PARAMETERS[script]:
+        for (key, a), b in zip(plain[name].state_dict().items(), video[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{key}"
+    assert read_scalars(log_dir / "plain")["eval/return"] == read_scalars(log_dir / "video")["eval/return"]
+    mp4s = sorted(Path(p).name for p in glob.glob(str(log_dir / "video" / "*" / "videos" / "*.mp4")))
+    assert mp4s == ["step_0.mp4", "step_100.mp4", "step_150.mp4"]  # step 0, every 2nd evaluation, the last one
+
+
+def wandb_records(offline_run: str):
+    """The records of an offline W&B run's file (LevelDB-style log blocks of protobuf `Record`s)."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = glob.glob(f"{offline_run}/run-*.wandb")
+    raw, pos, pending, block = Path(path).read_bytes(), 7, b"", 32768  # 7: the file header
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:  # a block's tail too short for a record header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        pending, pos = pending + raw[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def test_track_offline_logs_scalars_config_and_videos_to_one_run_that_resume_continues(log_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    common = ["--env", "InvertedPendulum-v5", "--eval-interval", "100", *TINY["sac.py"], "--track",
+              "--wandb-group", "sac/InvertedPendulum-v5", "--capture-video", "--video-interval", "1"]
+    first = run_script("sac.py", *common, "--total-timesteps", "150", "--checkpoint-interval", "100", log_dir=log_dir)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    resumed = run_script("sac.py", "--resume", str(run_dir), "--total-timesteps", "200", log_dir=log_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    runs = sorted(glob.glob(str(run_dir / "wandb" / "offline-run-*")))
+    assert len(runs) == 2 and len({r.rsplit("-", 1)[1] for r in runs}) == 1  # the resumed run kept the W&B id
+    keys, config, groups = set(), {}, set()
+    for record in (record for run in runs for record in wandb_records(run)):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            keys |= {item.key or "/".join(item.nested_key) for item in record.history.item}
+        elif kind == "run":
+            groups.add(record.run.run_group)
+            config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
+    assert {"eval/return", "losses/qf_loss", "charts/episodic_return"} <= keys
+    assert any(key.startswith("videos/") for key in keys)
+    assert config["env"] == "InvertedPendulum-v5" and config["seed"] == 1 and groups == {"sac/InvertedPendulum-v5"}
+
+
+def test_track_without_a_login_is_one_line(log_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    result = run_script("sac.py", "--env", "InvertedPendulum-v5", "--total-timesteps", "10", "--track", log_dir=log_dir)
+    assert_one_line_error(result, "--track", "wandb login")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_eta_follows_the_current_phase(monkeypatch, capsys):
+    """A fast random phase, then a learning phase 300x slower with a long model retrain every 250 steps (MBPO on a
+    CPU): once learning has run a few minutes the ETA is within a factor of 2 of the truth; during the random
+    phase it says learning is not timed yet; the step-0 evaluation does not count."""
+    import sac as module  # ProgressLine is the same in every script
+    clock = FakeClock()
+    monkeypatch.setattr(module.time, "time", clock)
+    total, starts = 20_000, 10_000
+    progress = module.ProgressLine(total, starts, first_step=0)
+    clock.now += 120  # the step-0 evaluation
+    for step in range(1, starts + 1):  # 500 random steps/s
+        clock.now += 1 / 500
+        progress(step, 0.0)
+    random_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "random" in random_line and "learning not timed yet" in random_line, random_line
+    seconds_per_step = 0.2 + 115 / 250  # SAC updates, plus a 115 s retrain every 250 steps: 0.66 s per step
+    for step in range(starts + 1, starts + 1001):
+        clock.now += (115 if (step - starts - 1) % 250 == 0 else 0) + 0.2
+        progress(step, 0.0)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    eta_min = float(line.split("ETA ")[1].split(" min")[0]) if " min" in line else 60 * float(line.split("ETA ")[1].split(" h")[0])
+    true_min = (total - starts - 1000) * seconds_per_step / 60
+    assert "learning" in line and true_min / 2 <= eta_min <= 2 * true_min, (line, true_min)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(script, log_dir, monkeypatch):
+    """The first checkpoint is written; the second meets a full disk: the run stops with one line naming the run
+    directory and the kept checkpoint, leaves no partial file, and the kept checkpoint still resumes."""
+    writes, save = [], torch.save
+
+    def save_until_full(obj, path, *args, **kwargs):
+        writes.append(path)
+        if len(writes) > 1:
+            Path(path).write_bytes(b"partial")  # what a writer leaves when the disk fills mid-write
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+    with pytest.raises(SystemExit) as stop:
+        run_in_process(script, "--env", "InvertedPendulum-v5", "--total-timesteps", "300", "--checkpoint-interval",
+                       "120", *TINY[script], log_dir=log_dir)
+    message = str(stop.value.code)
+    (run_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    assert message.startswith("error: ") and "\n" not in message and "disk is full" in message and str(run_dir) in message
+    assert not list(run_dir.glob("*.tmp"))
+    monkeypatch.setattr(torch, "save", save)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["next_step"] == 120
