@@ -230,8 +230,9 @@ class Run:
 
 def plan(protocol: Protocol, root: Path, experiments: list[str] | None = None, tasks: list[str] | None = None,
          seeds: list[int] | None = None, total_timesteps: int | None = None,
-         extra_flags: tuple[str, ...] = ()) -> list[Run]:
-    """The protocol's runs (optionally narrowed), ordered seed by seed, then task, then experiment."""
+         extra_flags: tuple[str, ...] = (), track: bool = False) -> list[Run]:
+    """The protocol's runs (optionally narrowed), ordered seed by seed, then task, then experiment; with `track`, each
+    logs to Weights & Biases in a group per experiment and task."""
     runs = []
     for seed in seeds or protocol.seeds:
         for suite, suite_tasks in protocol.tasks.items():
@@ -241,8 +242,9 @@ def plan(protocol: Protocol, root: Path, experiments: list[str] | None = None, t
                 for e in protocol.experiments:
                     if (suite in e.suites and (e.tasks is None or task in e.tasks)
                             and (not experiments or e.name in experiments)):
+                        wandb = ("--track", "--wandb-group", f"{e.name}/{task}") if track else ()
                         runs.append(Run(e, task, seed, total_timesteps or protocol.total_timesteps[suite],
-                                        (*protocol.flags, *e.flags, *extra_flags),
+                                        (*protocol.flags, *e.flags, *wandb, *extra_flags),
                                         root / e.name / task_dir(task) / f"seed_{seed}"))
     return runs
 
@@ -486,6 +488,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--total-timesteps", type=int, help="env steps per run instead of the protocol's")
     parser.add_argument("--extra-flags", type=shlex.split, default=[],
                         help="flags appended to every run's command, as one string: --extra-flags='--cuda'")
+    parser.add_argument("--track", action="store_true",
+                        help="every run logs to Weights & Biases too (--track), in a group per experiment and task")
     parser.add_argument("--address", help="an existing Ray cluster (`auto`, or host:port); default: start a local one")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all of this machine's)")
     parser.add_argument("--cpus-per-run", type=float, default=1, help="Ray CPUs reserved per run (default 1)")
@@ -518,7 +522,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 if __name__ == "__main__":
     args = parse_args(sys.argv[1:])
     runs = plan(args.protocol, args.root.resolve(), args.experiments, args.tasks, args.seeds, args.total_timesteps,
-                tuple(args.extra_flags))
+                tuple(args.extra_flags), args.track)
     if args.dry_run:
         for run in runs:
             state, command = run.next_command(tuple(args.extra_flags))

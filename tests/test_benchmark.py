@@ -98,6 +98,13 @@ def test_atlas_dry_run_lists_every_task_and_ftfl_on_the_failing_ones(tmp_path):
     assert all("--normalize-targets --predict-next-state" in line for line in runs if "/mbpo_atlas_ftfl/" in line)
 
 
+def test_track_gives_every_run_a_wandb_group_of_its_experiment_and_task(tmp_path):
+    result = benchmark("sweep.py", "--quick", "--track", "--dry-run", "--root", str(tmp_path))
+    runs = [line for line in result.stdout.splitlines() if line.startswith("start")]
+    assert len(runs) == 18 and all("--track --wandb-group" in line for line in runs)
+    assert any("--wandb-group mbpo_no_rollouts/dmc:walker-run" in line for line in runs)
+
+
 def test_quick_dry_run_estimates_its_wall_time_from_the_measured_speeds():
     result = benchmark("sweep.py", "--quick", "--dry-run", "--num-cpus", "2")
     assert result.returncode == 0, result.stderr
