@@ -5,25 +5,13 @@ import glob
 import json
 import os
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT, assert_one_line_error, read_scalars, run_in_process, run_script
+from conftest import TINY, assert_one_line_error, read_scalars, run_in_process, run_script
 
-TINY = {
-    "sac.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
-    "td3.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"],
-    "mbpo.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10",
-                "--replay-ratio", "2", "--model-train-steps", "20", "--model-train-freq", "50", "--rollouts-per-step", "16"],
-    "mbpo_perfect_model.py": ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1",
-                              "--log-interval", "10", "--replay-ratio", "2", "--model-train-freq", "50",
-                              "--rollouts-per-step", "16"],
-    "alm.py": ["--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "1", "--log-interval", "10",
-               "--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "32"],
-}
 PARAMETERS = {"sac.py": ("actor", "qf"), "td3.py": ("actor", "qf"), "mbpo.py": ("actor", "qf", "model"),
               "mbpo_perfect_model.py": ("actor", "qf"), "alm.py": ("encoder", "model", "actor", "qf")}
 
