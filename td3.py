@@ -288,7 +288,7 @@ def write_checkpoint(state: dict, run_dir: str):
             os.remove(temporary)
         full = getattr(e, "errno", None) == errno.ENOSPC or "write failed" in str(e) or "No space left" in str(e)
         kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-        reason = "the disk is full" if full else f"{type(e).__name__}: {str(e).strip().splitlines()[-1:]}"
+        reason = "the disk is full" if full else f"{type(e).__name__}: {' '.join(str(e).split())}"
         sys.exit(f"error: cannot write a checkpoint in {run_dir} ({reason}); run stopped (last good checkpoint: {kept})")
     os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
 
@@ -374,8 +374,8 @@ class ProgressLine:
         if not force and (now - self.last < self.every or step == self.total):  # the final line is forced once
             return
         self.last = now
-        (then, first), seconds = self.samples[0], now - self.samples[0][0]
-        sps = (step - first) / seconds if seconds > 0 and step > first else None
+        since, first = self.samples[0]
+        sps = (step - first) / (now - since) if now > since and step > first else None
         if sps is None:
             eta = "?"
         elif phase == "random" and self.learning_starts < self.total:
