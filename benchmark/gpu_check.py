@@ -20,13 +20,9 @@ With --cpu-smoke every part runs on the CPU with tiny budgets and tiny networks,
 script and the scripts' --compile paths run, not their speed.
 """
 import argparse
-import contextlib
-import io
 import itertools
 import os
 import re
-import runpy
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,19 +33,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmark"))
+from speed import run_in_process, update_call  # noqa: E402
+
 SCRIPTS = ("sac.py", "td3.py", "mbpo.py", "alm.py")
-
-
-def in_process(script: str, argv: list[str], log_dir: str) -> dict:
-    """Run `script` as `python script argv` in this process; its globals (networks, buffers, `update`, ...)."""
-    sys.argv = [script, *argv, "--log-dir", log_dir]
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return runpy.run_path(str(ROOT / script), run_name="__main__")
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
 
 
 def script_argv(script: str, a: argparse.Namespace, compiled: bool, steps: int) -> list[str]:
@@ -87,18 +74,6 @@ def rate(fn, calls: int) -> float:
     return calls / (time.perf_counter() - start)
 
 
-def update_call(script: str, run: dict):
-    """The script's update as its training loop calls it (a function of a minibatch), and a minibatch sampler."""
-    update, rb, run_args = run["update"], run["rb"], run["args"]
-    if script == "td3.py":  # the actor and targets every policy_frequency-th update
-        count = itertools.count()
-        return lambda data: update(data, next(count) % run_args.policy_frequency == 0), lambda: rb.sample(run_args.batch_size)
-    if script == "alm.py":  # sequences for the model objective, single transitions for the critics
-        return (lambda data: update(data, run_args.exploration_noise_end),
-                lambda: (rb.sample_sequences(run_args.batch_size, run_args.horizon), rb.sample(run_args.batch_size)))
-    return update, lambda: rb.sample(run_args.batch_size)
-
-
 def update_rates(a: argparse.Namespace, log_dir: str) -> tuple[list, list]:
     """(name, eager per second, compiled per second) for each script's update and MBPO's model step and rollout; and
     (script, max abs parameter difference) between its eager and compiled runs from the same seed, before timing."""
@@ -107,8 +82,8 @@ def update_rates(a: argparse.Namespace, log_dir: str) -> tuple[list, list]:
     torch._inductor.config.fallback_random = True  # the compiled graphs draw the eager random numbers
     rows, differences = [], []
     for script in SCRIPTS:
-        runs = {compiled: in_process(script, script_argv(script, a, compiled, 4), f"{log_dir}/{script}_{compiled}")
-                for compiled in (False, True)}
+        runs = {compiled: run_in_process(script, [*script_argv(script, a, compiled, 4), "--log-dir",
+                                                  f"{log_dir}/{script}_{compiled}"]) for compiled in (False, True)}
         names = ("actor", "qf", "model") if script == "mbpo.py" else ("actor", "qf")
         differences.append((script, max((p - q).abs().max().item() for name in names
                                         for p, q in zip(runs[False][name].parameters(), runs[True][name].parameters()))))

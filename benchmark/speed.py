@@ -154,26 +154,40 @@ def matmul_peak(device: torch.device, seconds: float = 0.5) -> float:
     return max(rates)
 
 
+def run_in_process(script: str, argv: list[str]) -> dict:
+    """Run `script` in this process as `python script argv` would, and return its globals."""
+    sys.argv = [script, *argv]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
+            return runpy.run_path(str(ROOT / script), run_name="__main__")
+    finally:
+        for sig, handler in handlers.items():  # Ctrl-C stops the benchmark again, not a checkpoint handler
+            signal.signal(sig, handler)
+
+
+def update_call(script: str, run: dict):
+    """The update of a run's globals as its training loop calls it (a function of one minibatch), and a sampler of
+    minibatches from its replay buffer."""
+    update, rb, run_args = run["update"], run["rb"], run["args"]
+    if script == "td3.py":  # the actor and the targets learn on every policy_frequency-th update, from the first
+        count = itertools.count()
+        return lambda data: update(data, next(count) % run_args.policy_frequency == 0), lambda: rb.sample(run_args.batch_size)
+    if script == "alm.py":  # a minibatch of sequences and one of transitions, at the policy noise where it ends
+        std = run_args.exploration_noise_end
+        return (lambda data: update(data, std),
+                lambda: (rb.sample_sequences(run_args.batch_size, run_args.horizon), rb.sample(run_args.batch_size)))
+    return update, lambda: rb.sample(run_args.batch_size)
+
+
 def script_update(script: str, a: Args, log_dir: str):
     """Run `script` for a few steps in this process (as `python script ...` would) and return its update of one
     minibatch, as its training loop calls it, with a sampler of minibatches from its replay buffer."""
     extra = ["--model-train-steps", "1", "--rollouts-per-step", "1"] if script == "mbpo.py" else []
-    sys.argv = [script, "--env", a.env, "--batch-size", str(a.batch_size), "--learning-starts", str(a.batch_size),
-                "--total-timesteps", str(a.batch_size + 1), "--eval-episodes", "1", "--checkpoint-interval", "0",
-                "--torch-threads", str(a.torch_threads), "--log-dir", log_dir, "--cuda" if a.cuda else "--no-cuda", *extra]
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
-        run = runpy.run_path(str(ROOT / script), run_name="__main__")
-    for sig, handler in handlers.items():  # Ctrl-C stops the benchmark again, not a checkpoint handler
-        signal.signal(sig, handler)
-    update, rb, run_args = run["update"], run["rb"], run["args"]
-    if script == "td3.py":  # the actor and the targets learn on every policy_frequency-th update, from the first
-        count = itertools.count()
-        return lambda data: update(data, next(count) % run_args.policy_frequency == 0), lambda: rb.sample(a.batch_size)
-    if script == "alm.py":  # a minibatch of sequences and one of transitions, at the policy noise where it ends
-        std = run_args.exploration_noise_end
-        return lambda data: update(data, std), lambda: (rb.sample_sequences(a.batch_size, run_args.horizon), rb.sample(a.batch_size))
-    return update, lambda: rb.sample(a.batch_size)
+    return update_call(script, run_in_process(script, [
+        "--env", a.env, "--batch-size", str(a.batch_size), "--learning-starts", str(a.batch_size),
+        "--total-timesteps", str(a.batch_size + 1), "--eval-episodes", "1", "--checkpoint-interval", "0",
+        "--torch-threads", str(a.torch_threads), "--log-dir", log_dir, "--cuda" if a.cuda else "--no-cuda", *extra]))
 
 
 class TwoCriticsTextbook(nn.Module):
