@@ -55,6 +55,17 @@ def run_in_process(script: str, *args: str, log_dir: Path, timeout: int = 300) -
             signal.signal(sig, handler)
 
 
+def assert_same_weights(actual: dict, expected: dict, names, **close) -> None:
+    """The networks `names` in two runs' globals hold the same weights: bit for bit, or, given `close` (rtol, atol),
+    to torch.testing.assert_close's tolerance. A failure names the network and the parameter."""
+    for name in names:
+        for (key, a), e in zip(actual[name].state_dict().items(), expected[name].state_dict().values()):
+            if close:
+                torch.testing.assert_close(a, e, **close, msg=f"{name}.{key}")
+            else:
+                assert torch.equal(a, e), f"{name}.{key}"
+
+
 def refusal(script: str, *args: str, log_dir: Path) -> str:
     """The one line `script` exits with, run in-process on input it must refuse (sys.exit(str): exit status 1)."""
     with pytest.raises(SystemExit) as exit_:

@@ -4,7 +4,7 @@ import functools
 import pytest
 import torch
 
-from conftest import run_in_process
+from conftest import assert_same_weights, run_in_process
 
 TINY = {
     "sac.py": ["--hidden-dim", "16"],
@@ -30,6 +30,4 @@ def test_compiled_updates_match_eager_ones(script, log_dir, monkeypatch):
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     compiled = run_in_process(script, *common, "--compile", log_dir=log_dir / "compiled")
     assert isinstance(compiled["update"], torch._dynamo.eval_frame.OptimizedModule) or hasattr(compiled["update"], "_torchdynamo_orig_callable")
-    for name in NETWORKS[script]:
-        for (key, a), b in zip(eager[name].state_dict().items(), compiled[name].state_dict().values()):
-            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+    assert_same_weights(compiled, eager, NETWORKS[script], rtol=1e-4, atol=1e-5)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, read_scalars, run_in_process
+from conftest import TINY, assert_same_weights, read_scalars, run_in_process
 from utils import make_env
 from utils.envs import mujoco_model_data
 
@@ -41,9 +41,7 @@ def test_reset_returns_to_the_initial_weights_and_fresh_optimizers_keeping_the_b
     initial = run_in_process(script, *common, "--total-timesteps", "100", log_dir=log_dir / "a")  # no update yet
     reset = run_in_process(script, *common, "--total-timesteps", "150", "--reset-interval", "150", log_dir=log_dir / "b")
     assert read_scalars(log_dir / "b")["charts/resets"] == [(149, 1.0)]
-    for name in RESET_NETWORKS[script]:
-        for (key, new), old in zip(reset[name].state_dict().items(), initial[name].state_dict().values()):
-            assert torch.equal(new, old), f"{name}.{key}"
+    assert_same_weights(reset, initial, RESET_NETWORKS[script])
     for name, optimizer in reset.items():
         if isinstance(optimizer, torch.optim.Optimizer):
             assert bool(optimizer.state) == (name in KEPT_OPTIMIZERS.get(script, ())), name

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, assert_one_line_error, read_scalars, run_in_process, run_script
+from conftest import TINY, assert_one_line_error, assert_same_weights, read_scalars, run_in_process, run_script
 
 PARAMETERS = {"sac.py": ("actor", "qf"), "td3.py": ("actor", "qf"), "mbpo.py": ("actor", "qf", "model"),
               "mbpo_perfect_model.py": ("actor", "qf"), "alm.py": ("encoder", "model", "actor", "qf")}
@@ -23,9 +23,7 @@ def test_recording_videos_changes_nothing_the_run_computes(script, log_dir):
     common = ["--env", "InvertedPendulum-v5", "--total-timesteps", "150", "--eval-interval", "50", *TINY[script]]
     plain = run_in_process(script, *common, log_dir=log_dir / "plain")
     video = run_in_process(script, *common, "--capture-video", "--video-interval", "2", log_dir=log_dir / "video")
-    for name in PARAMETERS[script]:
-        for (key, a), b in zip(plain[name].state_dict().items(), video[name].state_dict().values()):
-            assert torch.equal(a, b), f"{name}.{key}"
+    assert_same_weights(video, plain, PARAMETERS[script])
     assert read_scalars(log_dir / "plain")["eval/return"] == read_scalars(log_dir / "video")["eval/return"]
     mp4s = sorted(Path(p).name for p in glob.glob(str(log_dir / "video" / "*" / "videos" / "*.mp4")))
     assert mp4s == ["step_0.mp4", "step_100.mp4", "step_150.mp4"]  # step 0, every 2nd evaluation, the last one
