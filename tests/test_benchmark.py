@@ -38,6 +38,20 @@ def test_dry_run_lists_the_papers_runs():
     assert all(c.startswith("start ") for c in commands)
 
 
+def test_evidence_protocol_budgets_per_experiment(tmp_path):
+    """SAC runs 100k on DMC, every MBPO-side experiment 30k, Hopper-v5 30k; both seeds on every task."""
+    runs = sweep.plan(sweep.EVIDENCE, tmp_path)
+    steps = {(r.experiment.name, r.task, r.seed): r.total_timesteps for r in runs}
+    assert len(runs) == 16
+    for seed in (1, 2):
+        for task in ("dmc:cheetah-run", "dmc:walker-run", "dmc:reacher-hard"):
+            assert steps["sac", task, seed] == 100_000
+        for name in ("mbpo", "sac_rr20", "mbpo_perfect_model"):
+            assert steps[name, "dmc:cheetah-run", seed] == 30_000
+        assert steps["sac", "Hopper-v5", seed] == steps["mbpo", "Hopper-v5", seed] == 30_000
+    assert sweep.plan(sweep.EVIDENCE, tmp_path, total_timesteps=5)[0].total_timesteps == 5  # the flag still wins
+
+
 def test_every_experiment_flag_is_a_field_of_its_script():
     for protocol in sweep.PROTOCOLS.values():
         for e in protocol.experiments:
