@@ -31,8 +31,10 @@ Whatever is missing (an experiment, a suite, a tag) is left out with a line sayi
 import argparse
 import json
 import math
+import struct
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -43,14 +45,21 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 from scipy import stats
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.proto import event_pb2, types_pb2
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+from tensorboard.util import tensor_util
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import EXPERIMENTS, FINISHED, LOG, PAPER, Parser, suite_of  # noqa: E402
+from sweep import EXPERIMENTS, FINISHED, LOG, PAPER, PROTOCOLS, Parser, plan, suite_of  # noqa: E402
 
 COLUMNS = ["run", "algorithm", "variant", "task", "seed", "step", "tag", "value"]
 TAGS = ("eval/", "diagnostics/", "model/", "charts/episodic_return")
 ALPHA = 0.05  # one-sided paired t-test, final > step 0
+# the smallest mean gain that counts, as a fraction of the task's range (reference - random; 1000 - random on DMC):
+# 0.05 is 50 points of DMC's 1000, ~175 of Hopper's 3500. A consistent +2 on every seed passes a t-test (p = 0) but is
+# not learning; 5 % is well under what SAC gains on a task it learns (pytorch_sac's cheetah-run at 100k: ~21 %).
+MIN_EFFECT = 0.05
+STATES = ("finished", "failed", "unfinished", "unreadable")
 NAN_STOP = "is NaN or inf"  # the scripts' last line when they stop on a non-finite tensor
 MIN_SEEDS_FOR_BAND = 5  # below it a t-band is mostly its quantile (12.7 at 2 seeds): each seed is drawn instead
 MIN_RUNS_FOR_CI = 3  # below it a bootstrap over runs resamples 1 or 2 values: the CI is not shown
@@ -63,47 +72,152 @@ SUITE_NAMES = {"dmc": "DMC", "gym": "Gym"}
 SUITE_COLORS = {"gym": "C0", "dmc": "C3"}
 # what mbpo.py logs at every model retrain (its step), and the report's name for it
 MODEL_TAGS = {"model/error_pct": "train %", "model/error_pct_holdout": "holdout %",
-              "model/error_pct_recent": "recent %", "model/reward_error": "reward error (holdout)",
-              "model/reward_error_recent": "reward error (recent)", "model/error_pct_stfl": "STFL %"}
+              "model/error_pct_recent": "recent %", "model/error_pct_recent_pooled": "recent pooled %",
+              "model/error_pct_recent_median": "recent median %", "model/reward_error": "reward error (holdout)",
+              "model/reward_error_recent": "reward error (recent)", "model/reward_error_recent_rel_pct": "recent reward rel %",
+              "model/error_pct_stfl": "STFL %"}
 RECENT = "model/error_pct_recent"
 FTFL = "_ftfl"  # suffix of an experiment running the "Fixing That Free Lunch" model beside the plain one
 
 
-def read_runs(root: Path, tags: tuple[str, ...] = TAGS) -> pd.DataFrame:
-    """The tidy table of every run under root/<experiment>/<task>/seed_<k>/<run dir> (the newest run dir per seed)."""
-    rows = []
+@dataclass
+class Marker:
+    """What a run's seed directory says besides its scalars (see the docstring's run states)."""
+    finished: int | None = None  # the steps its finished.json says (None: absent or unreadable)
+    nan_stop: bool = False  # its stdout.log ends with the scripts' NaN/inf stop
+    steps: int | None = None  # the env steps it was asked for
+    steps_rule: str = "not known"  # where `steps` came from
+    problems: tuple[str, ...] = ()  # event files that ended early or hold damaged records, one phrase each
+    readable: bool = True  # whether any record of its event files could be read
+
+
+def read_records(data: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[str, int, int]]]:
+    """(offset, record) of each record of a TFRecord file whose length and data CRCs check, and the damage:
+    ("tail", offset, 0) for a record cut off by the end of the file, ("damaged", offset, next) for bytes skipped up to
+    the next record that checks (next = -1: none does). TensorBoard's reader stops at the first bad record; this one
+    reads on after it."""
+    records, damage, pos = [], [], 0
+
+    def end_of(at: int) -> int:
+        """The end of a whole record at `at` whose CRCs check; 0 where none does; -1 where the file ends inside it."""
+        if at + 12 > len(data):
+            return -1
+        head = data[at:at + 8]
+        if struct.unpack("<I", data[at + 8:at + 12])[0] != masked_crc32c(head):
+            return 0
+        end = at + 12 + struct.unpack("<Q", head)[0] + 4
+        if end > len(data):
+            return -1
+        return end if struct.unpack("<I", data[end - 4:end])[0] == masked_crc32c(data[at + 12:end - 4]) else 0
+
+    while pos < len(data):
+        end = end_of(pos)
+        if end > 0:
+            records.append((pos, data[pos + 12:end - 4]))
+            pos = end
+        elif end < 0:
+            damage.append(("tail", pos, 0))
+            break
+        else:
+            following = next((at for at in range(pos + 1, len(data) - 12) if end_of(at) > 0), -1)
+            damage.append(("damaged", pos, following))
+            if following < 0:
+                break
+            pos = following
+    return records, damage
+
+
+def read_run_dir(run_dir: Path, tags: tuple[str, ...]) -> tuple[list[tuple[int, str, float]], list[str], bool]:
+    """(step, tag, value) of the scalars with `tags` in the event files of `run_dir`, in the order written (a resumed
+    run's purge drops what its stopped part logged from the checkpoint's step on, as TensorBoard does); the damage
+    found, one phrase each, naming the last step read before it; whether any record could be read."""
+    scalars, problems, readable = [], [], False
+    files = sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: (p.stat().st_mtime, p.name))
+    for path in files:
+        data = path.read_bytes()
+        records, damage = read_records(data)
+        readable |= bool(records)
+        steps_at = []  # (offset, step) of each record that holds a scalar
+        for offset, record in records:
+            try:
+                event = event_pb2.Event.FromString(record)
+            except Exception:  # CRCs check but it does not parse
+                problems.append(f"{path.name}: the record at byte {offset} does not parse, skipped")
+                continue
+            if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+                scalars = [s for s in scalars if s[0] < event.step]
+            for value in event.summary.value:
+                if value.tag.startswith(tags) and value.HasField("simple_value"):
+                    scalars.append((int(event.step), value.tag, float(value.simple_value)))
+                elif value.tag.startswith(tags) and value.HasField("tensor") and value.tensor.dtype == types_pb2.DT_FLOAT:
+                    scalars.append((int(event.step), value.tag, float(tensor_util.make_ndarray(value.tensor).flat[0])))
+            if event.summary.value:
+                steps_at.append((offset, int(event.step)))
+        for kind, at, following in damage:
+            before = [step for offset, step in steps_at if offset < at]
+            read = f"the last scalar read before it is at step {before[-1]}" if before else "no scalar before it"
+            problems.append(f"{path.name} " + (
+                f"ends early, in a cut-off record ({read})" if kind == "tail" else
+                f"is damaged at byte {at} and unreadable after it ({read})" if following < 0 else
+                f"has {following - at} damaged bytes at byte {at}, skipped ({read})"))
+    return scalars, problems, readable
+
+
+def recorded_steps(log: Path) -> int | None:
+    """The --total-timesteps of the last command a sweep wrote into a run's stdout.log ('# <date> <command>')."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    for line in reversed(lines):
+        if line.startswith("# ") and "--total-timesteps" in line:
+            words = line.split()
+            try:
+                return int(words[words.index("--total-timesteps") + 1])
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+def seed_dir_names(seed_dir: str) -> tuple[str, str, int]:
+    """(experiment, task, seed) of <experiment>/<task dir>/seed_<k>."""
+    experiment, task, seed = seed_dir.split("/")
+    return experiment, "dmc:" + task[4:] if task.startswith("dmc_") else task, int(seed[5:])
+
+
+def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str, str], int] | None = None
+               ) -> tuple[pd.DataFrame, dict[str, Marker]]:
+    """The tidy table of every run under root/<experiment>/<task>/seed_<k>/<run dir> (the newest run dir per seed) and
+    a Marker per seed directory, readable or not. `planned`: (experiment, task) -> the steps its protocol asks for."""
+    rows, markers = [], {}
     for seed_dir in sorted(root.glob("*/*/seed_*")):
-        run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=lambda p: p.stat().st_mtime)
-        if not run_dirs or not seed_dir.name[5:].isdigit():
+        if not seed_dir.is_dir() or not seed_dir.name[5:].isdigit():
             continue
-        run_dir, experiment, task = run_dirs[-1], seed_dir.parent.parent.name, seed_dir.parent.name
-        algorithm = run_dir.name.split("__")[1] if run_dir.name.count("__") >= 3 else experiment  # env__script__seed__time
-        variant = ("default" if experiment == algorithm else
-                   experiment[len(algorithm) + 1:] if experiment.startswith(algorithm + "_") else experiment)
-        task = "dmc:" + task[4:] if task.startswith("dmc_") else task
-        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-        events.Reload()
-        for tag in events.Tags()["scalars"]:
-            if tag.startswith(tags):
-                rows += [(str(run_dir.relative_to(root)), algorithm, variant, task, int(seed_dir.name[5:]), e.step, tag,
-                          e.value) for e in events.Scalars(tag)]
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def read_markers(root: Path) -> dict[str, tuple[int | None, bool]]:
-    """Seed directory (relative to root) -> (the steps its finished.json says, None when absent or unreadable;
-    whether its stdout.log ends with a NaN/inf stop)."""
-    markers = {}
-    for seed_dir in sorted(root.glob("*/*/seed_*")):
+        key = str(seed_dir.relative_to(root))
+        experiment, task, seed = seed_dir_names(key)
         try:
-            steps = int(json.loads((seed_dir / FINISHED).read_text())["total_timesteps"])
+            finished = int(json.loads((seed_dir / FINISHED).read_text())["total_timesteps"])
         except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or not a marker: unfinished
-            steps = None
+            finished = None
         log = seed_dir / LOG
         lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
         last = next((line for line in reversed(lines) if line.strip()), "")
-        markers[str(seed_dir.relative_to(root))] = (steps, NAN_STOP in last)
-    return markers
+        steps, rule = next(((s, r) for s, r in [
+            ((planned or {}).get((experiment, task)), "the protocol"), (recorded_steps(log), "its stdout.log's last command"),
+            (finished, "its finished.json")] if s is not None), (None, "not known"))
+        run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=lambda p: p.stat().st_mtime)
+        problems, readable = [], False
+        if run_dirs:
+            run_dir = run_dirs[-1]
+            algorithm = run_dir.name.split("__")[1] if run_dir.name.count("__") >= 3 else experiment  # env__script__seed__time
+            variant = ("default" if experiment == algorithm else
+                       experiment[len(algorithm) + 1:] if experiment.startswith(algorithm + "_") else experiment)
+            scalars, problems, readable = read_run_dir(run_dir, tags)
+            rows += [(str(run_dir.relative_to(root)), algorithm, variant, task, seed, step, tag, value)
+                     for step, tag, value in scalars]
+        elif finished is None and not lines:
+            continue  # an empty seed directory: the sweep made it, the run never started
+        else:
+            problems = ["no event file"]
+        markers[key] = Marker(finished, NAN_STOP in last, steps, rule, tuple(problems), readable)
+    return pd.DataFrame(rows, columns=COLUMNS), markers
 
 
 def with_experiment(df: pd.DataFrame) -> pd.DataFrame:
@@ -116,90 +230,131 @@ def with_experiment(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def markers_from_csv(df: pd.DataFrame, protocol_steps: int | None) -> dict[str, tuple[int | None, bool]]:
-    """The markers a CSV implies (it has no finished.json or stdout.log): a run finished the protocol's steps
-    (--protocol-steps; default its suite's last evaluation step) when it evaluated at its suite's last evaluation step
-    within them."""
+def markers_from_csv(df: pd.DataFrame, protocol_steps: int | None = None,
+                     planned: dict[tuple[str, str], int] | None = None) -> dict[str, Marker]:
+    """The markers a CSV implies (it has no finished.json or stdout.log): a run asked for the protocol's steps
+    (--protocol-steps, else --protocol's, else the furthest evaluation of its experiment and task) finished when it
+    evaluated at the last evaluation step of its experiment and task within them."""
+    markers = {seed_dir: Marker() for seed_dir in df.seed_dir.unique()}
     evals = df[df.tag == "eval/return"]
-    markers = {seed_dir: (None, False) for seed_dir in df.seed_dir.unique()}
-    for suite, g in evals.groupby("suite"):
-        steps = protocol_steps or int(g.step.max())
-        last = g.step[g.step <= steps].max()
-        for seed_dir in g.seed_dir[g.step == last].unique():
-            markers[seed_dir] = (steps, False)
+    for cell_key, cell in evals.groupby(["experiment", "task"]):
+        for seed_dir, run in cell.groupby("seed_dir"):
+            steps, rule = ((protocol_steps, "--protocol-steps") if protocol_steps else
+                           (planned[cell_key], "the protocol") if planned and cell_key in planned else
+                           (int(cell.step.max()), "the furthest evaluation of its experiment and task (no protocol given)"))
+            within = cell.step[cell.step <= steps]
+            done = len(within) and (run.step == within.max()).any()
+            markers[seed_dir] = Marker(steps if done else None, False, steps, rule)
     return markers
 
 
-def run_table(df: pd.DataFrame, markers: dict[str, tuple[int | None, bool]],
-              protocol_steps: int | None = None) -> pd.DataFrame:
-    """One row per run: experiment, task, suite, seed, state (finished, failed or unfinished, see the docstring),
-    last_step (its last evaluation, -1 for none), final_step (its suite's protocol's last evaluation step F, -1 when no
-    run of the suite finished), initial (step-0 return) and final (the return verdicts and aggregates use: at F when
-    finished, the failed rule's when failed, NaN when unfinished)."""
-    runs = df.groupby("seed_dir")[["experiment", "task", "suite", "seed"]].first()
-    runs["marker"] = pd.Series([markers.get(d, (None, False))[0] for d in runs.index], index=runs.index, dtype=float)
-    runs["nan_stop"] = [markers.get(d, (None, False))[1] for d in runs.index]
+def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int | None = None) -> pd.DataFrame:
+    """One row per seed directory, readable or not: experiment, task, suite, seed, state (see the docstring), steps
+    (what it was asked for) and rule (who said so), last_step (its last evaluation, -1 for none), final_step (its
+    experiment and task's last evaluation step F: the furthest that a finished run of the cell evaluated at within its
+    steps, -1 when none finished), initial (step-0 return), final (at F when finished, the failed rule's when failed),
+    used (whether verdicts and aggregates use it) and note (why not, and any damage to its event files)."""
     evals = df[df.tag == "eval/return"].drop_duplicates(["seed_dir", "step"], keep="last")
-    protocol = {}  # suite -> (its runs' steps, their last evaluation step F)
-    for suite, part in runs.groupby("suite"):
-        steps = protocol_steps or part.marker.max()  # NaN when no run of the suite has a readable marker
-        done = part.index[part.marker >= steps]
-        reached = evals.step[evals.seed_dir.isin(done) & (evals.step <= steps)]
-        protocol[suite] = steps, int(reached.max()) if len(reached) else -1
+    returns_of = {d: g.set_index("step").value.sort_index() for d, g in evals.groupby("seed_dir")}
+    named = df.groupby("seed_dir")[["experiment", "task", "seed"]].first()
     rows = []
-    for seed_dir, run in runs.iterrows():
-        returns = evals[evals.seed_dir == seed_dir].set_index("step").value.sort_index()
+    for key in sorted(set(markers) | set(named.index)):
+        m = markers.get(key, Marker())
+        experiment, task, seed = named.loc[key].tolist() if key in named.index else seed_dir_names(key)
+        steps, rule = (protocol_steps, "--protocol-steps") if protocol_steps else (m.steps, m.steps_rule)
+        returns = returns_of.get(key, pd.Series(dtype=float))
         finite = returns[np.isfinite(returns)]
-        initial = finite.get(0, math.nan)
-        steps, final_step = protocol[run.suite]
-        if run.nan_stop or len(finite) < len(returns):
-            state, final = "failed", float(np.fmin(finite.iloc[-1], initial)) if len(finite) else math.nan
-        elif run.marker >= steps and final_step in finite.index:
-            state, final = "finished", float(finite[final_step])
+        if not m.readable:
+            state = "unreadable"
+        elif m.nan_stop or len(finite) < len(returns):
+            state = "failed"
+        elif m.finished is not None and steps is not None and m.finished >= steps:
+            state = "finished"
         else:
-            state, final = "unfinished", math.nan
-        rows.append({"experiment": run.experiment, "task": run.task, "suite": run.suite, "seed": int(run.seed),
-                     "state": state, "last_step": int(returns.index.max()) if len(returns) else -1,
-                     "final_step": final_step, "initial": initial, "final": final})
-    columns = ["experiment", "task", "suite", "seed", "state", "last_step", "final_step", "initial", "final"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["experiment", "task", "seed"], ignore_index=True)
+            state = "unfinished"
+        reached = returns.index[returns.index <= steps] if steps is not None else returns.index[:0]
+        rows.append({"experiment": experiment, "task": task, "suite": suite_of(task), "seed": int(seed), "state": state,
+                     "steps": steps if steps is not None else -1, "rule": rule,
+                     "last_step": int(returns.index.max()) if len(returns) else -1,
+                     "own_final": int(reached.max()) if state == "finished" and len(reached) else -1,
+                     "initial": finite.get(0, math.nan), "returns": finite, "problems": m.problems,
+                     "finished_marker": m.finished})
+    runs = pd.DataFrame(rows, columns=["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step",
+                                       "own_final", "initial", "returns", "problems", "finished_marker"])
+    runs["final_step"] = runs.groupby(["experiment", "task"]).own_final.transform("max").astype(int)
+    finals, used, notes = [], [], []
+    for r in runs.itertuples():
+        final = (float(r.returns.get(r.final_step, math.nan)) if r.state == "finished" else
+                 float(np.fmin(r.returns.iloc[-1], r.initial)) if r.state == "failed" and len(r.returns) else math.nan)
+        why = ("no readable record" if r.state == "unreadable" else
+               "no eval/return logged" if r.last_step < 0 else
+               f"unfinished at step {r.last_step} of {r.steps if r.steps >= 0 else '?'} (steps from {r.rule}; "
+               + (f"finished.json says {r.finished_marker})" if r.finished_marker is not None else "no finished.json)")
+               if r.state == "unfinished" else
+               "no step-0 evaluation (no random-initialization return)" if not np.isfinite(r.initial) else
+               f"no evaluation at step {r.final_step} (its last: {r.last_step})" if not np.isfinite(final) else "")
+        finals.append(final)
+        used.append(not why)
+        notes.append("; ".join(filter(None, [why, *r.problems])))
+    runs["final"], runs["used"], runs["note"] = finals, used, notes
+    columns = ["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step", "final_step", "initial",
+               "final", "used", "note"]
+    return runs[columns].sort_values(["experiment", "task", "seed"], ignore_index=True)
 
 
 def scored(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs verdicts and aggregates use: finished or failed, with a finite step-0 and final return."""
-    return runs[runs.state.isin(["finished", "failed"]) & np.isfinite(runs.initial) & np.isfinite(runs.final)]
+    return runs[runs.used]
+
+
+def random_returns(runs: pd.DataFrame) -> pd.Series:
+    """Per task, the mean step-0 return of every run of it that has one (a randomly initialized policy)."""
+    return runs[np.isfinite(runs.initial)].groupby("task").initial.mean()
+
+
+def task_range(runs: pd.DataFrame) -> pd.Series:
+    """Per task, reference - random: the normalized scale that effect sizes are fractions of."""
+    random = random_returns(runs)
+    return pd.Series({t: reference_return(t) - random.get(t, math.nan) for t in runs.task.unique()}, dtype=float)
 
 
 def improvement(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per experiment and task, over its scored runs: mean step-0 and final return, the mean paired difference and its
-    one-sided 95 % lower confidence bound, and whether the final return is higher by a one-sided paired t-test at
-    ALPHA (scipy's result as it is: p is NaN when every difference is 0; None with fewer than 2 runs). `q`: the
+    """Per experiment and task, over its used runs: mean step-0 and final return, the mean paired difference and its
+    one-sided 95 % lower confidence bound, both also as `effect` and `effect_low`, fractions of the task's range
+    (reference - random); a one-sided paired t-test's p (scipy's result as it is: NaN when every difference is 0). It
+    improved when p < ALPHA and the effect is at least MIN_EFFECT (None with fewer than 2 runs). `q`: the
     Benjamini-Hochberg adjusted p over the tasks of the same suite and experiment (a NaN p counts as 1), `improved_bh`
-    whether q < ALPHA. `failed` and `unfinished` list those seeds, the latter with its last evaluation step."""
+    q < ALPHA with the same minimum effect. `runs` counts every run of the cell (unreadable ones too), `seeds` the used
+    ones; `not_used` lists the others with their reasons."""
+    ranges = task_range(runs)
     rows = []
     for (experiment, task), g in runs.groupby(["experiment", "task"]):
         used = scored(g)
         p = low = math.nan
         improved = None
+        difference = (used.final - used.initial).mean()
         if len(used) >= 2:
             with warnings.catch_warnings():  # "catastrophic cancellation" when the differences are (nearly) equal
                 warnings.simplefilter("ignore", RuntimeWarning)
                 test = stats.ttest_rel(used.final, used.initial, alternative="greater")
                 p, low = float(test.pvalue), float(test.confidence_interval(1 - ALPHA).low)
-            improved = bool(p < ALPHA)
+            improved = bool(p < ALPHA and difference >= MIN_EFFECT * ranges[task])
         rows.append({"experiment": experiment, "task": task, "suite": suite_of(task), "runs": len(g),
                      "seeds": len(used), "final_step": int(g.final_step.iloc[0]), "initial": used.initial.mean(),
-                     "final": used.final.mean(), "difference": (used.final - used.initial).mean(), "low": low,
-                     "p": p, "improved": improved, "failed": list(g.seed[g.state == "failed"]),
-                     "unfinished": list(zip(g.seed[g.state == "unfinished"], g.last_step[g.state == "unfinished"]))})
+                     "final": used.final.mean(), "difference": difference, "low": low,
+                     "effect": difference / ranges[task], "effect_low": low / ranges[task], "p": p, "improved": improved,
+                     "failed": list(g.seed[g.state == "failed"]),
+                     "not_used": [(r.seed, r.state, r.note) for r in g[~g.used].itertuples()]})
     table = pd.DataFrame(rows, columns=["experiment", "task", "suite", "runs", "seeds", "final_step", "initial", "final",
-                                        "difference", "low", "p", "improved", "failed", "unfinished"])
+                                        "difference", "low", "effect", "effect_low", "p", "improved", "failed",
+                                        "not_used"])
     table["improved"] = table.improved.astype(object)  # True, False or None (no verdict), also when none is None
     table["q"], table["improved_bh"] = math.nan, None
     for _, g in table[table.improved.notna()].groupby(["suite", "experiment"]):
         q = stats.false_discovery_control(g.p.fillna(1.0))
         table.loc[g.index, "q"] = q
-        table.loc[g.index, "improved_bh"] = pd.Series([bool(x < ALPHA) for x in q], index=g.index, dtype=object)
+        table.loc[g.index, "improved_bh"] = pd.Series([bool(x < ALPHA and e >= MIN_EFFECT) for x, e in zip(q, g.effect)],
+                                                      index=g.index, dtype=object)
     return table
 
 
@@ -214,33 +369,109 @@ def reference_return(task: str) -> float:
     return 1000.0 if suite_of(task) == "dmc" else GYM_REFERENCE.get(task, math.nan)
 
 
-def normalized_finals(runs: pd.DataFrame, suite: str) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
-    """Tasks that every experiment of `suite` with scored runs has scored runs on; per such experiment its (runs x
-    tasks) normalized final returns, (final - random) / (reference - random), with random the mean step-0 return of
-    every run of the task (the first n seeds of each task, n = its fewest scored runs on those tasks); and what was
-    left out, one phrase each."""
+def returns_at(df: pd.DataFrame, experiment: str, task: str, step: int) -> pd.Series:
+    """Per seed, the evaluation return of `experiment` on `task` at `step` (finite ones only)."""
+    evals = df[(df.tag == "eval/return") & (df.experiment == experiment) & (df.task == task) & (df.step == step)]
+    values = evals.drop_duplicates("seed", keep="last").set_index("seed").value.sort_index()
+    return values[np.isfinite(values)]
+
+
+def compare(x: pd.Series, y: pd.Series, scale: float) -> dict:
+    """X against Y (returns by seed): paired by seed when both have the same seeds (at least 2), else Welch's t-test;
+    the mean difference X - Y with its two-sided 95 % CI, as `effect` also a fraction of `scale`, one-sided p both
+    ways, and a verdict: 'better' when X is higher at p < ALPHA by at least MIN_EFFECT of the scale, 'worse' the other
+    way round, else 'not shown' ('-' when a side has fewer than 2 seeds)."""
+    paired = len(x) >= 2 and list(x.index) == list(y.index)
+    difference = float((x - y).mean()) if paired else float(x.mean() - y.mean())
+    result = {"test": "paired" if paired else "Welch", "n": f"{len(x)} / {len(y)}", "difference": difference,
+              "low": math.nan, "high": math.nan, "effect": difference / scale, "p_greater": math.nan,
+              "p_less": math.nan, "verdict": "-"}
+    if min(len(x), len(y)) < 2:
+        return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = (stats.ttest_rel(x, y) if paired else stats.ttest_ind(x, y, equal_var=False))
+        ci = test.confidence_interval(1 - ALPHA)
+        greater = stats.ttest_rel(x, y, alternative="greater") if paired else stats.ttest_ind(
+            x, y, equal_var=False, alternative="greater")
+    p_greater = float(greater.pvalue)
+    p_less = 1 - p_greater if np.isfinite(p_greater) else math.nan
+    result.update(low=float(ci.low), high=float(ci.high), p_greater=p_greater, p_less=p_less,
+                  verdict="better" if p_greater < ALPHA and difference >= MIN_EFFECT * scale else
+                  "worse" if p_less < ALPHA and difference <= -MIN_EFFECT * scale else "not shown")
+    return result
+
+
+def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | None = None) -> pd.DataFrame:
+    """Each experiment with a baseline (e.g. MBPO's SAC) against it per task: at the experiment's final step F (its used
+    runs' finals against the baseline's evaluations at F, whether or not its runs have finished) and at each of
+    `steps` (both sides' evaluations there)."""
+    ranges = task_range(runs)
+    rows = []
+    for (experiment, task), g in runs.groupby(["experiment", "task"]):
+        baseline = EXPERIMENTS[experiment].baseline if experiment in EXPERIMENTS else None
+        if baseline is None or not (runs.experiment == baseline).any():
+            continue
+        points = [("final", int(g.final_step.iloc[0]))] if g.final_step.iloc[0] >= 0 else []
+        points += [("at", s) for s in steps or []]
+        for kind, step in points:
+            x = (scored(g).set_index("seed").final.sort_index() if kind == "final" else
+                 returns_at(df, experiment, task, step))
+            y = returns_at(df, baseline, task, step)
+            if len(x) and len(y):
+                rows.append({"experiment": experiment, "baseline": baseline, "task": task, "step": step, "kind": kind,
+                             "x": x, "y": y, **compare(x, y, ranges[task])})
+    return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "test", "n",
+                                       "difference", "low", "high", "effect", "p_greater", "p_less", "verdict"])
+
+
+def normalized(values: np.ndarray, task: str, random: pd.Series) -> np.ndarray:
+    """(value - random) / (reference - random) of `task`."""
+    return (values - random[task]) / (reference_return(task) - random[task])
+
+
+def normalized_finals(runs: pd.DataFrame, suite: str) -> tuple[dict[str, tuple[list[str], np.ndarray, list[str]]], list[str]]:
+    """Per experiment of `suite` with used runs: the tasks it has used runs on, its (runs x tasks) normalized final
+    returns (the first n seeds of each task, n = its fewest used runs on them) and the tasks whose seeds were cut to n,
+    as phrases; and the experiments left out, one phrase each. random: the mean step-0 return of every run of the
+    task."""
     part = runs[runs.suite == suite]
-    random = part[np.isfinite(part.initial)].groupby("task").initial.mean()
-    used = scored(part)
-    experiments = sorted(used.experiment.unique())
-    left_out = [f"{e} (no finished or failed run)" for e in sorted(set(part.experiment) - set(experiments))]
-    tasks = []
-    for task in sorted(part.task.unique()):
-        missing = sorted(set(experiments) - set(used.experiment[used.task == task]))
-        if missing:
-            left_out.append(f"{task} (no finished or failed run of {', '.join(missing)})")
-        else:
-            tasks.append(task)
+    random, used = random_returns(part), scored(part)
+    left_out = [f"{e} (no used run)" for e in sorted(set(part.experiment) - set(used.experiment))]
     matrices = {}
-    for e in experiments if tasks else []:
-        finals = {t: used[(used.experiment == e) & (used.task == t)].sort_values("seed").final.to_numpy() for t in tasks}
+    for experiment, g in used.groupby("experiment"):
+        tasks = sorted(g.task.unique())
+        finals = {t: g[g.task == t].sort_values("seed").final.to_numpy() for t in tasks}
         n = min(len(f) for f in finals.values())
-        matrices[e] = np.stack([(finals[t][:n] - random[t]) / (reference_return(t) - random[t]) for t in tasks], axis=1)
-    return tasks, matrices, left_out
+        cut = [f"{t} ({len(finals[t])} -> {n} seeds)" for t in tasks if len(finals[t]) > n]
+        matrices[experiment] = tasks, np.stack([normalized(finals[t][:n], t, random) for t in tasks], axis=1), cut
+    return matrices, left_out
 
 
-def aggregates(matrices: dict[str, np.ndarray], reps: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """IQM and optimality gap per experiment, and probability of improvement over its baseline, with 95 % stratified
+def baseline_pairs(df: pd.DataFrame, runs: pd.DataFrame, suite: str
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray, list[str], int]]:
+    """'X > Y' -> X's and its baseline Y's (seeds x tasks) normalized returns at X's final step, on the tasks where
+    both have returns there, paired by seed (the first n shared seeds of each, n = the fewest shared), with those tasks
+    and n."""
+    part = runs[runs.suite == suite]
+    random = random_returns(part)
+    table = versus_baseline(df, part)
+    pairs = {}
+    for (experiment, baseline), g in table[table.kind == "final"].groupby(["experiment", "baseline"]):
+        shared = {r.task: (r, sorted(set(r.x.index) & set(r.y.index))) for r in g.itertuples()}
+        shared = {t: (r, seeds) for t, (r, seeds) in shared.items() if seeds}
+        if not shared:
+            continue
+        tasks, n = sorted(shared), min(len(seeds) for _, seeds in shared.values())
+        x, y = ([normalized(getattr(shared[t][0], side)[shared[t][1][:n]].to_numpy(), t, random) for t in tasks]
+                for side in ("x", "y"))
+        pairs[f"{experiment} > {baseline}"] = np.stack(x, axis=1), np.stack(y, axis=1), tasks, n
+    return pairs
+
+
+def aggregates(matrices: dict[str, np.ndarray], pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+               reps: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """IQM and optimality gap per experiment, and the probability of improvement of each pair, with 95 % stratified
     bootstrap CIs (rliable); `runs` is the runs per task behind each (for a pair, the fewer)."""
     from rliable import library as rly, metrics  # imports arch, which is slow to load
 
@@ -250,20 +481,14 @@ def aggregates(matrices: dict[str, np.ndarray], reps: int) -> tuple[pd.DataFrame
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         points, cis = rly.get_interval_estimates(matrices, iqm_and_gap, reps=reps, random_state=np.random.RandomState(0))
-        pairs = {(e, EXPERIMENTS[e].baseline): (matrices[e], matrices[EXPERIMENTS[e].baseline]) for e in matrices
-                 if e in EXPERIMENTS and EXPERIMENTS[e].baseline in matrices}
-        poi = {}
-        if pairs:
-            poi = rly.get_interval_estimates({f"{e} > {b}": xy for (e, b), xy in pairs.items()},
-                                             metrics.probability_of_improvement, reps=reps,
-                                             random_state=np.random.RandomState(0))
+        poi = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps,
+                                         random_state=np.random.RandomState(0)) if pairs else ({}, {})
     summary = pd.DataFrame([{"experiment": e, "runs": len(matrices[e]), "iqm": points[e][0], "iqm_low": cis[e][0, 0],
                              "iqm_high": cis[e][1, 0], "gap": points[e][1], "gap_low": cis[e][0, 1],
                              "gap_high": cis[e][1, 1]} for e in matrices])
-    runs = {f"{e} > {b}": min(len(x), len(y)) for (e, b), (x, y) in pairs.items()}
-    improvements = pd.DataFrame([{"pair": pair, "runs": runs[pair], "p": float(poi[0][pair]),
+    improvements = pd.DataFrame([{"pair": pair, "runs": min(len(x), len(y)), "p": float(poi[0][pair]),
                                   "low": float(poi[1][pair][0, 0]), "high": float(poi[1][pair][1, 0])}
-                                 for pair in (poi[0] if poi else {})], columns=["pair", "runs", "p", "low", "high"])
+                                 for pair, (x, y) in pairs.items()], columns=["pair", "runs", "p", "low", "high"])
     return summary, improvements
 
 
@@ -274,10 +499,10 @@ def with_ci(point: float, low: float, high: float, runs: int) -> str:
 
 
 def curve_figure(df: pd.DataFrame, tasks: list[str], lines: list[tuple[str, str]], title: str,
-                 log: bool = False) -> plt.Figure | None:
+                 log: bool = False, published: pd.DataFrame | None = None) -> plt.Figure | None:
     """One panel per task: per experiment and tag in `lines` (tag, line style) the mean over seeds at the steps every
-    seed reached; below MIN_SEEDS_FOR_BAND seeds each seed as a thin line, from it a 95 % t-interval. None when no task
-    has these tags."""
+    seed reached; below MIN_SEEDS_FOR_BAND seeds each seed as a thin line, from it a 95 % t-interval; `published`
+    numbers of the task as black points with their spread. None when no task has these tags."""
     data = df[df.tag.isin([tag for tag, _ in lines]) & df.task.isin(tasks)]
     data = data.assign(value=data.value.where(np.isfinite(data.value)))  # a NaN stop's inf would break the axes
     tasks = [t for t in tasks if t in set(data.task)]
@@ -301,6 +526,10 @@ def curve_figure(df: pd.DataFrame, tasks: list[str], lines: list[tuple[str, str]
                 half = stats.t.ppf(0.975, seeds - 1) * complete.std(axis=1) / math.sqrt(seeds)
                 ax.fill_between(mean.index, mean - half, mean + half, color=colors[experiment], alpha=0.2)
             ax.plot(mean.index, mean, styles[tag], color=colors[experiment], label=label)
+        for p in published[published.task == task].itertuples() if published is not None else []:
+            spread = [[p.value - p.low], [p.high - p.value]] if np.isfinite(p.low) and np.isfinite(p.high) else None
+            ax.errorbar([p.step], [p.value], yerr=spread, fmt="D", color=colors.get(p.experiment, "black"),
+                        markeredgecolor="black", capsize=3, label=f"published {p.experiment}")
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("env steps", fontsize=8)
         if log and (data[data.task == task].value > 0).all():
@@ -339,14 +568,18 @@ def aggregate_figure(summary: pd.DataFrame, improvements: pd.DataFrame, title: s
     plt.close(fig)
 
 
-def model_error_table(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
+def model_error_table(df: pd.DataFrame, experiment: str, count: bool = False) -> pd.DataFrame:
     """The model error by task of `experiment` and, where it ran, its FTFL partner (experiment + FTFL): one row per
     task `experiment` ran, Gym then DMC, within a suite by the recent error at the last retrain (missing last);
-    columns (experiment, tag, step): the mean over seeds of each MODEL_TAGS tag at each retrain."""
+    columns (experiment, tag, step): the mean over seeds of each MODEL_TAGS tag at each retrain (NaN and missing values
+    left out; with `count`, instead the number of seeds each mean rests on)."""
     tasks = set(df.task[df.experiment == experiment])
     data = df[df.experiment.isin([experiment, experiment + FTFL]) & df.tag.isin(MODEL_TAGS) & df.task.isin(tasks)]
-    table = data.groupby(["task", "experiment", "tag", "step"]).value.mean().unstack(["experiment", "tag", "step"])
-    table = table.sort_index(axis=1)
+    data = data[np.isfinite(data.value)].drop_duplicates(["task", "experiment", "tag", "step", "seed"], keep="last")
+    values = data.groupby(["task", "experiment", "tag", "step"]).value
+    table = (values.count() if count else values.mean()).unstack(["experiment", "tag", "step"]).sort_index(axis=1)
+    if count:
+        return table.fillna(0).astype(int)
     last = recent_at_last_retrain(table, experiment)
     order = sorted(table.index, key=lambda t: (suite_of(t) != "gym", np.nan_to_num(last.get(t, math.nan), nan=math.inf), t))
     return table.loc[order]
@@ -402,105 +635,200 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
-def unscored(row) -> str:
-    """The failed and unfinished seeds of a verdict row, as a phrase."""
-    parts = [f"failed: seed {', '.join(map(str, row.failed))}"] if row.failed else []
-    if row.unfinished:
-        parts.append("unfinished: " + ", ".join(f"seed {s} (step {step})" for s, step in row.unfinished))
-    return "; ".join(parts)
+def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
+    """Every run with its state, steps, final evaluation step and, where verdicts and aggregates do not use it, why."""
+    lines = ["## Runs", "",
+             ("Rebuilt from a CSV, without the runs' finished.json and stdout.log. " if from_csv else "")
+             + "Every seed directory of the sweep, readable or not. **finished**: " + (
+                 "it evaluated at the last evaluation step of its experiment and task within the steps it was asked "
+                 "for" if from_csv else
+                 "a readable finished.json for at least the steps it was asked for") + "; **failed**: "
+             + ("a non-finite evaluation return" if from_csv else "a NaN/inf stop or a non-finite evaluation return")
+             + " (counts as not improved: final = its last finite evaluation return or its step-0 one, whichever is "
+             "lower); **unfinished**: neither (running, stopped, or crashed otherwise); **unreadable**: no record of "
+             "its event files could be read. *steps*: what it was asked for, and the rule that says so (--protocol "
+             "or --protocol-steps when given, else the last command its stdout.log records, else its finished.json). "
+             "*F*: the final evaluation step of its experiment and task, the furthest a finished run of it evaluated "
+             "at within its steps. A run the verdicts do not use says why; damage to its event files (read past, "
+             "never silently) is named with the last step read before it.", ""]
+    counts = runs.groupby(["task", "experiment"]).state.value_counts().unstack(fill_value=0)
+    experiments = sorted(runs.experiment.unique())
 
-
-def runs_section(table: pd.DataFrame, from_csv: bool) -> list[str]:
-    """Every run's state per experiment and task, from the verdict table."""
-    lines = ["## Runs", "", "Per experiment and task: finished runs, and the failed and unfinished ones (with their last "
-             "evaluation step). " + ("Rebuilt from a CSV, without the runs' finished.json and stdout.log: a run counts as "
-                                     "finished when it evaluated at the protocol's last evaluation step, as failed only "
-                                     "when it logged a non-finite evaluation return." if from_csv else
-                                     "Finished: a readable finished.json for the protocol's steps; failed: a NaN/inf stop "
-                                     "or a non-finite evaluation return; unfinished: neither (running, stopped or crashed "
-                                     "otherwise)."), ""]
-    steps = table.groupby("suite").final_step.first()
-    lines += ["Final evaluation step (the protocol's last): " + ", ".join(
-        f"{SUITE_NAMES[s]} {steps[s] if steps[s] >= 0 else 'none (no run finished)'}" for s in SUITES if s in steps) + ".", ""]
-    experiments = sorted(table.experiment.unique())
-    cells = {(r.task, r.experiment): "; ".join([f"{r.runs - len(r.failed) - len(r.unfinished)} finished"]
-                                               + ([unscored(r)] if unscored(r) else [])) for r in table.itertuples()}
-    lines += [markdown_table(["task", *experiments], [[task, *(cells.get((task, e), "-") for e in experiments)]
-                                                       for task in sorted(table.task.unique())]), ""]
+    def cell(task, experiment):
+        if (task, experiment) not in counts.index:
+            return "-"
+        c = counts.loc[(task, experiment)]
+        used = int(runs.used[(runs.task == task) & (runs.experiment == experiment)].sum())
+        return f"{used} used of {int(c.sum())}" + "".join(f"; {int(c[s])} {s}" for s in STATES if c.get(s, 0)
+                                                           and s != "finished")
+    lines += [markdown_table(["task", *experiments], [[task, *(cell(task, e) for e in experiments)]
+                                                       for task in sorted(runs.task.unique())]), ""]
+    lines += [markdown_table(["experiment", "task", "seed", "state", "steps (rule)", "last evaluation", "F", "used",
+                              "why not used; damage"], [
+        [r.experiment, r.task, str(r.seed), r.state, f"{r.steps if r.steps >= 0 else '?'} ({r.rule})",
+         str(r.last_step) if r.last_step >= 0 else "none", str(r.final_step) if r.final_step >= 0 else "-",
+         "yes" if r.used else "no", r.note] for r in runs.itertuples()]), ""]
     return lines
 
 
 def verdict_section(table: pd.DataFrame) -> list[str]:
     counts = improvement_counts(table)
     lines = ["## Improvement beyond random initialization (the paper's headline)", "",
-             f"A row says **yes** when the final evaluation return (the mean over the evaluation episodes at the "
-             f"protocol's last evaluation step) is higher than the step-0 return (the random initialization) by a "
-             f"one-sided paired t-test over seeds at alpha = {ALPHA}. It shows the mean step-0 and final return, the "
-             f"mean paired difference (final - step 0) with its one-sided 95 % confidence bound (yes exactly when the "
-             f"bound is above 0), p, and n, the runs used: the finished ones, and the failed ones, which count as not "
-             f"improved (final = their last finite evaluation return or their step-0 one, whichever is lower). "
-             f"Unfinished runs are left out. p = nan is scipy's result when every difference is 0 (no). With fewer "
-             f"than 2 runs there is no verdict (-); with n = 2 the test has one degree of freedom and rewards "
-             f"consistency, not size, so those verdicts are marked *indicative*. With 2-3 seeds **no** means improvement "
-             f"was not shown, not that there was none.", "",
+             f"A row says **yes** when the final evaluation return (the mean over the evaluation episodes at its "
+             f"experiment and task's final step F) is higher than the step-0 return (the random initialization) by a "
+             f"one-sided paired t-test over seeds at alpha = {ALPHA} **and** the mean gain is at least "
+             f"{MIN_EFFECT:.0%} of the task's range (reference - random: 1000 - random on DMC, see the aggregates for "
+             f"Gym), so that a tiny gain repeated on every seed (+2 of 1000 on each is p = 0) is not counted as "
+             f"learning. Columns: the mean step-0 and final return; the mean paired gain (final - step 0) with its "
+             f"one-sided 95 % lower confidence bound; the same as an effect, a fraction of the task's range, with its "
+             f"bound; p; the BH column; n, the runs used of the cell's runs (unreadable ones included): finished, "
+             f"and failed ones counted as not improved. p = nan is scipy's result when every difference is 0 (no). "
+             f"With fewer than 2 runs there is no verdict (-); with n = 2 the test has one degree of freedom and "
+             f"rewards consistency, not size, so those verdicts are marked *indicative*. With 2-3 seeds **no** means "
+             f"improvement was not shown, not that there was none.", "",
              f"Many tasks, many tests: 15 uncorrected tests at {ALPHA} give 2 or more false **yes** with probability "
              f"~0.17 when nothing improved. The BH column corrects for it (Benjamini-Hochberg false discovery rate over "
-             f"the tasks of each suite and experiment, `scipy.stats.false_discovery_control`; a nan p counts as 1). "
-             f"The paper reports k of 15 DMC tasks: SAC 14, MBPO 2.", ""]
+             f"the tasks of each suite and experiment, `scipy.stats.false_discovery_control`; a nan p counts as 1; the "
+             f"same minimum gain). The paper reports k of 15 DMC tasks: SAC 14, MBPO 2 (its test and threshold are not "
+             f"stated in any source we can read, so k here is like-for-like with them only roughly).", ""]
     for suite in SUITES:
         part = table[table.suite == suite].sort_values(["task", "experiment"])
         if part.empty:
             continue
         rows = []
         for r in part.itertuples():
+            n = f"{r.seeds} of {r.runs}"
             if r.improved is None:
-                verdict = [f"- ({plural(r.seeds, 'run')})", "", "", "", "", ""]
+                verdict = [f"- ({plural(r.seeds, 'run')} used)", "", "", "", "", "", n]
             else:
                 verdict = [("**yes**" if r.improved else "no") + (" *indicative*" if r.seeds == 2 else ""),
-                           f"{r.initial:.1f} -> {r.final:.1f}", f"{r.difference:+.1f} [{r.low:.1f}, inf)", f"{r.p:.3g}",
-                           f"{'**yes**' if r.improved_bh else 'no'} (q={r.q:.3g})", str(r.seeds)]
-            rows.append([r.task, r.experiment, *verdict, unscored(r)])
+                           f"{r.initial:.1f} -> {r.final:.1f}", f"{r.difference:+.1f} [{r.low:.1f}, inf)",
+                           f"{r.effect:+.3f} [{r.effect_low:.3f}, inf)", f"{r.p:.3g}",
+                           f"{'**yes**' if r.improved_bh else 'no'} (q={r.q:.3g})", n]
+            rows.append([r.task, r.experiment, str(r.final_step) if r.final_step >= 0 else "-", *verdict,
+                         "; ".join(f"seed {s}: {note}" for s, _, note in r.not_used)])
         total = len(PAPER.tasks[suite])
         for e in sorted(part.experiment.unique()):
             k, k_bh, n = counts.get((suite, e), (0, 0, 0))
-            rows.append(["**improved, k of N**", e, f"**{k} of {n}**" + (f" (protocol: {total} tasks)" if n != total else ""),
-                         "", "", "", f"**{k_bh} of {n}**", "", ""] if n else ["**improved, k of N**", e, "no verdict", *[""] * 6])
+            rows.append(["**improved, k of N**", e, "", f"**{k} of {n}**" + (f" (protocol: {total} tasks)" if n != total else ""),
+                         "", "", "", "", f"**{k_bh} of {n}**", "", ""] if n else
+                        ["**improved, k of N**", e, "", "no verdict", *[""] * 7])
         lines += [f"### {SUITE_NAMES[suite]}", "", markdown_table(
-            ["task", "experiment", "improved", "step 0 -> final", "difference [95 % CI]", "p", "BH", "n",
-             "not used"], rows), ""]
+            ["task", "experiment", "F", "improved", "step 0 -> final", "gain [95 % bound]", "effect [95 % bound]", "p",
+             "BH", "n", "not used"], rows), ""]
     return lines
 
 
-def aggregate_section(runs: pd.DataFrame, reps: int, out: Path) -> list[str]:
-    random = runs[np.isfinite(runs.initial)].groupby("task").initial.mean()
+def comparison_rows(table: pd.DataFrame) -> list[list[str]]:
+    """A Markdown row per comparison of versus_baseline: each seed of both sides, the difference and the verdict."""
+    def seeds(values: pd.Series) -> str:
+        return ", ".join(f"{v:.1f}" for v in values) + f" (mean {values.mean():.1f})"
+    return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x), seeds(r.y),
+             f"{r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" if np.isfinite(r.low) else f"{r.difference:+.1f}",
+             f"{r.effect:+.3f}", f"{r.test}, n {r.n}", f"{r.p_greater:.3g}" if np.isfinite(r.p_greater) else "-",
+             {"better": "**better**", "worse": "**worse**"}.get(r.verdict, r.verdict)] for r in table.itertuples()]
+
+
+COMPARISON_HEADER = ["task", "step", "X vs Y", "X by seed", "Y by seed", "X - Y [95 % CI]", "effect", "test",
+                     "p (X > Y)", "verdict"]
+
+
+def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int]) -> list[str]:
+    """Each experiment against its baseline per task, at its final step and at `steps`, with the critic's gauge."""
+    table = versus_baseline(df, runs, steps)
+    if table.empty:
+        return []
+    lines = ["## Against the baseline, per task", "",
+             f"Each experiment against the one it is measured against (MBPO and its variants: SAC) on each task, at the "
+             f"same env step: at the experiment's final step F (its used runs against the baseline's evaluations at F, "
+             f"finished or not)" + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there)"
+                                    if steps else "") + f". Paired by seed when both sides have the same seeds, else "
+             f"Welch's t-test; the difference's two-sided 95 % CI; effect = the difference as a fraction of the task's "
+             f"range; **better** when p(X > Y) < {ALPHA} and the effect is at least +{MIN_EFFECT:.2f}, **worse** the "
+             f"other way round, else not shown (- below 2 seeds a side). The probability of improvement in the "
+             f"aggregates pools these tasks.", "",
+             markdown_table(COMPARISON_HEADER, comparison_rows(table.sort_values(["task", "experiment", "step"]))), ""]
+    gauge = df[df.tag.isin(["diagnostics/q_estimate", "diagnostics/mc_return"])]
+    if steps and len(gauge):
+        rows = []
+        for (task, experiment), g in gauge.groupby(["task", "experiment"]):
+            values = g.drop_duplicates(["seed", "step", "tag"], keep="last").groupby(["step", "tag"]).value.mean()
+            for step in steps:
+                q, mc = values.get((step, "diagnostics/q_estimate")), values.get((step, "diagnostics/mc_return"))
+                if q is not None and mc is not None:
+                    rows.append([task, experiment, str(step), f"{q:.1f}", f"{mc:.1f}", f"{q - mc:+.1f}"])
+        lines += ["The critic's gauge at those steps (mean over seeds): Q(s0, pi(s0)) of the evaluation episodes' first "
+                  "states against their discounted Monte-Carlo return; a Q far above the return is the overestimation "
+                  "that synthetic data can feed.", "",
+                  markdown_table(["task", "experiment", "step", "Q estimate", "MC return", "Q - MC"], rows), ""]
+    return lines
+
+
+def published_section(df: pd.DataFrame, published: pd.DataFrame) -> list[str]:
+    """Our evaluations at each published number's step: each seed, the mean, and where the mean falls."""
+    rows = []
+    for p in published.itertuples():
+        ours = returns_at(df, p.experiment, p.task, int(p.step))
+        if not len(ours):
+            rows.append([p.task, p.experiment, str(p.step), "not reached", f"{p.value:g}", spread(p), "-", p.source])
+            continue
+        mean = ours.mean()
+        low, high = (p.low, p.high) if np.isfinite(p.low) and np.isfinite(p.high) else (p.value, p.value)
+        where = "within the published spread" if low <= mean <= high else "below" if mean < low else "above"
+        if not (np.isfinite(p.low) and np.isfinite(p.high)):
+            where = f"{'below' if mean < p.value else 'above'} (no published spread)"
+        rows.append([p.task, p.experiment, str(p.step), ", ".join(f"{v:.1f}" for v in ours) + f" (mean {mean:.1f})",
+                     f"{p.value:g}", spread(p), f"**{where}**", p.source])
+    return ["## Against published numbers", "",
+            "Our evaluation returns (10 deterministic episodes per evaluation) at the step of each published number; "
+            "the verdict places our mean against the published spread.", "",
+            markdown_table(["task", "experiment", "step", "ours by seed", "published", "published spread", "ours is",
+                            "source"], rows), ""]
+
+
+def spread(p) -> str:
+    return f"[{p.low:g}, {p.high:g}]" + (f" ({p.spread_kind})" if isinstance(p.spread_kind, str) and p.spread_kind else "") \
+        if np.isfinite(p.low) and np.isfinite(p.high) else "-"
+
+
+def aggregate_section(df: pd.DataFrame, runs: pd.DataFrame, reps: int, out: Path) -> list[str]:
+    random = random_returns(runs)
     lines = ["## Aggregate normalized returns (rliable)", "",
              f"Final returns normalized as (score - random) / (reference - random) per task. random: the mean step-0 "
              f"evaluation return of every run of the task, measured here (a randomly initialized deterministic policy, "
              f"not a uniform random one); reference: 1000 on DMC (the maximum) and on Gym "
              f"{', '.join(f'{t.split(chr(45))[0]} {v}' for t, v in GYM_REFERENCE.items())} (round numbers near SAC's "
-             f"return after ~1M steps; InvertedPendulum's maximum). Runs as in the verdicts: finished, and failed at "
-             f"the failed rule's final return. IQM (interquartile mean over runs x tasks) and optimality gap (mean "
-             f"shortfall below 1) with 95 % stratified bootstrap CIs ({reps} resamples), not shown below "
-             f"{MIN_RUNS_FOR_CI} runs per task (a bootstrap over 2 runs says little); probability of improvement "
-             f"P(X > Y): the chance that a run of X on a random task beats one of Y. Only tasks every experiment of the "
-             f"suite has finished or failed runs on are used.", "",
+             f"return after ~1M steps; InvertedPendulum's maximum). Runs as in the verdicts: the used ones. IQM "
+             f"(interquartile mean over runs x tasks) and optimality gap (mean shortfall below 1) with 95 % stratified "
+             f"bootstrap CIs ({reps} resamples), not shown below {MIN_RUNS_FOR_CI} runs per task (a bootstrap over 2 "
+             f"runs says little), each experiment on the tasks it has used runs on, at its own final steps (so two "
+             f"experiments' IQMs compare only where their tasks and steps match: the coverage line says). Probability "
+             f"of improvement P(X > Y): the chance that a run of X on a random task beats one of its baseline Y, at X's "
+             f"final step, on the tasks and seeds both have there.", "",
              "Random (step-0) returns: " + ", ".join(f"{t} {v:.1f}" for t, v in random.items()) + ".", ""]
     for suite in SUITES:
         if not (runs.suite == suite).any():
             continue
-        tasks, matrices, left_out = normalized_finals(runs, suite)
+        matrices, left_out = normalized_finals(runs, suite)
+        pairs = baseline_pairs(df, runs, suite)
         failed = runs[(runs.suite == suite) & (runs.state == "failed")]
         notes = [f"Left out: {'; '.join(left_out)}."] if left_out else []
         if len(failed):
             notes.append("Failed runs, included at the failed rule's final return: " + ", ".join(
-                f"{r.experiment} {r.task} seed {r.seed}" + ("" if np.isfinite(r.final) else " (no finite return: left out)")
+                f"{r.experiment} {r.task} seed {r.seed}" + ("" if r.used else f" (not used: {r.note})")
                 for r in failed.itertuples()) + ".")
         if not matrices:
-            lines += [f"{SUITE_NAMES[suite]}: no task with finished or failed runs of every experiment; no aggregate.",
-                      "", *(f"{note}\n" for note in notes)]
+            lines += [f"{SUITE_NAMES[suite]}: no used run; no aggregate.", "", *(f"{note}\n" for note in notes)]
             continue
-        summary, improvements = aggregates(matrices, reps)
-        lines += [f"### {SUITE_NAMES[suite]} ({plural(len(tasks), 'task')}: {', '.join(tasks)})", "",
+        summary, improvements = aggregates({e: m for e, (_, m, _) in matrices.items()},
+                                           {pair: (x, y) for pair, (x, y, _, _) in pairs.items()}, reps)
+        steps = runs[runs.used].groupby(["experiment", "task"]).final_step.first()
+        coverage = [f"{e}: {plural(len(tasks), 'task')} ({', '.join(f'{t} at {steps[e, t]}' for t in tasks)}), "
+                    f"{plural(len(m), 'seed')} per task" + (f"; seeds cut to the fewest: {', '.join(cut)}" if cut else "")
+                    for e, (tasks, m, cut) in matrices.items()]
+        coverage += [f"{pair}: {plural(len(tasks), 'task')} ({', '.join(tasks)}), {plural(n, 'seed')} per task, paired "
+                     f"by seed" for pair, (_, _, tasks, n) in pairs.items()]
+        lines += [f"### {SUITE_NAMES[suite]}", "", "Coverage:", "", *(f"- {c}" for c in coverage), "",
                   *(f"{note}\n" for note in notes),
                   markdown_table(["experiment", "runs per task", "IQM [95 % CI]", "optimality gap [95 % CI]"], [
                       [r.experiment, str(r.runs), with_ci(r.iqm, r.iqm_low, r.iqm_high, r.runs),
@@ -526,8 +854,17 @@ def model_error_section(df: pd.DataFrame, out: Path) -> list[str]:
              "draws a fresh 80/20 split at every retrain (the paper's code retrains in 25 chunks, each with a fresh "
              "split), so from the second retrain on this holdout was trained on before. **recent**: measured before the "
              "retrain on the transitions collected since the previous one, never trained on: the clean generalization "
-             "number (none at the first retrain). **reward error**: mean |predicted r - r| on the holdout and on the "
-             "recent transitions. **STFL**: the paper code's own definition (all members, its last training "
+             "number (none at the first retrain). At the first retrain after the random phase it measures a shift as "
+             "well, from random-action data to the policy's, and so depends on how far the policy has moved (Gym "
+             "Hopper learns to hop by 10k steps, DMC hopper does not); a later retrain's recent error, where the "
+             "protocol has one, is the steadier number. The mean of per-transition ratios is heavy-tailed (near-static "
+             "transitions dominate it) and dominated by the large-scale dimensions; where logged, **pooled** "
+             "(100 sum |pred ds - ds| / sum |ds|) and **median** (the median ratio) sit beside it. **reward error**: "
+             "mean |predicted r - r| on the holdout and on the recent transitions; where logged, **reward rel %** puts "
+             "it on the task's reward scale, 100 mean |pred r - r| / mean |r - mean r| (100 %: no better than "
+             "predicting the mean reward; DMC rewards live in [0, 1] and some tasks' are near 0). Each number is a mean "
+             "over the seeds that logged it: (k of n) marks one resting on fewer seeds than the task's runs. "
+             "**STFL**: the paper code's own definition (all members, its last training "
              "minibatch). The FTFL columns are the \"Fixing That Free Lunch\" model (arXiv 2510.01457: "
              "--normalize-targets --predict-next-state) on the tasks it ran. Rows: Gym, then DMC, each sorted by the "
              "recent error at the last retrain; a median row is over the suite's tasks with a value (in the FTFL "
@@ -541,7 +878,7 @@ def model_error_section(df: pd.DataFrame, out: Path) -> list[str]:
 
 def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list[str]:
     """The table, the suite medians, where FTFL is lower, and the figure of one experiment."""
-    table = model_error_table(df, experiment)
+    table, counts = model_error_table(df, experiment), model_error_table(df, experiment, count=True)
     models = [m for m in (experiment, experiment + FTFL) if m in table.columns.get_level_values(0)]
     steps = sorted({step for _, _, step in table.columns})
     retrains = len(steps)
@@ -549,11 +886,12 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
     seeds = df[df.experiment.isin(models) & df.tag.isin(MODEL_TAGS)].groupby(["experiment", "task"]).seed.nunique()
     tags = [t for t in MODEL_TAGS if t in table.columns.get_level_values(1)]
 
-    def cells(values: pd.Series, model: str) -> list[str]:
-        """One cell per tag: its values at the retrains, '-' where missing."""
+    def cells(values: pd.Series, model: str, counted: pd.Series, of: int, unit: str = "") -> list[str]:
+        """One cell per tag: its values at the retrains, '-' where missing, (k of n) where it rests on k < `of`."""
         def number(tag, step):
-            value = values.get((model, tag, step), math.nan)
-            return "-" if not np.isfinite(value) else f"{value:.1f}" if "%" in MODEL_TAGS[tag] else f"{value:.3g}"
+            value, k = values.get((model, tag, step), math.nan), int(counted.get((model, tag, step), 0))
+            text = "-" if not np.isfinite(value) else f"{value:.1f}" if "%" in MODEL_TAGS[tag] else f"{value:.3g}"
+            return text + (f" ({k} of {of}{unit})" if np.isfinite(value) and k < of else "")
         return [" / ".join(number(tag, step) for step in steps) for tag in tags]
 
     header = ["suite", "task"] + [f"{prefix}{name}" for m, prefix in zip(models, ("", "FTFL ")) for name in
@@ -563,10 +901,12 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
         part = table[[suite_of(t) == suite for t in table.index]]
         for task, values in part.iterrows():
             rows.append([SUITE_NAMES[suite], task] + [c for m in models for c in (
-                [str(seeds[m, task]), *cells(values, m)] if (m, task) in seeds.index else [""] * (len(tags) + 1))])
+                [str(seeds[m, task]), *cells(values, m, counts.loc[task], seeds[m, task])] if (m, task) in seeds.index
+                else [""] * (len(tags) + 1))])
         if len(part):
+            ran = {m: sum((m, t) in seeds.index for t in part.index) for m in models}
             rows.append([SUITE_NAMES[suite], f"**median ({plural(len(part), 'task')})**"]
-                        + [c for m in models for c in ["", *cells(part.median(), m)]])
+                        + [c for m in models for c in ["", *cells(part.median(), m, part.notna().sum(), ran[m], " tasks")]])
     lines = [f"### {experiment}" + (f" and {experiment + FTFL}" if len(models) == 2 else ""), "",
              f"Each cell: the values at the retrains at steps {' / '.join(map(str, steps))}"
              + ("." if retrains == len(steps) else f" (the first and last of {retrains} retrains)."), "",
@@ -575,10 +915,20 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
     last, recent = last_retrain(table, experiment), recent_at_last_retrain(table, experiment)
     medians = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
     medians = {s: float(values.median()) if len(values) else math.nan for s, values in medians.items()}
-    summary = ", ".join(f"{SUITE_NAMES[s]} {m:.1f} %" for s, m in medians.items() if np.isfinite(m)) or "none logged"
+    by_suite = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
+    summary = ", ".join(f"{SUITE_NAMES[s]} {m:.1f} % ({plural(len(by_suite[s]), 'task')})" for s, m in medians.items()
+                        if np.isfinite(m)) or "none logged"
     if medians["gym"] > 0 and np.isfinite(medians["dmc"]):
         summary += f" ({medians['dmc'] / medians['gym']:.1f} times the Gym median)"
     lines += [f"Median recent error at the last retrain (step {last}): {summary}.", ""]
+    if len(by_suite["gym"]) >= 2 and len(by_suite["dmc"]) >= 2:
+        difference, low, high, p = median_difference(by_suite["dmc"].to_numpy(), by_suite["gym"].to_numpy())
+        verdict = ("not shown either way at this budget" if low <= 0 <= high else
+                   "DMC's is higher" if low > 0 else "DMC's is lower")
+        lines += [f"DMC minus Gym median recent error: {difference:+.1f} points, 95 % bootstrap interval "
+                  f"[{low:+.1f}, {high:+.1f}] (tasks resampled within each suite, {MEDIAN_REPS} resamples); "
+                  f"Mann-Whitney U two-sided p = {p:.2g} ({len(by_suite['dmc'])} DMC vs {len(by_suite['gym'])} Gym "
+                  f"tasks, each the mean over its seeds): **{verdict}**.", ""]
     if len(models) == 2:
         key = (experiment + FTFL, RECENT, last)
         ftfl = table[key] if key in table.columns else pd.Series(math.nan, index=table.index)
@@ -595,7 +945,21 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
     return lines + [f"![model error by task {experiment}]({name})", ""]
 
 
-def curves_section(df: pd.DataFrame, out: Path) -> list[str]:
+MEDIAN_REPS = 10_000
+
+
+def median_difference(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """median(x) - median(y), its 95 % percentile bootstrap interval (x and y resampled separately, MEDIAN_REPS times,
+    seeded) and the two-sided Mann-Whitney U p."""
+    rng = np.random.default_rng(0)
+    boot = (np.median(rng.choice(x, (MEDIAN_REPS, len(x))), axis=1)
+            - np.median(rng.choice(y, (MEDIAN_REPS, len(y))), axis=1))
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return (float(np.median(x) - np.median(y)), float(low), float(high),
+            float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue))
+
+
+def curves_section(df: pd.DataFrame, out: Path, published: pd.DataFrame | None = None) -> list[str]:
     note = [f"In every curve figure a thick line is the mean over an experiment's seeds at the steps all of them reached; "
             f"with fewer than {MIN_SEEDS_FOR_BAND} seeds each seed is drawn as a thin line (a t-interval over 2 seeds "
             f"is +-12.7 standard errors), from {MIN_SEEDS_FOR_BAND} a band shows the 95 % t-interval.", ""]
@@ -611,7 +975,8 @@ def curves_section(df: pd.DataFrame, out: Path) -> list[str]:
         for suite in SUITES:
             tasks = sorted(df[df.suite == suite].task.unique())
             name = f"{tag.split('/')[-1]}_{suite}.png"
-            fig = curve_figure(df, tasks, tag_lines, f"{SUITE_NAMES[suite]}: {title}", log)
+            fig = curve_figure(df, tasks, tag_lines, f"{SUITE_NAMES[suite]}: {title}", log,
+                               published if tag == "eval/return" else None)
             if fig is not None:
                 fig.savefig(out / name, dpi=90)
                 plt.close(fig)
@@ -620,25 +985,55 @@ def curves_section(df: pd.DataFrame, out: Path) -> list[str]:
     return lines
 
 
-def render(df: pd.DataFrame, markers: dict[str, tuple[int | None, bool]], source: str, out: Path, reps: int,
-           protocol_steps: int | None = None, from_csv: bool = False) -> str:
-    """The report's Markdown; writes its figures into `out`."""
+def identical_returns(df: pd.DataFrame) -> list[str]:
+    """One phrase per FTFL experiment whose every run's evaluation returns equal, to the bit, the plain experiment's on
+    the same task and seed (true when the model does not act on the policy: no synthetic rollouts)."""
+    evals = df[df.tag == "eval/return"]
+    phrases = []
+    for experiment in sorted(e for e in evals.experiment.unique() if e.endswith(FTFL)):
+        plain = experiment[:-len(FTFL)]
+        keys = evals[evals.experiment == experiment][["task", "seed"]].drop_duplicates().itertuples(index=False)
+        same = [all(series(evals, e, task, seed) is not None for e in (experiment, plain))
+                and series(evals, experiment, task, seed).equals(series(evals, plain, task, seed)) for task, seed in keys]
+        if same and all(same):
+            phrases.append(f"{experiment} and {plain} evaluated identically on all {plural(len(same), 'run')} (equal to "
+                           f"the bit): they saw the same data, so {experiment}'s returns are not listed separately")
+    return phrases
+
+
+def series(evals: pd.DataFrame, experiment: str, task: str, seed: int) -> pd.Series | None:
+    values = evals[(evals.experiment == experiment) & (evals.task == task) & (evals.seed == seed)]
+    return values.set_index("step").value.sort_index() if len(values) else None
+
+
+def render(df: pd.DataFrame, markers: dict[str, Marker], source: str, out: Path, reps: int,
+           protocol_steps: int | None = None, from_csv: bool = False, steps: list[int] = (),
+           published: pd.DataFrame | None = None, returns: bool = True) -> str:
+    """The report's Markdown; writes its figures into `out`. Without `returns` (a protocol that measures the model,
+    not the policy: the atlas) no verdicts, comparisons or aggregates of returns."""
     df = with_experiment(df)
     runs = run_table(df, markers, protocol_steps)
-    evaluated = runs[runs.last_step >= 0]
     lines = [f"# Sweep report: `{source}`", "",
-             f"{df.run.nunique()} runs, {len(df)} rows in [runs.csv](runs.csv) (columns {', '.join(COLUMNS)}).", ""]
-    table = improvement(evaluated)
-    lines += runs_section(table, from_csv)
-    no_returns = runs[runs.last_step < 0]
-    if len(no_returns):
-        lines += ["Left out of the verdicts and aggregates (no eval/return logged): " + ", ".join(
-            f"{e} ({plural(len(g), 'run')}: {', '.join(f'{t} seed {s}' for t, s in zip(g.task, g.seed))})"
-            for e, g in no_returns.groupby("experiment")) + ".", ""]
-    lines += verdict_section(table)
-    lines += aggregate_section(evaluated, reps, out)
+             f"{plural(len(runs), 'run')}, {len(df)} rows in [runs.csv](runs.csv) (columns {', '.join(COLUMNS)}).", ""]
+    lines += runs_section(runs, from_csv)
+    duplicates = identical_returns(df)
+    if duplicates:
+        lines += [f"Identical returns: {phrase}." for phrase in duplicates] + [""]
+        df_returns = df[~df.experiment.isin([p.split(" ")[0] for p in duplicates]) | (df.tag != "eval/return")]
+        runs = runs[~runs.experiment.isin([p.split(" ")[0] for p in duplicates])]
+    else:
+        df_returns = df
+    if returns:
+        lines += verdict_section(improvement(runs))
+        lines += baseline_section(df_returns, runs, list(steps))
+        if published is not None:
+            lines += published_section(df_returns, published)
+        lines += aggregate_section(df_returns, runs, reps, out)
+    else:
+        lines += ["This protocol measures the model, not the policy: no verdicts on returns, no comparisons and no "
+                  "aggregates (its evaluations are in the curves only).", ""]
     lines += model_error_section(df, out)
-    lines += curves_section(df, out)
+    lines += curves_section(df_returns, out, published)
     return "\n".join(lines)
 
 
@@ -653,15 +1048,37 @@ def read_csv(path: Path, tags: tuple[str, ...]) -> pd.DataFrame:
     return df[df.tag.str.startswith(tags)].astype({"seed": int, "step": int, "value": float})
 
 
+PUBLISHED_COLUMNS = ["experiment", "task", "step", "value", "low", "high", "spread_kind", "source"]
+
+
+def read_published(path: Path) -> pd.DataFrame:
+    """A CSV of published numbers (PUBLISHED_COLUMNS; low/high may be empty); exits with one line when it is not one."""
+    try:
+        published = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        sys.exit(f"error: cannot read --published {path}: {e}")
+    if list(published.columns) != PUBLISHED_COLUMNS:
+        sys.exit(f"error: --published {path} has columns {list(published.columns)}, expected {PUBLISHED_COLUMNS}")
+    return published.astype({"step": int, "value": float, "low": float, "high": float})
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, nargs="?", help="the sweep's log root (runs/sweep, runs/sweep_quick)")
     parser.add_argument("--from-csv", type=Path, help="rebuild the report from this runs.csv instead of a root (the runs "
-                        "are gone): a run counts as finished when it evaluated at the protocol's last evaluation step")
+                        "are gone): a run counts as finished when it evaluated at the last evaluation step of its "
+                        "experiment and task within the protocol's steps")
     parser.add_argument("--out", type=Path, help="where report.md, runs.csv and the figures go (default <root>/report, "
                         "or the CSV's folder)")
-    parser.add_argument("--protocol-steps", type=int, help="env steps of the protocol's runs (default per suite: the "
-                        "most any finished.json says; from a CSV, the last evaluation step)")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), help="the sweep.py protocol the runs belong to: the "
+                        "steps each experiment and task was asked for come from it (default: each run's own record)")
+    parser.add_argument("--protocol-steps", type=int, help="env steps of every run, overriding --protocol and the runs' "
+                        "own records (default: --protocol's, else each run's stdout.log or finished.json; from a CSV, "
+                        "the furthest evaluation of each experiment and task)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[], help="also compare each experiment with its "
+                        "baseline at these env steps (e.g. 10000 20000 30000), with the critic's gauge")
+    parser.add_argument("--published", type=Path, help=f"a CSV of published numbers ({', '.join(PUBLISHED_COLUMNS)}) "
+                        "to compare with and mark on the learning curves")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the CIs (default 2000)")
     parser.add_argument("--tags", nargs="*", default=list(TAGS), help=f"tag prefixes kept in runs.csv (default {' '.join(TAGS)}; '' = all)")
     args = parser.parse_args(argv)
@@ -673,25 +1090,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     if args.protocol_steps is not None and args.protocol_steps < 1:
         parser.error(f"--protocol-steps must be >= 1, got {args.protocol_steps}")
+    if any(step < 0 for step in args.steps):
+        parser.error(f"--steps must be >= 0, got {args.steps}")
     return args
+
+
+def planned_steps(name: str | None) -> dict[tuple[str, str], int] | None:
+    """(experiment, task) -> the env steps protocol `name` asks for."""
+    if name is None:
+        return None
+    return {(run.experiment.name, run.task): run.total_timesteps for run in plan(PROTOCOLS[name], Path("."))}
 
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     tags = tuple(args.tags) + ("eval/return",)
+    planned = planned_steps(args.protocol)
+    published = read_published(args.published) if args.published else None
     if args.from_csv:
         df = read_csv(args.from_csv, tags)
-        markers = markers_from_csv(with_experiment(df), args.protocol_steps)
+        markers = markers_from_csv(with_experiment(df), args.protocol_steps, planned)
         source, out = args.from_csv, args.out or args.from_csv.parent
     else:
-        df, markers = read_runs(args.root, tags), read_markers(args.root)
+        df, markers = read_sweep(args.root, tags, planned)
         source, out = args.root, args.out or args.root / "report"
-    if df.empty:
+    if df.empty and not markers:
         sys.exit(f"error: no runs in {source} (expected <root>/<experiment>/<task>/seed_<k>/<run>/events.out.tfevents.*, "
                  f"or a runs.csv with rows)")
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "runs.csv", index=False)
-    text = render(df, markers, str(source), out, args.reps, args.protocol_steps, bool(args.from_csv))
+    returns = PROTOCOLS[args.protocol].returns if args.protocol else True
+    text = render(df, markers, str(source), out, args.reps, args.protocol_steps, bool(args.from_csv), args.steps,
+                  published, returns)
     (out / "report.md").write_text(text + "\n")
     print(f"wrote {out / 'report.md'}, {out / 'runs.csv'} ({len(df)} rows) and {len(list(out.glob('*.png')))} figures")
 

@@ -112,6 +112,7 @@ class Protocol:
     seeds: tuple[int, ...]
     experiments: tuple[Experiment, ...]
     flags: tuple[str, ...] = ()  # passed to every run (before the experiment's own flags)
+    returns: bool = True  # whether its runs' returns mean something (the atlas's policy is only its data collector)
 
 
 RESET = ("--reset-interval", "128000")  # paper Sec. 5: resets every 128k env steps
@@ -160,6 +161,7 @@ ATLAS = Protocol(
                    tasks=ATLAS_FAILING),
     ),
     flags=("--learning-starts", "5000", "--eval-interval", "5000", "--eval-episodes", "2"),
+    returns=False,
 )
 # Evidence at budgets that mean something (see the docstring): SAC to 100k on three DMC tasks where published SAC
 # learns by then, MBPO to 30k beside SAC on Hopper-v5 (Gym) and dmc:cheetah-run (DMC), the paper's defaults otherwise.

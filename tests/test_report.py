@@ -42,13 +42,13 @@ def write_run(root, experiment, task, seed, evals: dict[int, float], extra: dict
 
 
 def runs_of(root, protocol_steps=None) -> pd.DataFrame:
-    df = report.with_experiment(report.read_runs(root))
-    return report.run_table(df, report.read_markers(root), protocol_steps)
+    df, markers = report.read_sweep(root)
+    return report.run_table(report.with_experiment(df), markers, protocol_steps)
 
 
-def render(root, out, protocol_steps=None) -> str:
+def render(root, out, protocol_steps=None, **kwargs) -> str:
     out.mkdir()
-    return report.render(report.read_runs(root), report.read_markers(root), str(root), out, 50, protocol_steps)
+    return report.render(*report.read_sweep(root), str(root), out, 50, protocol_steps, **kwargs)
 
 
 def test_report_reads_known_runs_into_csv_verdicts_and_counts(tmp_path):
@@ -82,13 +82,15 @@ def test_report_reads_known_runs_into_csv_verdicts_and_counts(tmp_path):
     assert table.loc[("sac", "dmc:walker-run"), "final"] == pytest.approx(950 / 3)
     assert table.loc[("mbpo", "dmc:walker-run"), "improved"] is False  # differences -5, 0, +5
     assert table.loc[("mbpo_no_rollouts", "dmc:walker-run"), "improved"] is None  # one seed: no verdict
-    assert table.loc[("sac", "Hopper-v5"), ["seeds", "runs", "unfinished"]].tolist() == [2, 3, [(3, 100)]]
+    assert table.loc[("sac", "Hopper-v5"), ["seeds", "runs"]].tolist() == [2, 3]
+    assert [(seed, state) for seed, state, _ in table.loc[("sac", "Hopper-v5"), "not_used"]] == [(3, "unfinished")]
     assert report.improvement_counts(report.improvement(runs_of(tmp_path))) == {
         ("dmc", "mbpo"): (0, 0, 1), ("dmc", "sac"): (1, 1, 1), ("gym", "mbpo"): (1, 1, 1), ("gym", "sac"): (1, 1, 1)}
 
     markdown = (out / "report.md").read_text()
     assert "**1 of 1** (protocol: 15 tasks)" in markdown
-    assert "| Hopper-v5 | 3 finished | - | 2 finished; unfinished: seed 3 (step 100) |" in markdown
+    assert "| Hopper-v5 | 3 used of 3 | - | 2 used of 3; 1 unfinished |" in markdown
+    assert "| sac | Hopper-v5 | 3 | unfinished | ? (not known) | 100 | 200 | no | unfinished at step 100 of ?" in markdown
     assert "| mbpo > sac |" in markdown  # probability of improvement on both suites
     assert "| mbpo | 3 | 0." in markdown and "| sac | 2 | 0." in markdown
     assert "[" in markdown.split("| mbpo | 3 | ")[1].split("|")[0]  # a CI with 3 runs per task
@@ -117,20 +119,30 @@ def test_partial_sweep_judges_finished_runs_at_the_protocols_last_step(tmp_path)
         write_run(tmp_path, "mbpo_no_rollouts", "dmc:cheetah-run", seed, {s: 10 * seed + s / 20 for s in steps},
                   finished=3000)
     runs = runs_of(tmp_path)
-    assert set(runs.final_step) == {3000}
+    final_steps = runs.groupby(["experiment", "task"]).final_step.first().to_dict()
+    assert final_steps == {("sac", "dmc:walker-run"): 3000, ("sac", "dmc:cheetah-run"): 3000,
+                           ("mbpo", "dmc:walker-run"): -1, ("mbpo", "dmc:cheetah-run"): -1,  # none finished
+                           ("mbpo_no_rollouts", "dmc:walker-run"): -1, ("mbpo_no_rollouts", "dmc:cheetah-run"): 3000}
     table = report.improvement(runs).set_index(["experiment", "task"])
     assert table.loc[("sac", "dmc:walker-run"), ["final", "seeds", "improved"]].tolist() == [320, 3, True]
     assert table.loc[("mbpo", "dmc:walker-run"), "improved"] is None
-    assert table.loc[("mbpo", "dmc:walker-run"), "unfinished"] == [(1, 1000), (2, 1000), (3, 1000)]
-    assert table.loc[("mbpo", "dmc:cheetah-run"), ["seeds", "improved"]].tolist() == [0, None]
-    assert table.loc[("mbpo", "dmc:cheetah-run"), "unfinished"] == [(1, 1000), (2, 1000), (3, 2000)]
-    assert table.loc[("mbpo_no_rollouts", "dmc:walker-run"), "unfinished"] == [(1, 0), (2, 0), (3, 0)]
 
-    tasks, matrices, left_out = report.normalized_finals(runs, "dmc")
-    assert tasks == ["dmc:cheetah-run"] and sorted(matrices) == ["mbpo_no_rollouts", "sac"]
-    assert matrices["sac"][:, 0] == pytest.approx((np.array([310, 320, 330]) - 20) / (1000 - 20))
-    assert left_out == ["mbpo (no finished or failed run)",
-                        "dmc:walker-run (no finished or failed run of mbpo_no_rollouts)"]
+    def not_used(experiment, task):
+        return [(seed, state, note.split(" (")[0]) for seed, state, note in table.loc[(experiment, task), "not_used"]]
+    assert not_used("mbpo", "dmc:walker-run") == [(s, "unfinished", "unfinished at step 1000 of ?") for s in (1, 2, 3)]
+    assert table.loc[("mbpo", "dmc:cheetah-run"), ["seeds", "improved"]].tolist() == [0, None]
+    assert [step for _, _, step in not_used("mbpo", "dmc:cheetah-run")] == [
+        "unfinished at step 1000 of ?", "unfinished at step 1000 of ?", "unfinished at step 2000 of ?"]
+    assert not_used("mbpo_no_rollouts", "dmc:walker-run") == [(s, "unfinished", "unfinished at step 0 of ?") for s in (1, 2, 3)]
+
+    matrices, left_out = report.normalized_finals(runs, "dmc")
+    assert sorted(matrices) == ["mbpo_no_rollouts", "sac"]  # each on the tasks it has used runs on
+    assert matrices["mbpo_no_rollouts"][0] == ["dmc:cheetah-run"]
+    tasks, matrix, cut = matrices["sac"]
+    assert tasks == ["dmc:cheetah-run", "dmc:walker-run"] and not cut
+    random = runs[runs.task == "dmc:cheetah-run"].initial.mean()  # every run of the task: 20
+    assert matrix[:, 0] == pytest.approx((np.array([310, 320, 330]) - random) / (1000 - random))
+    assert left_out == ["mbpo (no used run)"]
 
     # --protocol-steps asks for more than any run did: nothing is finished
     assert set(runs_of(tmp_path, protocol_steps=4000).state) == {"unfinished"}
@@ -157,27 +169,32 @@ def test_diverged_runs_are_listed_and_count_as_not_improved(tmp_path):
     assert table.loc["sac", "p"] == pytest.approx(
         stats.ttest_rel([1001, 1002, 10], [10, 10, 10], alternative="greater").pvalue)
 
-    tasks, matrices, _ = report.normalized_finals(runs.reset_index(), "gym")
-    assert tasks == ["Hopper-v5"] and matrices["mbpo"][2, 0] == 0  # the task stays, the failed run at step 0
+    matrices, _ = report.normalized_finals(runs.reset_index(), "gym")
+    tasks, matrix, _ = matrices["mbpo"]
+    assert tasks == ["Hopper-v5"] and matrix[2, 0] == 0  # the task stays, the failed run at step 0
     markdown = render(tmp_path, tmp_path / "report")
-    assert "| Hopper-v5 | 2 finished; failed: seed 3 | 2 finished; failed: seed 3 |" in markdown
+    assert "| Hopper-v5 | 3 used of 3; 1 failed | 3 used of 3; 1 failed |" in markdown
     assert "included at the failed rule's final return: mbpo Hopper-v5 seed 3, sac Hopper-v5 seed 3." in markdown
 
 
 def test_verdicts_show_the_difference_its_bound_and_a_corrected_column():
     differences = {"a": [50, 60, 70], "b": [5, -1, 9], "c": [3, 3, 3], "d": [0, 0, 0], "e": [40, 44]}
     runs = pd.DataFrame([{"experiment": "sac", "task": f"dmc:{task}", "suite": "dmc", "seed": seed, "state": "finished",
-                          "last_step": 100, "final_step": 100, "initial": 10.0 * seed, "final": 10.0 * seed + d}
+                          "last_step": 100, "final_step": 100, "initial": 10.0 * seed, "final": 10.0 * seed + d,
+                          "used": True}
                          for task, ds in differences.items() for seed, d in enumerate(ds, start=1)])
     table = report.improvement(runs).set_index("task")
-    assert table.loc["dmc:c", ["p", "improved"]].tolist() == [0.0, True]  # scipy's result: zero variance, mean 3
+    # scipy's result for zero variance, mean 3: p = 0, yet +3 of a 980-point range is below the minimum effect
+    assert table.loc["dmc:c", ["p", "improved"]].tolist() == [0.0, False]
+    assert table.loc["dmc:c", "effect"] == pytest.approx(3 / (1000 - 20))
+    assert table.loc["dmc:a", "improved"] is True and table.loc["dmc:a", "effect"] == pytest.approx(60 / 980)
     assert math.isnan(table.loc["dmc:d", "p"]) and table.loc["dmc:d", "improved"] is False
     assert table.loc["dmc:a", "difference"] == 60
     assert table.loc["dmc:a", "low"] == pytest.approx(
         stats.ttest_rel([60, 80, 100], [10, 20, 30], alternative="greater").confidence_interval(0.95).low)
     p = table.p.fillna(1.0)
     assert table.q.tolist() == pytest.approx(stats.false_discovery_control(p).tolist())
-    assert table.improved_bh.tolist() == [q < report.ALPHA for q in table.q]
+    assert table.improved_bh.tolist() == [q < report.ALPHA and e >= report.MIN_EFFECT for q, e in zip(table.q, table.effect)]
     assert report.improvement_counts(table.reset_index()) == {("dmc", "sac"): (
         int(table.improved.sum()), int(sum(table.improved_bh)), 5)}
 
@@ -191,15 +208,15 @@ def test_verdicts_show_the_difference_its_bound_and_a_corrected_column():
 def test_normalization_subtracts_the_measured_step0_return(tmp_path):
     for seed in (1, 2):
         write_run(tmp_path, "sac", "HalfCheetah-v5", seed, {0: -280, 1000: 5720 + seed}, finished=1000)
-    tasks, matrices, _ = report.normalized_finals(runs_of(tmp_path), "gym")
-    assert matrices["sac"][:, 0] == pytest.approx([(6000 + seed) / (12000 + 280) for seed in (1, 2)])
+    matrices, _ = report.normalized_finals(runs_of(tmp_path), "gym")
+    assert matrices["sac"][1][:, 0] == pytest.approx([(6000 + seed) / (12000 + 280) for seed in (1, 2)])
 
 
 def test_an_experiment_without_returns_is_in_the_left_out_line(tmp_path):
     write_run(tmp_path, "sac", "Hopper-v5", 1, {0: 1, 1000: 2}, finished=1000)
     write_run(tmp_path, "mbpo", "Hopper-v5", 1, {}, {"model/error_pct": {1000: 3.0}}, finished=1000)
     markdown = render(tmp_path, tmp_path / "report")
-    assert "Left out of the verdicts and aggregates (no eval/return logged): mbpo (1 run: Hopper-v5 seed 1)." in markdown
+    assert "| mbpo | Hopper-v5 | 1 | finished | 1000 (its finished.json) | none | - | no | no eval/return logged |" in markdown
 
 
 @pytest.mark.parametrize("seeds", [1, 2])
@@ -229,13 +246,13 @@ def test_report_rebuilds_from_a_csv(tmp_path):
     write_run(tmp_path / "runs", "sac", "Hopper-v5", 3, {0: 10, 1000: 700})
     write_run(tmp_path / "runs", "sac", "Hopper-v5", 4, {0: 10, 1000: math.inf})
     csv_path = tmp_path / "runs.csv"
-    report.read_runs(tmp_path / "runs").to_csv(csv_path, index=False)
+    report.read_sweep(tmp_path / "runs")[0].to_csv(csv_path, index=False)
     out = tmp_path / "report"
     report.main(["--from-csv", str(csv_path), "--out", str(out), "--protocol-steps", "2000", "--reps", "50"])
     assert (out / "runs.csv").read_text() == csv_path.read_text()
     markdown = (out / "report.md").read_text()
     assert "Rebuilt from a CSV" in markdown
-    assert "| Hopper-v5 | 2 finished; failed: seed 4; unfinished: seed 3 (step 1000) |" in markdown
+    assert "| Hopper-v5 | 3 used of 4; 1 failed; 1 unfinished |" in markdown
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -268,7 +285,7 @@ def test_model_error_by_task_sorts_suites_and_puts_ftfl_beside(tmp_path):
             write_run(tmp_path, "mbpo_atlas", task, 2, evals, model_errors(value + 10, scale=3.0), finished=15001)
     for task, value in {"Hopper-v5": 10.0, "dmc:hopper-hop": 40.0}.items():
         write_run(tmp_path, "mbpo_atlas_ftfl", task, 1, {0: 1.0, 15000: 2.0}, model_errors(value), finished=15001)
-    df = report.with_experiment(report.read_runs(tmp_path))
+    df = report.with_experiment(report.read_sweep(tmp_path)[0])
     table = report.model_error_table(df, "mbpo_atlas")
     assert list(table.index) == ["InvertedPendulum-v5", "Hopper-v5", "dmc:walker-run", "dmc:hopper-hop"]
     assert table.loc["dmc:walker-run", ("mbpo_atlas", report.RECENT, 15000)] == 65
@@ -290,6 +307,166 @@ def test_model_error_by_task_sorts_suites_and_puts_ftfl_beside(tmp_path):
     assert "| 1 | 1.0 / 2.0 / 3.0 | 2.0 / 4.0 / 6.0 | - / 41.0 / 40.0 |" in rows[5]  # FTFL beside
     assert rows[4].startswith("| DMC | dmc:walker-run | 2 | 2.0 / 4.0 / 6.0 | 4.0 / 8.0 / 12.0 | - / 66.0 / 65.0 |")
     assert rows[4].endswith("|  |  |  |  |  |  |  |")  # no FTFL run
-    assert "Gym 12.5 %, DMC 107.5 % (8.6 times the Gym median)" in markdown
+    assert "Gym 12.5 % (2 tasks), DMC 107.5 % (2 tasks) (8.6 times the Gym median)" in markdown
     assert "lower with FTFL on 2 of 2: Hopper-v5 (20.0 -> 10.0 %), dmc:hopper-hop (150.0 -> 40.0 %)." in markdown
     assert "secondary summary" in markdown and "(model_error_mbpo_atlas.png)" in markdown
+
+
+def event_file(root, experiment, task, seed) -> "Path":
+    return next((root / experiment / task.replace(":", "_") / f"seed_{seed}").glob("*/events.out.tfevents.*"))
+
+
+def record_offsets(path) -> list[int]:
+    records, damage = report.read_records(path.read_bytes())
+    assert not damage
+    return [offset for offset, _ in records]
+
+
+def test_unreadable_runs_are_listed_and_counted(tmp_path):
+    """Issue 25 item 1: finished.json without an event file, and an event file cut at its head."""
+    evals = {0: 10.0, 100: 500.0, 200: 900.0}
+    for seed in (1, 2, 3, 4):
+        write_run(tmp_path, "sac", "Hopper-v5", seed, {s: v + seed for s, v in evals.items()}, finished=200)
+    for path in event_file(tmp_path, "sac", "Hopper-v5", 3).parent.iterdir():  # seed 3: only its finished.json is left
+        path.unlink()
+    head_cut = event_file(tmp_path, "sac", "Hopper-v5", 4)
+    data = head_cut.read_bytes()
+    head_cut.write_bytes(data[record_offsets(head_cut)[2] + 5:])  # the first records and part of the third gone
+    runs = runs_of(tmp_path).set_index("seed")
+    assert runs.loc[3, ["state", "used", "note"]].tolist() == ["unreadable", False, "no readable record; no event file"]
+    assert runs.loc[4, "state"] == "finished" and "damaged bytes" in runs.loc[4, "note"]
+    table = report.improvement(runs.reset_index()).set_index("task")
+    assert table.loc["Hopper-v5", ["runs", "seeds"]].tolist() == [4, 2 + runs.loc[4, "used"]]
+    markdown = render(tmp_path, tmp_path / "report")
+    assert "| Hopper-v5 | " in markdown and "used of 4; 1 unreadable |" in markdown
+    assert "| sac | Hopper-v5 | 3 | unreadable | 200 (its finished.json) | none | 200 | no | no readable record; no event file |" in markdown
+
+
+def test_damaged_event_files_are_read_past_and_named(tmp_path):
+    """Issue 25 item 2: a tail cut inside the last record, and a damaged record mid-file."""
+    evals = {0: 10.0, 100: 500.0, 200: 900.0, 300: 950.0}
+    for seed in (1, 2):
+        write_run(tmp_path, "sac", "Hopper-v5", seed, evals, {"diagnostics/q_estimate": {s: 1.0 for s in evals}},
+                  finished=300)
+    tail = event_file(tmp_path, "sac", "Hopper-v5", 1)
+    tail.write_bytes(tail.read_bytes()[:-7])  # the last record (step 300's q estimate) cut off
+    middle = event_file(tmp_path, "sac", "Hopper-v5", 2)
+    data = bytearray(middle.read_bytes())
+    offsets = record_offsets(middle)
+    data[offsets[4] + 14] ^= 0xFF  # a byte inside the 5th record's data: its CRC fails
+    middle.write_bytes(bytes(data))
+    df, markers = report.read_sweep(tmp_path)
+    values = df.groupby(["seed", "tag"]).step.apply(list)
+    assert values[1, "eval/return"] == [0, 100, 200, 300]  # everything before the cut
+    assert values[1, "diagnostics/q_estimate"] == [0, 100, 200]
+    # written tag by tag: the q estimate at 200 is the last record before the cut
+    assert "ends early, in a cut-off record (the last scalar read before it is at step 200)" in markers[
+        "sac/Hopper-v5/seed_1"].problems[0]
+    assert len(values[2, "eval/return"]) + len(values[2, "diagnostics/q_estimate"]) == 7  # one record lost, not the rest
+    assert "damaged bytes at byte" in markers["sac/Hopper-v5/seed_2"].problems[0]
+    runs = report.run_table(report.with_experiment(df), markers).set_index("seed")
+    assert runs.state.tolist() == ["finished", "finished"]  # not "unfinished": its finished.json stands
+    assert all(runs.note.str.contains("events.out.tfevents"))
+
+
+def test_the_steps_of_each_run_come_from_its_own_record_or_the_protocol(tmp_path):
+    """Issue 25 item 4: per experiment budgets (sac 300, mbpo 200 on one suite), a run without a step-0 evaluation, a
+    stray finished.json, and the protocol's steps when given."""
+    for seed in (1, 2):
+        write_run(tmp_path, "sac", "dmc:cheetah-run", seed, {0: 5.0, 100: 50.0, 200: 150.0, 300: 250.0 + seed}, finished=300)
+        write_run(tmp_path, "mbpo", "dmc:cheetah-run", seed, {0: 5.0, 100: 10.0, 200: 12.0 + seed}, finished=200)
+    write_run(tmp_path, "mbpo", "dmc:cheetah-run", 3, {100: 10.0, 200: 15.0}, finished=200)  # no step-0 evaluation
+    write_run(tmp_path, "sac", "dmc:cheetah-run", 3, {0: 5.0, 100: 50.0, 200: 150.0, 300: 260.0}, finished=900)  # stray
+    runs = runs_of(tmp_path).set_index(["experiment", "seed"])
+    assert runs.loc["mbpo", "final_step"].tolist() == [200, 200, 200]
+    assert runs.loc["mbpo", "state"].tolist() == ["finished"] * 3  # the old report: unfinished (the suite's 300)
+    assert runs.loc[("mbpo", 3), "note"] == "no step-0 evaluation (no random-initialization return)"
+    assert runs.loc["sac", "final_step"].tolist() == [300, 300, 300] and runs.loc["sac", "used"].all()
+    assert runs.loc[("sac", 3), ["steps", "rule"]].tolist() == [900, "its finished.json"]
+    # the runs' stdout.log records the command the sweep ran: it wins over finished.json
+    (tmp_path / "sac" / "dmc_cheetah-run" / "seed_3" / "stdout.log").write_text(
+        "# 2026-01-01 00:00:00 python sac.py --env dmc:cheetah-run --seed 3 --total-timesteps 300 --log-dir x\n")
+    assert runs_of(tmp_path).set_index(["experiment", "seed"]).loc[("sac", 3), ["steps", "rule"]].tolist() == [
+        300, "its stdout.log's last command"]
+    # a protocol that asks more of mbpo than it ran: unfinished, with the rule named
+    df, markers = report.read_sweep(tmp_path, planned={("mbpo", "dmc:cheetah-run"): 300})
+    runs = report.run_table(report.with_experiment(df), markers).set_index(["experiment", "seed"])
+    assert runs.loc["mbpo", "state"].tolist() == ["unfinished"] * 3
+    assert runs.loc[("mbpo", 1), "note"].startswith("unfinished at step 200 of 300 (steps from the protocol")
+
+
+def test_aggregates_compare_each_pair_on_what_it_shares(tmp_path):
+    """Issue 25 item 5: sac on three tasks keeps all three; mbpo > sac covers the one task and the seeds both have."""
+    for task, gain in (("dmc:cheetah-run", 200), ("dmc:walker-run", 300), ("dmc:reacher-hard", 400)):
+        for seed in (1, 2, 3):
+            write_run(tmp_path, "sac", task, seed, {0: 10.0, 100: gain / 2 + seed, 200: gain + seed}, finished=200)
+    for seed in (1, 2):
+        write_run(tmp_path, "mbpo", "dmc:cheetah-run", seed, {0: 10.0, 100: 20.0 + seed}, finished=100)
+    runs = runs_of(tmp_path)
+    matrices, left_out = report.normalized_finals(runs, "dmc")
+    assert matrices["sac"][0] == ["dmc:cheetah-run", "dmc:reacher-hard", "dmc:walker-run"] and not left_out
+    pairs = report.baseline_pairs(report.with_experiment(report.read_sweep(tmp_path)[0]), runs, "dmc")
+    x, y, tasks, n = pairs["mbpo > sac"]
+    assert tasks == ["dmc:cheetah-run"] and n == 2
+    assert y[:, 0] == pytest.approx((np.array([101, 102]) - 10) / 990)  # sac at mbpo's final step 100, seeds 1 and 2
+    markdown = render(tmp_path, tmp_path / "report")
+    assert "- sac: 3 tasks (dmc:cheetah-run at 200, dmc:reacher-hard at 200, dmc:walker-run at 200), 3 seeds per task" in markdown
+    assert "- mbpo > sac: 1 task (dmc:cheetah-run), 2 seeds per task, paired by seed" in markdown
+
+
+def test_each_experiment_meets_its_baseline_per_task_with_an_effect(tmp_path):
+    """Issue 25 item 7: paired by seed where the seeds match, else Welch, at the experiment's final step."""
+    sac = {1: 300.0, 2: 340.0, 3: 320.0}
+    mbpo = {1: 20.0, 2: 25.0, 3: 22.0}
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "sac", "dmc:walker-run", seed, {0: 10.0, 100: sac[seed], 200: 600.0}, finished=200)
+        write_run(tmp_path, "mbpo", "dmc:walker-run", seed, {0: 10.0, 100: mbpo[seed]}, finished=100)
+    write_run(tmp_path, "mbpo", "Hopper-v5", 1, {0: 10.0, 100: 900.0}, finished=100)
+    for seed in (1, 2):
+        write_run(tmp_path, "mbpo", "Hopper-v5", seed + 1, {0: 10.0, 100: 800.0 + 50 * seed}, finished=100)
+        write_run(tmp_path, "sac", "Hopper-v5", seed + 3, {0: 10.0, 100: 100.0 * seed}, finished=100)
+    df, markers = report.read_sweep(tmp_path)
+    df = report.with_experiment(df)
+    table = report.versus_baseline(df, report.run_table(df, markers), steps=[100]).set_index(["task", "kind"])
+    walker = table.loc[("dmc:walker-run", "final")]
+    assert walker.test == "paired" and walker.step == 100
+    assert walker.p_greater == pytest.approx(stats.ttest_rel(list(mbpo.values()), list(sac.values()),
+                                                             alternative="greater").pvalue)
+    assert walker.difference == pytest.approx(-(300 + 340 + 320 - 67) / 3)
+    assert walker.verdict == "worse" and walker.effect == pytest.approx(walker.difference / 990)
+    hopper = table.loc[("Hopper-v5", "final")]
+    assert hopper.test == "Welch" and hopper.verdict == "better"
+    assert hopper.p_greater == pytest.approx(stats.ttest_ind([900, 850, 900], [100, 200], equal_var=False,
+                                                             alternative="greater").pvalue)
+    markdown = render(tmp_path, tmp_path / "report", steps=[100])
+    assert "| dmc:walker-run | 100 | mbpo vs sac | 20.0, 25.0, 22.0 (mean 22.3) | 300.0, 340.0, 320.0 (mean 320.0) |" in markdown
+
+
+def test_model_error_numbers_say_how_many_seeds_they_rest_on(tmp_path):
+    """Issue 25 item 3: a NaN and a missing recent error on one seed are not averaged away silently."""
+    for seed in (1, 2):
+        tags = model_errors(60.0)
+        if seed == 2:
+            tags[report.RECENT] = {10000: math.nan}  # NaN at 10000, missing at 15000
+        write_run(tmp_path, "mbpo_atlas", "dmc:walker-run", seed, {0: 1.0, 15000: 2.0}, tags, finished=15000)
+    markdown = render(tmp_path, tmp_path / "report")
+    row = next(line for line in markdown.splitlines() if line.startswith("| DMC | dmc:walker-run |"))
+    assert "- / 61.0 (1 of 2) / 60.0 (1 of 2)" in row
+
+
+def test_the_atlas_headline_is_computed_with_its_uncertainty(tmp_path):
+    """Issue 25 item 10: the DMC - Gym median difference with a bootstrap interval and Mann-Whitney's p; no verdicts on
+    returns for a protocol that does not measure them; FTFL runs with the same returns are said to be the same data."""
+    gym, dmc = {"Hopper-v5": 90.0, "Walker2d-v5": 80.0, "HalfCheetah-v5": 20.0}, {
+        "dmc:walker-run": 60.0, "dmc:cheetah-run": 30.0, "dmc:hopper-hop": 85.0}
+    for task, value in {**gym, **dmc}.items():
+        write_run(tmp_path, "mbpo_atlas", task, 1, {0: 1.0, 15000: 2.0}, model_errors(value), finished=15000)
+        write_run(tmp_path, "mbpo_atlas_ftfl", task, 1, {0: 1.0, 15000: 2.0}, model_errors(value / 2), finished=15000)
+    markdown = render(tmp_path, tmp_path / "report", returns=False)
+    difference, low, high, p = report.median_difference(np.array(list(dmc.values())), np.array(list(gym.values())))
+    assert difference == 60 - 80 and low < 0 < high
+    assert p == pytest.approx(stats.mannwhitneyu(list(dmc.values()), list(gym.values())).pvalue)
+    assert (f"DMC minus Gym median recent error: -20.0 points, 95 % bootstrap interval [{low:+.1f}, {high:+.1f}]"
+            in markdown) and "**not shown either way at this budget**" in markdown
+    assert "## Improvement beyond" not in markdown and "## Aggregate" not in markdown
+    assert "mbpo_atlas_ftfl and mbpo_atlas evaluated identically on all 6 runs (equal to the bit)" in markdown
