@@ -757,9 +757,12 @@ def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int]) -> 
                 q, mc = values.get((step, "diagnostics/q_estimate")), values.get((step, "diagnostics/mc_return"))
                 if q is not None and mc is not None:
                     rows.append([task, experiment, str(step), f"{q:.1f}", f"{mc:.1f}", f"{q - mc:+.1f}"])
-        lines += ["The critic's gauge at those steps (mean over seeds): Q(s0, pi(s0)) of the evaluation episodes' first "
-                  "states against their discounted Monte-Carlo return; a Q far above the return is the overestimation "
-                  "that synthetic data can feed.", "",
+        lines += ["The critic's gauge at those steps (mean over seeds), as the scripts log it: the critic's Q(s0, mu(s0)) "
+                  "at the first states of the evaluation episodes beside a Monte-Carlo estimate of the same soft Q "
+                  "(episodes that take mu(s0), then follow the stochastic policy; discounted rewards minus alpha log pi "
+                  "of every later action, as the critic's target counts them; so with the initial temperature 1 it is "
+                  "far below 0 before learning starts). A Q far above it is the overestimation that synthetic data can "
+                  "feed.", "",
                   markdown_table(["task", "experiment", "step", "Q estimate", "MC return", "Q - MC"], rows), ""]
     return lines
 
