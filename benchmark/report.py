@@ -89,6 +89,8 @@ class Marker:
     steps_rule: str = "not known"  # where `steps` came from
     problems: tuple[str, ...] = ()  # event files that ended early or hold damaged records, one phrase each
     readable: bool = True  # whether any record of its event files could be read
+    wall_s: float | None = None  # the wall time of the attempt that finished it (its finished.json)
+    attempts: int = 0  # the commands its stdout.log records: the start and each resume
 
 
 def read_records(data: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[str, int, int]]]:
@@ -193,9 +195,10 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
         key = str(seed_dir.relative_to(root))
         experiment, task, seed = seed_dir_names(key)
         try:
-            finished = int(json.loads((seed_dir / FINISHED).read_text())["total_timesteps"])
-        except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or not a marker: unfinished
-            finished = None
+            marker = json.loads((seed_dir / FINISHED).read_text())
+            finished, wall_s = int(marker["total_timesteps"]), marker.get("wall_s")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, truncated or not a marker
+            finished = wall_s = None
         log = seed_dir / LOG
         lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
         last = next((line for line in reversed(lines) if line.strip()), "")
@@ -216,7 +219,8 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
             continue  # an empty seed directory: the sweep made it, the run never started
         else:
             problems = ["no event file"]
-        markers[key] = Marker(finished, NAN_STOP in last, steps, rule, tuple(problems), readable)
+        attempts = sum(line.startswith("# ") for line in lines)
+        markers[key] = Marker(finished, NAN_STOP in last, steps, rule, tuple(problems), readable, wall_s, attempts)
     return pd.DataFrame(rows, columns=COLUMNS), markers
 
 
@@ -278,9 +282,9 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
                      "last_step": int(returns.index.max()) if len(returns) else -1,
                      "own_final": int(reached.max()) if state == "finished" and len(reached) else -1,
                      "initial": finite.get(0, math.nan), "returns": finite, "problems": m.problems,
-                     "finished_marker": m.finished})
+                     "finished_marker": m.finished, "time": run_time(m)})
     runs = pd.DataFrame(rows, columns=["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step",
-                                       "own_final", "initial", "returns", "problems", "finished_marker"])
+                                       "own_final", "initial", "returns", "problems", "finished_marker", "time"])
     runs["final_step"] = runs.groupby(["experiment", "task"]).own_final.transform("max").astype(int)
     finals, used, notes = [], [], []
     for r in runs.itertuples():
@@ -298,8 +302,15 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
         notes.append("; ".join(filter(None, [why, *r.problems])))
     runs["final"], runs["used"], runs["note"] = finals, used, notes
     columns = ["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step", "final_step", "initial",
-               "final", "used", "note"]
+               "final", "used", "note", "time"]
     return runs[columns].sort_values(["experiment", "task", "seed"], ignore_index=True)
+
+
+def run_time(m: Marker) -> str:
+    """The wall time finished.json records, for the attempt that finished the run; '' when none."""
+    if m.wall_s is None:
+        return ""
+    return f"{m.wall_s / 60:.1f} min" + (f" (the last of {m.attempts} attempts)" if m.attempts > 1 else "")
 
 
 def scored(runs: pd.DataFrame) -> pd.DataFrame:
@@ -664,10 +675,10 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
     lines += [markdown_table(["task", *experiments], [[task, *(cell(task, e) for e in experiments)]
                                                        for task in sorted(runs.task.unique())]), ""]
     lines += [markdown_table(["experiment", "task", "seed", "state", "steps (rule)", "last evaluation", "F", "used",
-                              "why not used; damage"], [
+                              "why not used; damage", "wall time"], [
         [r.experiment, r.task, str(r.seed), r.state, f"{r.steps if r.steps >= 0 else '?'} ({r.rule})",
          str(r.last_step) if r.last_step >= 0 else "none", str(r.final_step) if r.final_step >= 0 else "-",
-         "yes" if r.used else "no", r.note] for r in runs.itertuples()]), ""]
+         "yes" if r.used else "no", r.note, r.time] for r in runs.itertuples()]), ""]
     return lines
 
 
