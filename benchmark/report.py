@@ -89,8 +89,8 @@ class Marker:
     steps_rule: str = "not known"  # where `steps` came from
     problems: tuple[str, ...] = ()  # event files that ended early or hold damaged records, one phrase each
     readable: bool = True  # whether any record of its event files could be read
-    wall_s: float | None = None  # the wall time of the attempt that finished it (its finished.json)
-    attempts: int = 0  # the commands its stdout.log records: the start and each resume
+    wall_s: float | None = None  # seconds its event files span, summed over its attempts (one file each)
+    attempts: int = 0  # its event files: the start and each resume
 
 
 def read_records(data: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[str, int, int]]]:
@@ -129,23 +129,25 @@ def read_records(data: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[str, 
     return records, damage
 
 
-def read_run_dir(run_dir: Path, tags: tuple[str, ...]) -> tuple[list[tuple[int, str, float]], list[str], bool]:
+def read_run_dir(run_dir: Path, tags: tuple[str, ...]) -> tuple[list[tuple[int, str, float]], list[str], bool, float]:
     """(step, tag, value) of the scalars with `tags` in the event files of `run_dir`, in the order written (a resumed
     run's purge drops what its stopped part logged from the checkpoint's step on, as TensorBoard does); the damage
-    found, one phrase each, naming the last step read before it; whether any record could be read."""
-    scalars, problems, readable = [], [], False
+    found, one phrase each, naming the last step read before it; whether any record could be read; and the seconds
+    its event files span (first to last record's wall time), summed over the files."""
+    scalars, problems, readable, seconds = [], [], False, 0.0
     files = sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: (p.stat().st_mtime, p.name))
     for path in files:
         data = path.read_bytes()
         records, damage = read_records(data)
         readable |= bool(records)
-        steps_at = []  # (offset, step) of each record that holds a scalar
+        steps_at, times = [], []  # (offset, step) of each record that holds a scalar; each record's wall time
         for offset, record in records:
             try:
                 event = event_pb2.Event.FromString(record)
             except Exception:  # CRCs check but it does not parse
                 problems.append(f"{path.name}: the record at byte {offset} does not parse, skipped")
                 continue
+            times.append(event.wall_time)
             if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
                 scalars = [s for s in scalars if s[0] < event.step]
             for value in event.summary.value:
@@ -162,7 +164,8 @@ def read_run_dir(run_dir: Path, tags: tuple[str, ...]) -> tuple[list[tuple[int, 
                 f"ends early, in a cut-off record ({read})" if kind == "tail" else
                 f"is damaged at byte {at} and unreadable after it ({read})" if following < 0 else
                 f"has {following - at} damaged bytes at byte {at}, skipped ({read})"))
-    return scalars, problems, readable
+        seconds += max(times) - min(times) if times else 0.0
+    return scalars, problems, readable, seconds
 
 
 def recorded_steps(log: Path) -> int | None:
@@ -195,10 +198,9 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
         key = str(seed_dir.relative_to(root))
         experiment, task, seed = seed_dir_names(key)
         try:
-            marker = json.loads((seed_dir / FINISHED).read_text())
-            finished, wall_s = int(marker["total_timesteps"]), marker.get("wall_s")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, truncated or not a marker
-            finished = wall_s = None
+            finished = int(json.loads((seed_dir / FINISHED).read_text())["total_timesteps"])
+        except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or not a marker: unfinished
+            finished = None
         log = seed_dir / LOG
         lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
         last = next((line for line in reversed(lines) if line.strip()), "")
@@ -206,20 +208,20 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
             ((planned or {}).get((experiment, task)), "the protocol"), (recorded_steps(log), "its stdout.log's last command"),
             (finished, "its finished.json")] if s is not None), (None, "not known"))
         run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=lambda p: p.stat().st_mtime)
-        problems, readable = [], False
+        problems, readable, wall_s = [], False, None
         if run_dirs:
             run_dir = run_dirs[-1]
             algorithm = run_dir.name.split("__")[1] if run_dir.name.count("__") >= 3 else experiment  # env__script__seed__time
             variant = ("default" if experiment == algorithm else
                        experiment[len(algorithm) + 1:] if experiment.startswith(algorithm + "_") else experiment)
-            scalars, problems, readable = read_run_dir(run_dir, tags)
+            scalars, problems, readable, wall_s = read_run_dir(run_dir, tags)
             rows += [(str(run_dir.relative_to(root)), algorithm, variant, task, seed, step, tag, value)
                      for step, tag, value in scalars]
         elif finished is None and not lines:
             continue  # an empty seed directory: the sweep made it, the run never started
         else:
             problems = ["no event file"]
-        attempts = sum(line.startswith("# ") for line in lines)
+        attempts = len(list(run_dirs[-1].glob("events.out.tfevents.*"))) if run_dirs else 0
         markers[key] = Marker(finished, NAN_STOP in last, steps, rule, tuple(problems), readable, wall_s, attempts)
     return pd.DataFrame(rows, columns=COLUMNS), markers
 
@@ -282,7 +284,7 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
                      "last_step": int(returns.index.max()) if len(returns) else -1,
                      "own_final": int(reached.max()) if state == "finished" and len(reached) else -1,
                      "initial": finite.get(0, math.nan), "returns": finite, "problems": m.problems,
-                     "finished_marker": m.finished, "time": run_time(m)})
+                     "finished_marker": m.finished if m.finished is not None else math.nan, "time": run_time(m)})
     runs = pd.DataFrame(rows, columns=["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step",
                                        "own_final", "initial", "returns", "problems", "finished_marker", "time"])
     runs["final_step"] = runs.groupby(["experiment", "task"]).own_final.transform("max").astype(int)
@@ -293,7 +295,7 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
         why = ("no readable record" if r.state == "unreadable" else
                "no eval/return logged" if r.last_step < 0 else
                f"unfinished at step {r.last_step} of {r.steps if r.steps >= 0 else '?'} (steps from {r.rule}; "
-               + (f"finished.json says {r.finished_marker})" if r.finished_marker is not None else "no finished.json)")
+               + (f"finished.json says {r.finished_marker:.0f})" if np.isfinite(r.finished_marker) else "no finished.json)")
                if r.state == "unfinished" else
                "no step-0 evaluation (no random-initialization return)" if not np.isfinite(r.initial) else
                f"no evaluation at step {r.final_step} (its last: {r.last_step})" if not np.isfinite(final) else "")
@@ -307,10 +309,10 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
 
 
 def run_time(m: Marker) -> str:
-    """The wall time finished.json records, for the attempt that finished the run; '' when none."""
+    """The wall time its event files span ('' when unknown), with its number of attempts when more than one."""
     if m.wall_s is None:
         return ""
-    return f"{m.wall_s / 60:.1f} min" + (f" (the last of {m.attempts} attempts)" if m.attempts > 1 else "")
+    return f"{m.wall_s / 60:.1f} min" + (f" ({m.attempts} attempts)" if m.attempts > 1 else "")
 
 
 def scored(runs: pd.DataFrame) -> pd.DataFrame:
@@ -675,7 +677,7 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
     lines += [markdown_table(["task", *experiments], [[task, *(cell(task, e) for e in experiments)]
                                                        for task in sorted(runs.task.unique())]), ""]
     lines += [markdown_table(["experiment", "task", "seed", "state", "steps (rule)", "last evaluation", "F", "used",
-                              "why not used; damage", "wall time"], [
+                              "why not used; damage", "wall time (event files)"], [
         [r.experiment, r.task, str(r.seed), r.state, f"{r.steps if r.steps >= 0 else '?'} ({r.rule})",
          str(r.last_step) if r.last_step >= 0 else "none", str(r.final_step) if r.final_step >= 0 else "-",
          "yes" if r.used else "no", r.note, r.time] for r in runs.itertuples()]), ""]
