@@ -10,7 +10,8 @@ from utils import make_env
 
 SCRIPT = "mbpo.py"
 MODEL_TAGS = ["model/error_pct", "model/error_pct_holdout", "model/error_pct_recent", "model/reward_error",
-              "model/holdout_loss", "model/train_epochs"]
+              "model/holdout_loss", "model/train_epochs", "model/error_pct_recent_pooled", "model/error_pct_recent_median",
+              "model/reward_error_recent_rel_pct", "model/error_pct_holdout_pooled", "model/reward_error_rel_pct"]
 TAGS = MODEL_TAGS + ["eval/return", "diagnostics/q_estimate", "diagnostics/mc_return", "losses/qf_loss",
                      "losses/actor_loss", "time/env_frac", "time/model_training_frac", "time/rollouts_frac",
                      "time/sac_updates_frac"]
@@ -36,9 +37,27 @@ def test_ensemble_fits_a_linear_system(log_dir):
     rb = run["rb"]
     rb.size = rb.pos = 0
     rb.add(obs, actions, rewards, next_obs, np.zeros(n))
-    _, stats = run["train_model"]()
+    elites, stats = run["train_model"]()
     assert stats["error_pct_holdout"] < 5.0, stats
     assert stats["reward_error"] < 0.1 * np.abs(rewards).mean(), stats
+    assert stats["reward_error_rel_pct"] < 10, stats  # on the rewards' own scale
+
+    # the error figures by their definitions, on transitions of which 1 in 10 barely moves (a heavy tail of ratios)
+    idx = torch.arange(1000)
+    rb.next_obs[idx[::10]] = rb.obs[idx[::10]] + 1e-4 * (rb.next_obs[idx[::10]] - rb.obs[idx[::10]])
+    errors = run["model_errors"](idx, elites)
+    with torch.no_grad():
+        predicted, predicted_rewards = (x[elites] for x in run["predict"](rb.obs[idx], rb.actions[idx], sample=False))
+    norms = (predicted - rb.next_obs[idx]).norm(dim=-1)
+    changes = (rb.next_obs[idx] - rb.obs[idx]).norm(dim=-1)
+    ratios = 100 * norms / changes
+    assert errors["pct"] == pytest.approx(ratios.mean().item(), rel=1e-5)
+    assert errors["pct_pooled"] == pytest.approx(100 * norms.sum().item() / changes.sum().item(), rel=1e-5)
+    assert errors["pct_median"] == pytest.approx(ratios.median().item(), rel=1e-5)
+    assert errors["pct"] > 100 * errors["pct_median"]  # the static tenth dominates the paper's mean, not the others
+    reward_errors = (predicted_rewards - rb.rewards[idx]).abs()
+    assert errors["reward_rel_pct"] == pytest.approx(
+        100 * reward_errors.mean().item() / (rb.rewards[idx] - rb.rewards[idx].mean()).abs().mean().item(), rel=1e-4)
 
 
 @pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "InvertedPendulum-v5",
