@@ -50,7 +50,12 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.util import tensor_util
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import EXPERIMENTS, FINISHED, LOG, PAPER, PROTOCOLS, Parser, plan, suite_of  # noqa: E402
+from protocol import EXPERIMENTS, FINISHED, LOG, PAPER, PROTOCOLS, suite_of  # noqa: E402
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        sys.exit(f"error: {message}")
+
 
 COLUMNS = ["run", "algorithm", "variant", "task", "seed", "step", "tag", "value"]
 TAGS = ("eval/", "diagnostics/", "model/", "charts/episodic_return")
@@ -1111,17 +1116,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def planned_steps(name: str | None) -> dict[tuple[str, str], int] | None:
-    """(experiment, task) -> the env steps protocol `name` asks for."""
-    if name is None:
-        return None
-    return {(run.experiment.name, run.task): run.total_timesteps for run in plan(PROTOCOLS[name], Path("."))}
-
-
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     tags = tuple(args.tags) + ("eval/return",)
-    planned = planned_steps(args.protocol)
+    planned = PROTOCOLS[args.protocol].budgets() if args.protocol else None
     published = read_published(args.published) if args.published else None
     if args.from_csv:
         df = read_csv(args.from_csv, tags)

@@ -24,39 +24,8 @@ an existing cluster, whose nodes must see this repository and the log root at th
 Runs get OMP_NUM_THREADS=1 unless it is set: these small networks gain little from intra-op threads, and parallel
 runs would oversubscribe the cores.
 
-The quick protocol (`--quick`, log root runs/sweep_quick) fits this 2-core CPU machine in under two hours: sac, mbpo
-and mbpo without synthetic rollouts on InvertedPendulum-v5, dmc:walker-run and dmc:cheetah-run, seeds 1 and 2, 3000
-steps with 1000 random ones (paper: 10k), evaluated every 500 steps (10 episodes). InvertedPendulum is the Gym task
-where MBPO reached 1000 within 3k steps here (benchmark/results/mbpo.md); walker-run and cheetah-run are dense-reward
-DMC15 tasks (step-0 evaluation return here: 22 and 0.2). Both MBPOs train the model 1000 gradient steps per retrain
-(`--model-train-steps 1000`), a fifth of the paper code's 5000, for time. Official MBPO's early stopping
-(`--model-early-stopping`) would be cheaper still but leaves walker-run's model untrained: on the first 1000
-transitions its holdout loss improves < 1 % per 3-step epoch, so it stops after 7 epochs (~20 steps) at 100 % model
-error, where 1000 steps reach 78 % (this sweep's first retrain) and 5000 ~67 % (offline, same data). Time, at the
-speeds timed here on one core (SAC update 11 ms, model step 23 ms; random steps ~500/s; an evaluation episode <= 1 s):
-  mbpo run: 1000/500 + 2000 x (20 x 11 ms + 1000/250 x 23 ms) + 7 evaluations x 10 episodes x 1 s + 5 s = ~701 s;
-            12 of them: 8,412 s
-  sac run:  1000/500 + 2000/60 + 70 + 5 = ~110 s; 6 of them: 660 s
-  18 runs on 2 cores: (8,412 + 660) / 2 = ~4,540 s = ~1.3 h (`--quick --dry-run` prints this estimate); three seeds
-  would take ~1.9 h, 10k steps ~5 h. 2000 learning steps exercise the pipeline end to end and may show a first trend;
-  they cannot settle the paper's 300k/500k-step question.
-
-The atlas protocol (`--protocol atlas`, log root runs/sweep_atlas) measures the paper's mechanism instead of its
-returns: how wrong the learned model is on each of the 21 tasks. mbpo.py without synthetic rollouts at replay ratio 1
-(SAC collects the data) trains and measures the model exactly as MBPO does (the paper code's 5000 steps per retrain),
-retraining at steps 5000 (after 5000 random ones) and 10000, for 10001 steps, seed 1; beside it the "Fixing That Free
-Lunch" model (--normalize-targets --predict-next-state) on the 6 DMC tasks where MBPO reportedly fails and on
-Hopper-v5 and Walker2d-v5: 29 runs, ~1.5 h of CPU (`--protocol atlas --dry-run`). Its result:
-benchmark/results/atlas/.
-
-The evidence protocol (`--protocol evidence`, log root runs/sweep_evidence) runs what this CPU machine can at budgets
-papers report, at the paper's settings (10k random steps, evaluation every 5k steps with 10 episodes), seeds 1 and 2
-on every task so comparisons pair: sac (replay ratio 1) to 100k on dmc:cheetah-run, dmc:walker-run and
-dmc:reacher-hard (published SAC learns these by 100k); sac and mbpo to 30k on Hopper-v5 (the MBPO paper's Hopper
-curve); mbpo, sac at replay ratio 20 and mbpo_perfect_model to 30k on dmc:cheetah-run (the paper's DMC side at a CPU
-budget, against sac's evaluations at the same steps of its 100k runs). 16 runs, ~20-25 core-hours
-(`--protocol evidence --dry-run`): several sessions of this machine, resumed from checkpoints. Its result:
-benchmark/results/evidence/.
+The protocols themselves (paper, quick, atlas, evidence) are data in benchmark/protocol.py; what they cost on the
+project's 2-core machine, and the speeds behind `--dry-run`'s estimate, are in benchmark/results/timings.md.
 """
 import argparse
 import ctypes
@@ -73,114 +42,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol import CHECKPOINT, FINISHED, LOG, PROTOCOLS, Experiment, Protocol, task_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-FINISHED = "finished.json"  # written into a seed directory after its run exits 0
-LOG = "stdout.log"
 STOP = "stop"  # written into a seed directory by a stopping sweep: its run saves a checkpoint and exits
 LOCK = "lock"  # a seed directory's lock file, flock-ed by the worker running it and by its script until both end
 BUSY = "running in another sweep"  # a run's status when another sweep holds its lock
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
-CHECKPOINT = "checkpoint.pt"  # what every algorithm script saves in its run directory
 
-GYM = [f"{name}-v5" for name in ("InvertedPendulum", "Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid")]
-DMC15 = [f"dmc:{task}" for task in (
-    "acrobot-swingup", "cheetah-run", "finger-turn_hard", "fish-swim", "hopper-hop", "hopper-stand", "humanoid-run",
-    "humanoid-stand", "humanoid-walk", "pendulum-swingup", "quadruped-run", "quadruped-walk", "reacher-hard",
-    "swimmer-swimmer6", "walker-run")]
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """An algorithm script with fixed flags: a method or one of the paper's variants of it."""
-    algorithm: str  # the script's stem: runs `python {algorithm}.py`
-    variant: str = "default"
-    flags: tuple[str, ...] = ()
-    suites: tuple[str, ...] = ("gym", "dmc")
-    baseline: str | None = None  # the experiment it is measured against (probability of improvement)
-    tasks: tuple[str, ...] | None = None  # only these tasks of its suites (None: all)
-    total_timesteps: int | None = None  # env steps per run instead of the protocol's for its suite
-
-    @property
-    def name(self) -> str:
-        return self.algorithm if self.variant == "default" else f"{self.algorithm}_{self.variant}"
-
-
-@dataclass(frozen=True)
-class Protocol:
-    tasks: dict[str, list[str]]  # suite -> env ids
-    total_timesteps: dict[str, int]  # suite -> env steps per run
-    seeds: tuple[int, ...]
-    experiments: tuple[Experiment, ...]
-    flags: tuple[str, ...] = ()  # passed to every run (before the experiment's own flags)
-    returns: bool = True  # whether its runs' returns mean something (the atlas's policy is only its data collector)
-
-
-RESET = ("--reset-interval", "128000")  # paper Sec. 5: resets every 128k env steps
-# the paper's runs: MBPO vs SAC and ALM vs TD3 on both suites; its diagnoses of the DMC failure on DMC15
-PAPER = Protocol(
-    tasks={"gym": GYM, "dmc": DMC15},
-    total_timesteps={"gym": 300_000, "dmc": 500_000},
-    seeds=(1, 2, 3, 4, 5, 6),
-    experiments=(
-        Experiment("sac"),
-        Experiment("mbpo", baseline="sac"),
-        Experiment("mbpo", "no_rollouts", ("--no-synthetic-rollouts",), baseline="sac"),
-        Experiment("td3"),
-        Experiment("alm", baseline="td3"),
-        Experiment("alm", "no_rollouts", ("--no-synthetic-rollouts",), ("dmc",), baseline="td3"),
-        Experiment("mbpo", "resets", RESET, ("dmc",), baseline="sac"),
-        Experiment("mbpo", "layer_norm", ("--layer-norm",), ("dmc",), baseline="sac"),
-        Experiment("sac", "rr20", ("--replay-ratio", "20"), ("dmc",), baseline="sac"),
-        Experiment("mbpo_perfect_model", suites=("dmc",), baseline="sac"),
-    ),
-)
-QUICK_MODEL = ("--model-train-steps", "1000")  # a fifth of the paper code's model steps per retrain (see the docstring)
-QUICK = Protocol(
-    tasks={"gym": ["InvertedPendulum-v5"], "dmc": ["dmc:walker-run", "dmc:cheetah-run"]},
-    total_timesteps={"gym": 3000, "dmc": 3000},
-    seeds=(1, 2),
-    experiments=(
-        Experiment("sac"),
-        Experiment("mbpo", flags=QUICK_MODEL, baseline="sac"),
-        Experiment("mbpo", "no_rollouts", ("--no-synthetic-rollouts", *QUICK_MODEL), baseline="sac"),
-    ),
-    flags=("--learning-starts", "1000", "--eval-interval", "500"),
-)
-# The model-error atlas (see the docstring): the model trained and measured as in MBPO while SAC at replay ratio 1
-# collects the data; the return is not the point (2 evaluation episodes).
-ATLAS_FAILING = ("dmc:hopper-hop", "dmc:hopper-stand", "dmc:humanoid-stand", "dmc:humanoid-walk", "dmc:quadruped-run",
-                 "dmc:quadruped-walk", "Hopper-v5", "Walker2d-v5")
-ATLAS_MODEL = ("--no-synthetic-rollouts", "--replay-ratio", "1", "--model-train-freq", "5000")
-ATLAS = Protocol(
-    tasks={"dmc": DMC15, "gym": GYM},
-    total_timesteps={"gym": 10_001, "dmc": 10_001},  # ends right after the retrain at 10000
-    seeds=(1,),
-    experiments=(
-        Experiment("mbpo", "atlas", ATLAS_MODEL),
-        Experiment("mbpo", "atlas_ftfl", (*ATLAS_MODEL, "--normalize-targets", "--predict-next-state"),
-                   tasks=ATLAS_FAILING),
-    ),
-    flags=("--learning-starts", "5000", "--eval-interval", "5000", "--eval-episodes", "2"),
-    returns=False,
-)
-# Evidence at budgets that mean something (see the docstring): SAC to 100k on three DMC tasks where published SAC
-# learns by then, MBPO to 30k beside SAC on Hopper-v5 (Gym) and dmc:cheetah-run (DMC), the paper's defaults otherwise.
-EVIDENCE_DMC = ("dmc:cheetah-run",)  # the DMC task of the MBPO comparison
-EVIDENCE = Protocol(
-    tasks={"dmc": ["dmc:cheetah-run", "dmc:walker-run", "dmc:reacher-hard"], "gym": ["Hopper-v5"]},
-    total_timesteps={"gym": 30_000, "dmc": 100_000},
-    seeds=(1, 2),
-    experiments=(
-        Experiment("sac"),
-        Experiment("mbpo", baseline="sac", tasks=(*EVIDENCE_DMC, "Hopper-v5"), total_timesteps=30_000),
-        Experiment("sac", "rr20", ("--replay-ratio", "20"), ("dmc",), "sac", EVIDENCE_DMC, 30_000),
-        Experiment("mbpo_perfect_model", suites=("dmc",), baseline="sac", tasks=EVIDENCE_DMC, total_timesteps=30_000),
-    ),
-)
-PROTOCOLS = {"paper": PAPER, "quick": QUICK, "atlas": ATLAS, "evidence": EVIDENCE}
-EXPERIMENTS = {e.name: e for e in PAPER.experiments}
-
-# learning-phase env steps/s of one run on one CPU core, measured here (benchmark/results/): sac and td3 60-100;
+# learning-phase env steps/s of one run on one CPU core, measured here (benchmark/results/timings.md): sac and td3 60-100;
 # mbpo_perfect_model ~2 (460 ms of SAC updates per step, loaded); alm ~1.2 (0.6-0.9 s per update, one per step).
 CPU_SPEED = {"sac": 60, "td3": 60, "mbpo_perfect_model": 2.0, "alm": 1.2}
 # mbpo's learning step is its replay ratio's SAC updates plus its share of model training, timed here on one core: a SAC
@@ -188,15 +58,6 @@ CPU_SPEED = {"sac": 60, "td3": 60, "mbpo_perfect_model": 2.0, "alm": 1.2}
 # 20 x 11 + 5000 / 250 x 23 = 680 ms per env step, 1.47 steps/s (measured alone on a quiet core: 1.48).
 SAC_UPDATE_S, MODEL_STEP_S = 0.011, 0.023
 RANDOM_SPEED, EVAL_EPISODE_S, START_S = 500, 1.0, 5  # random-action steps/s; seconds per evaluation episode; start-up
-
-
-def suite_of(task: str) -> str:
-    return "dmc" if task.startswith("dmc:") else "gym"
-
-
-def task_dir(task: str) -> str:
-    """The directory name of a task, as the scripts spell env ids in run names (':' -> '_')."""
-    return task.replace(":", "_")
 
 
 @dataclass(frozen=True)
@@ -269,8 +130,7 @@ def plan(protocol: Protocol, root: Path, experiments: list[str] | None = None, t
                     if (suite in e.suites and (e.tasks is None or task in e.tasks)
                             and (not experiments or e.name in experiments)):
                         wandb = ("--track", "--wandb-group", f"{e.name}/{task}") if track else ()
-                        steps = total_timesteps or e.total_timesteps or protocol.total_timesteps[suite]
-                        runs.append(Run(e, task, seed, steps,
+                        runs.append(Run(e, task, seed, total_timesteps or protocol.steps(e, task),
                                         (*protocol.flags, *e.flags, *wandb, *extra_flags),
                                         root / e.name / task_dir(task) / f"seed_{seed}"))
     return runs

@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, assert_one_line_error, read_scalars
 
 sys.path.insert(0, str(ROOT / "benchmark"))
+import protocol  # noqa: E402
 import sweep  # noqa: E402
 
 TINY = "--learning-starts 100 --eval-interval 100 --eval-episodes 1"
@@ -40,7 +41,7 @@ def test_dry_run_lists_the_papers_runs():
 
 def test_evidence_protocol_budgets_per_experiment(tmp_path):
     """SAC runs 100k on DMC, every MBPO-side experiment 30k, Hopper-v5 30k; both seeds on every task."""
-    runs = sweep.plan(sweep.EVIDENCE, tmp_path)
+    runs = sweep.plan(protocol.EVIDENCE, tmp_path)
     steps = {(r.experiment.name, r.task, r.seed): r.total_timesteps for r in runs}
     assert len(runs) == 16
     for seed in (1, 2):
@@ -49,14 +50,23 @@ def test_evidence_protocol_budgets_per_experiment(tmp_path):
         for name in ("mbpo", "sac_rr20", "mbpo_perfect_model"):
             assert steps[name, "dmc:cheetah-run", seed] == 30_000
         assert steps["sac", "Hopper-v5", seed] == steps["mbpo", "Hopper-v5", seed] == 30_000
-    assert sweep.plan(sweep.EVIDENCE, tmp_path, total_timesteps=5)[0].total_timesteps == 5  # the flag still wins
+    assert sweep.plan(protocol.EVIDENCE, tmp_path, total_timesteps=5)[0].total_timesteps == 5  # the flag still wins
+
+
+def test_the_protocols_are_data_the_report_reads_without_the_runner():
+    source = (ROOT / "benchmark" / "report.py").read_text()
+    assert "import sweep" not in source and "from sweep" not in source  # the report does not load Ray's runner
+    budgets = protocol.EVIDENCE.budgets()
+    assert budgets["sac", "dmc:walker-run"] == 100_000 and budgets["mbpo_perfect_model", "dmc:cheetah-run"] == 30_000
+    assert ("mbpo", "dmc:walker-run") not in budgets and len(budgets) == 8  # 16 runs over 2 seeds
+    assert not protocol.ATLAS.returns and protocol.PAPER.returns
 
 
 def test_every_experiment_flag_is_a_field_of_its_script():
-    for protocol in sweep.PROTOCOLS.values():
-        for e in protocol.experiments:
+    for each in protocol.PROTOCOLS.values():
+        for e in each.experiments:
             source = (ROOT / f"{e.algorithm}.py").read_text()
-            for flag in (*protocol.flags, *e.flags):
+            for flag in (*each.flags, *e.flags):
                 if flag.startswith("--"):
                     field = flag[2:].removeprefix("no-").replace("-", "_")
                     assert f"\n    {field}: " in source, f"{e.name}: {e.algorithm}.py has no {flag}"
@@ -107,8 +117,8 @@ def test_atlas_dry_run_lists_every_task_and_ftfl_on_the_failing_ones(tmp_path):
     runs = [line for line in result.stdout.splitlines() if line.startswith("start")]
     plain = {line.split("/mbpo_atlas/")[1].split("/")[0] for line in runs if "/mbpo_atlas/" in line}
     ftfl = {line.split("/mbpo_atlas_ftfl/")[1].split("/")[0] for line in runs if "/mbpo_atlas_ftfl/" in line}
-    assert plain == {sweep.task_dir(task) for task in sweep.GYM + sweep.DMC15}
-    assert ftfl == {sweep.task_dir(task) for task in sweep.ATLAS_FAILING} and len(runs) == 21 + 8
+    assert plain == {protocol.task_dir(task) for task in protocol.GYM + protocol.DMC15}
+    assert ftfl == {protocol.task_dir(task) for task in protocol.ATLAS_FAILING} and len(runs) == 21 + 8
     assert all("--normalize-targets --predict-next-state" in line for line in runs if "/mbpo_atlas_ftfl/" in line)
 
 
