@@ -27,6 +27,7 @@ from utils.envs import is_dmc
 
 @dataclass
 class Args:
+    # the experiment: task, seed, budget
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run name)"""
     env: str = "dmc:walker-walk"
@@ -35,18 +36,10 @@ class Args:
     """seed of the experiment (python, numpy, torch, env)"""
     total_timesteps: Optional[int] = None
     """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+
+    # the algorithm: ALM's hyperparameters (the paper's defaults)
     learning_starts: int = 5000
     """uniformly random actions before learning starts (official ALM: explore_steps 5000)"""
-    cuda: bool = True
-    """use CUDA when it is available"""
-    torch_deterministic: bool = True
-    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
-    torch_threads: int = 1
-    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
-    log_dir: str = "runs"
-    """TensorBoard logs go to {log_dir}/{run_name}"""
-
-    # Algorithm specific arguments
     buffer_size: int = 100_000
     """replay buffer capacity (official ALM: env_buffer_size 1e5; 1e6 for Humanoid)"""
     gamma: float = 0.99
@@ -93,18 +86,20 @@ class Args:
     """LayerNorm also after the critics' second hidden layer (ALM's critics always have one after the first; off by default)"""
     reset_interval: int = 0
     """every this many env steps re-initialize every network (encoder, model, reward, classifier, actor, critics), targets and optimizers (paper: 128k; 0 = off)"""
+
+    # the run's harness, not the algorithm: evaluation, logging, checkpoints, video, tracking, device, compile
     eval_interval: int = 5000
     """evaluate at step 0 and every this many env steps (paper: 5000)"""
     eval_episodes: int = 10
     """deterministic evaluation episodes per evaluation (paper: 10)"""
     log_interval: int = 100
     """log training losses every this many env steps"""
+    log_dir: str = "runs"
+    """TensorBoard logs go to {log_dir}/{run_name}"""
     checkpoint_interval: int = 2500
     """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
     resume: Optional[str] = None
     """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
-    compile: bool = False
-    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
     capture_video: bool = False
     """record a deterministic episode at step 0, every --video-interval-th evaluation and the end: mp4s and TensorBoard videos"""
     video_interval: int = 10
@@ -117,6 +112,14 @@ class Args:
     """the Weights & Biases entity (team or user; unset: your default one)"""
     wandb_group: Optional[str] = None
     """the Weights & Biases group (the sweep sets one per experiment and task)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
+    torch_threads: int = 1
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
+    compile: bool = False
+    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
 
 
 class VectorizedLinear(nn.Module):
@@ -563,6 +566,78 @@ if __name__ == "__main__":
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
 
+    # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
+    # and the loop's state when it is called)
+    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+    video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+
+    def record_video(step: int):
+        """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
+        def policy(obs):
+            with torch.no_grad():  # the mean action: no random number drawn
+                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+                return actor(encoder(x)[0])[0].cpu().numpy()
+
+        frames = record_episode(video_env, policy, f"{run_dir}/videos/step_{step}.mp4")
+        stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+        clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+        writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+
+    def evaluate():
+        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
+        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
+        returns, q_estimates, mc_returns = [], [], []
+        for _ in range(args.eval_episodes):
+            obs, _ = eval_env.reset()
+            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
+            while not done:
+                with torch.no_grad():  # deterministic: the encoder's mean latent, the actor's mean action
+                    action = actor(encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0])
+                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
+                episode_return += reward
+                mc_return += discount * reward
+                discount *= args.gamma
+                done = terminated or truncated
+            with torch.no_grad():
+                z0 = encoder(obs0)[0]
+                q_estimates.append(qf(z0, actor(z0)).min(0).values.item())  # min over the twin, as in the target
+            returns.append(episode_return)
+            mc_returns.append(mc_return)
+        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+
+    def log_eval(step: int) -> float:
+        eval_return, q_estimate, mc_return = evaluate()
+        writer.add_scalar("eval/return", eval_return, step)
+        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
+            record_video(step)
+        return eval_return
+
+    def save_checkpoint(next_step: int):
+        """Everything the run's future depends on."""
+        write_checkpoint({
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "wandb_id": wandb_run.id if wandb_run else None,
+            "agent": [m.state_dict() for m in agent], "rb": rb.state_dict(),
+            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
+            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
+        }, run_dir)
+
+    def restore(checkpoint: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
+        load_states(agent, checkpoint["agent"])
+        rb.load_state_dict(checkpoint["rb"])
+        set_env_state(env, checkpoint["env"])
+        set_env_state(eval_env, checkpoint["eval_env"])
+        set_rng_state(checkpoint["rng"], device)
+        return checkpoint["loop"]
+
+    def check_finite(step: int):
+        stop_if_nonfinite({name: metrics[name] for name in ("alm_loss", "qf_loss", "actor_loss")},
+                          {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, step, run_dir)
+
     # ALGO LOGIC: initialize agent here
     with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
         torch.manual_seed(args.seed + 20_000)
@@ -601,9 +676,10 @@ if __name__ == "__main__":
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
-    def update(data, std: float):
+    def update(data, std: float, measure: bool = False) -> dict:
         """One gradient update of encoder and latent model (the ALM objective), reward and classifier, critics, actor
-        and targets on `data` (a minibatch of sequences, one of transitions); `std`: the policy noise."""
+        and targets on `data` (a minibatch of sequences, one of transitions); `std`: the policy noise. Returns the
+        losses, and with `measure` the latent model's error too."""
         (seq_obs, seq_actions, seq_next_obs), (data_obs, data_actions, data_rewards, data_next_obs, data_terminations) = data
         # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
         # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
@@ -676,88 +752,19 @@ if __name__ == "__main__":
             torch._foreach_lerp_(list(encoder_target.parameters()) + list(qf_target.parameters()),
                                  list(encoder.parameters()) + list(qf.parameters()), args.tau)
 
-        def latent_error():
-            """The model's mean from the real latent vs the target encoder's of the real next state (logged at times)."""
+        metrics = {"alm_loss": alm_loss, "kl": kl, "reward_loss": reward_loss, "classifier_loss": classifier_loss,
+                   "qf_values": qf_values, "qf_loss": qf_loss, "actor_loss": actor_loss}
+        if measure:  # the model's mean from the real latent vs the target encoder's of the real next state
             with torch.no_grad():
                 predicted = model(torch.cat([z_dist[0], data_actions], -1))[0]
-                return ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean()
-        return alm_loss, kl, reward_loss, classifier_loss, qf_values, qf_loss, actor_loss, latent_error
+                metrics["latent_error"] = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean()
+        return metrics
 
     if args.compile:  # one graph for the whole update (replayed as CUDA graphs on a GPU)
         update = torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
-    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
-
-    def record_video(step: int):
-        """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
-        def policy(obs):
-            with torch.no_grad():  # the mean action: no random number drawn
-                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-                return actor(encoder(x)[0])[0].cpu().numpy()
-
-        frames = record_episode(video_env, policy, f"{run_dir}/videos/step_{step}.mp4")
-        stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-        clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-        writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
-
-    def evaluate():
-        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
-        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
-        returns, q_estimates, mc_returns = [], [], []
-        for _ in range(args.eval_episodes):
-            obs, _ = eval_env.reset()
-            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
-            while not done:
-                with torch.no_grad():  # deterministic: the encoder's mean latent, the actor's mean action
-                    action = actor(encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0])
-                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
-                episode_return += reward
-                mc_return += discount * reward
-                discount *= args.gamma
-                done = terminated or truncated
-            with torch.no_grad():
-                z0 = encoder(obs0)[0]
-                q_estimates.append(qf(z0, actor(z0)).min(0).values.item())  # min over the twin, as in the target
-            returns.append(episode_return)
-            mc_returns.append(mc_return)
-        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
-
-    def log_eval(step: int) -> float:
-        eval_return, q_estimate, mc_return = evaluate()
-        writer.add_scalar("eval/return", eval_return, step)
-        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-        writer.add_scalar("diagnostics/mc_return", mc_return, step)
-        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
-            record_video(step)
-        return eval_return
-
-    def save_checkpoint(next_step: int):
-        """Everything the run's future depends on."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
-            "wandb_id": wandb_run.id if wandb_run else None,
-            "agent": [m.state_dict() for m in agent], "rb": rb.state_dict(),
-            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
-            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
-        }, run_dir)
-
-    def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
-        load_states(agent, checkpoint["agent"])
-        rb.load_state_dict(checkpoint["rb"])
-        set_env_state(env, checkpoint["env"])
-        set_env_state(eval_env, checkpoint["eval_env"])
-        set_rng_state(checkpoint["rng"], device)
-        return checkpoint["loop"]
-
-    def check_finite(step: int):
-        stop_if_nonfinite({"alm_loss": alm_loss, "qf_loss": qf_loss, "actor_loss": actor_loss},
-                          {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, step, run_dir)
-
     if checkpoint:
-        obs, episode_return, episode_length, last_eval = restore(checkpoint)[:4]  # older ones held an update count too
+        obs, episode_return, episode_length, last_eval = restore(checkpoint)
     else:  # TRY NOT TO MODIFY: start the game
         obs, _ = env.reset(seed=args.seed)
         episode_return, episode_length, last_eval = 0.0, 0, float("nan")
@@ -796,19 +803,20 @@ if __name__ == "__main__":
         # ALGO LOGIC: training.
         if global_step >= args.learning_starts:
             std = exploration_std(global_step)
-            for _ in range(args.replay_ratio):
+            for i in range(args.replay_ratio):
                 data = rb.sample_sequences(args.batch_size, args.horizon), rb.sample(args.batch_size)
-                alm_loss, kl, reward_loss, classifier_loss, qf_values, qf_loss, actor_loss, latent_error = update(data, std)
+                measure = global_step % args.log_interval == 0 and i == args.replay_ratio - 1  # the logged update's
+                metrics = update(data, std, measure)
 
             if global_step % args.log_interval == 0:
-                writer.add_scalar("model/latent_error", latent_error().item(), global_step)
-                writer.add_scalar("losses/alm_loss", alm_loss.item(), global_step)
-                writer.add_scalar("losses/kl", kl.mean().item() / args.horizon, global_step)
-                writer.add_scalar("losses/reward_loss", reward_loss.item(), global_step)
-                writer.add_scalar("losses/classifier_loss", classifier_loss.item(), global_step)
-                writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf_loss", qf_loss.item(), global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("model/latent_error", metrics["latent_error"].item(), global_step)
+                writer.add_scalar("losses/alm_loss", metrics["alm_loss"].item(), global_step)
+                writer.add_scalar("losses/kl", metrics["kl"].mean().item() / args.horizon, global_step)
+                writer.add_scalar("losses/reward_loss", metrics["reward_loss"].item(), global_step)
+                writer.add_scalar("losses/classifier_loss", metrics["classifier_loss"].item(), global_step)
+                writer.add_scalar("losses/qf_values", metrics["qf_values"].mean().item(), global_step)
+                writer.add_scalar("losses/qf_loss", metrics["qf_loss"].item(), global_step)
+                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
                 writer.add_scalar("charts/exploration_noise", std, global_step)
                 check_finite(global_step)
         if global_step % args.log_interval == 0:

@@ -28,6 +28,7 @@ from utils.envs import dm_control_env, is_dmc
 
 @dataclass
 class Args:
+    # the experiment: task, seed, budget
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run name)"""
     env: str = "dmc:walker-walk"
@@ -36,18 +37,10 @@ class Args:
     """seed of the experiment (python, numpy, torch, env)"""
     total_timesteps: Optional[int] = None
     """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+
+    # the algorithm: SAC's hyperparameters (the paper's defaults), then Dyna's
     learning_starts: int = 10_000
     """uniformly random actions before learning starts (paper: 10k)"""
-    cuda: bool = True
-    """use CUDA when it is available"""
-    torch_deterministic: bool = True
-    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
-    torch_threads: int = 1
-    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
-    log_dir: str = "runs"
-    """TensorBoard logs go to {log_dir}/{run_name}"""
-
-    # Algorithm specific arguments
     buffer_size: int = 1_000_000
     """replay buffer capacity (paper: 1e6)"""
     gamma: float = 0.99
@@ -72,30 +65,6 @@ class Args:
     """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
     reset_interval: int = 0
     """every this many env steps re-initialize actor, critics, targets, temperature and optimizers (paper: 128k; 0 = off)"""
-    eval_interval: int = 5000
-    """evaluate at step 0 and every this many env steps (paper: 5000)"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes per evaluation (paper: 10)"""
-    log_interval: int = 100
-    """log training losses every this many env steps"""
-    checkpoint_interval: int = 2_500
-    """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
-    resume: Optional[str] = None
-    """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
-    compile: bool = False
-    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
-    capture_video: bool = False
-    """record a deterministic episode at step 0, every --video-interval-th evaluation and the end: mp4s and TensorBoard videos"""
-    video_interval: int = 10
-    """with --capture-video, record every this-many-th evaluation (10: every 50k env steps at --eval-interval 5000)"""
-    track: bool = False
-    """also log to Weights & Biases: the scalars, the hyperparameters and the videos (as CleanRL's --track)"""
-    wandb_project: str = "freelunch"
-    """the Weights & Biases project"""
-    wandb_entity: Optional[str] = None
-    """the Weights & Biases entity (team or user; unset: your default one)"""
-    wandb_group: Optional[str] = None
-    """the Weights & Biases group (the sweep sets one per experiment and task)"""
 
     # Dyna (MBPO) specific arguments
     synthetic_rollouts: bool = True
@@ -112,6 +81,40 @@ class Args:
     """MBPO's "a,b,min,max": length grows linearly from min at epoch a to max at epoch b (epoch = 1000 env steps)"""
     synthetic_buffer_size: int = 1_000_000
     """capacity of the FIFO buffer of synthetic transitions (paper: 1e6)"""
+
+    # the run's harness, not the algorithm: evaluation, logging, checkpoints, video, tracking, device, compile
+    eval_interval: int = 5000
+    """evaluate at step 0 and every this many env steps (paper: 5000)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per evaluation (paper: 10)"""
+    log_interval: int = 100
+    """log training losses every this many env steps"""
+    log_dir: str = "runs"
+    """TensorBoard logs go to {log_dir}/{run_name}"""
+    checkpoint_interval: int = 2_500
+    """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
+    resume: Optional[str] = None
+    """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
+    capture_video: bool = False
+    """record a deterministic episode at step 0, every --video-interval-th evaluation and the end: mp4s and TensorBoard videos"""
+    video_interval: int = 10
+    """with --capture-video, record every this-many-th evaluation (10: every 50k env steps at --eval-interval 5000)"""
+    track: bool = False
+    """also log to Weights & Biases: the scalars, the hyperparameters and the videos (as CleanRL's --track)"""
+    wandb_project: str = "freelunch"
+    """the Weights & Biases project"""
+    wandb_entity: Optional[str] = None
+    """the Weights & Biases entity (team or user; unset: your default one)"""
+    wandb_group: Optional[str] = None
+    """the Weights & Biases group (the sweep sets one per experiment and task)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
+    torch_threads: int = 1
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
+    compile: bool = False
+    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
 
 
 class VectorizedLinear(nn.Module):
@@ -196,6 +199,18 @@ class Actor(nn.Module):
         # tanh's exact log-det, log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)), as the paper's code (TFP's Tanh)
         log_prob = (normal.log_prob(x_t) - 2 * (math.log(2) - x_t - F.softplus(-2 * x_t))).sum(-1)
         return action, log_prob, torch.tanh(mean)
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module):
+    """Gradients flow through these modules to their inputs, but none is computed for their weights."""
+    for m in modules:
+        m.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.requires_grad_(True)
 
 
 class ReplayBuffer:
@@ -533,6 +548,93 @@ if __name__ == "__main__":
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
 
+    # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
+    # and the loop's state when it is called)
+    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+    video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+
+    def record_video(step: int):
+        """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
+        def policy(obs):
+            with torch.no_grad():  # the mean action: no random number drawn
+                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
+                return torch.tanh(actor(x)[0])[0].cpu().numpy()
+
+        frames = record_episode(video_env, policy, f"{run_dir}/videos/step_{step}.mp4")
+        stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+        clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+        writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+
+    def evaluate():
+        """Mean return of deterministic episodes on the eval env; and the paper's over/under-estimation gauge: the
+        critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take mu(s0)
+        and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target does.
+        Every step draws the policy's sample, taken or not, as training's random stream expects."""
+        def policy(obs):
+            with torch.no_grad():
+                return actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+
+        returns = []
+        for _ in range(args.eval_episodes):  # the deterministic policy's return
+            (obs, _), done, total = eval_env.reset(), False, 0.0
+            while not done:
+                _, _, mean = policy(obs)
+                obs, reward, terminated, truncated, _ = eval_env.step(mean[0].cpu().numpy())
+                total, done = total + reward, terminated or truncated
+            returns.append(total)
+
+        alpha, q_estimates, mc_returns = log_alpha.exp().item(), [], []
+        for _ in range(args.eval_episodes):  # the gauge
+            (obs, _), done, total, discount = eval_env.reset(), False, 0.0, 1.0
+            _, _, action = policy(obs)
+            with torch.no_grad():
+                q_estimates.append(qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[None], action)
+                                   .min(0).values.item())  # min over the twin, as in the target
+            while not done:
+                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
+                total, discount, done = total + discount * reward, discount * args.gamma, terminated or truncated
+                if not done:
+                    action, log_pi, _ = policy(obs)
+                    total -= discount * alpha * log_pi.item()  # the entropy bonus inside the soft Q
+            mc_returns.append(total)
+        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+
+    def log_eval(step: int) -> float:
+        eval_return, q_estimate, mc_return = evaluate()
+        writer.add_scalar("eval/return", eval_return, step)
+        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
+            record_video(step)
+        return eval_return
+
+    def save_checkpoint(next_step: int):
+        """Everything the run's future depends on."""
+        write_checkpoint({
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
+            "wandb_id": wandb_run.id if wandb_run else None,
+            "agent": [m.state_dict() for m in agent], "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
+            "states": states[: rb.size].copy(), "synthetic_rb": synthetic_rb.state_dict(),
+            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
+            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
+        }, run_dir)
+
+    def restore(checkpoint: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
+        load_states(agent, checkpoint["agent"])
+        log_alpha.detach().copy_(checkpoint["log_alpha"])
+        rb.load_state_dict(checkpoint["rb"])
+        states[: rb.size] = checkpoint["states"]
+        synthetic_rb.load_state_dict(checkpoint["synthetic_rb"])
+        set_env_state(env, checkpoint["env"])
+        set_env_state(eval_env, checkpoint["eval_env"])
+        set_rng_state(checkpoint["rng"], device)
+        return checkpoint["loop"]
+
+    def check_finite(step: int):
+        stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha},
+                          {"qf": qf, "actor": actor}, step, run_dir)
+
     # ALGO LOGIC: initialize agent here
     with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
         torch.manual_seed(args.seed + 20_000)
@@ -620,9 +722,8 @@ if __name__ == "__main__":
         q_optimizer.step()
 
         pi, log_pi, _ = actor.get_action(data_obs)
-        qf.requires_grad_(False)  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
-        min_qf_pi = qf(data_obs, pi).min(0).values
-        qf.requires_grad_(True)
+        with frozen(qf):  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
+            min_qf_pi = qf(data_obs, pi).min(0).values
         actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
 
         actor_optimizer.zero_grad()
@@ -641,84 +742,6 @@ if __name__ == "__main__":
 
     if args.compile:  # one graph for the whole update (replayed as CUDA graphs on a GPU)
         update = torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
-
-    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
-
-    def record_video(step: int):
-        """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
-        def policy(obs):
-            with torch.no_grad():  # the mean action: no random number drawn
-                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-                return torch.tanh(actor(x)[0])[0].cpu().numpy()
-
-        frames = record_episode(video_env, policy, f"{run_dir}/videos/step_{step}.mp4")
-        stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-        clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-        writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
-
-    def evaluate():
-        """Mean return of deterministic episodes on the eval env; and the paper's over/under-estimation gauge: the
-        critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take mu(s0)
-        and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target does."""
-        alpha = log_alpha.exp().item()
-        returns, q_estimates, mc_returns = [], [], []
-        for episode in range(2 * args.eval_episodes):
-            gauge = episode >= args.eval_episodes  # the first half measures the return, the second the critic
-            obs, _ = eval_env.reset()
-            done, total, discount, first = False, 0.0, 1.0, True
-            while not done:
-                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-                with torch.no_grad():
-                    action, log_pi, mean = actor.get_action(x)
-                    if gauge and first:
-                        q_estimates.append(qf(x, mean).min(0).values.item())  # min over the twin, as in the target
-                if gauge and not first:
-                    total -= discount * alpha * log_pi.item()  # the entropy bonus inside the soft Q
-                else:
-                    action = mean
-                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
-                total += (discount if gauge else 1.0) * reward
-                discount, first = discount * args.gamma, False
-                done = terminated or truncated
-            (mc_returns if gauge else returns).append(total)
-        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
-
-    def log_eval(step: int) -> float:
-        eval_return, q_estimate, mc_return = evaluate()
-        writer.add_scalar("eval/return", eval_return, step)
-        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-        writer.add_scalar("diagnostics/mc_return", mc_return, step)
-        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
-            record_video(step)
-        return eval_return
-
-    def save_checkpoint(next_step: int):
-        """Everything the run's future depends on."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
-            "wandb_id": wandb_run.id if wandb_run else None,
-            "agent": [m.state_dict() for m in agent], "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
-            "states": states[: rb.size].copy(), "synthetic_rb": synthetic_rb.state_dict(),
-            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
-            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
-        }, run_dir)
-
-    def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
-        load_states(agent, checkpoint["agent"])
-        log_alpha.detach().copy_(checkpoint["log_alpha"])
-        rb.load_state_dict(checkpoint["rb"])
-        states[: rb.size] = checkpoint["states"]
-        synthetic_rb.load_state_dict(checkpoint["synthetic_rb"])
-        set_env_state(env, checkpoint["env"])
-        set_env_state(eval_env, checkpoint["eval_env"])
-        set_rng_state(checkpoint["rng"], device)
-        return checkpoint["loop"]
-
-    def check_finite(step: int):
-        stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha},
-                          {"qf": qf, "actor": actor}, step, run_dir)
 
     if checkpoint:
         obs, episode_return, episode_length, last_eval = restore(checkpoint)

@@ -26,6 +26,7 @@ from utils.envs import is_dmc
 
 @dataclass
 class Args:
+    # the experiment: task, seed, budget
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run name)"""
     env: str = "dmc:walker-walk"
@@ -34,18 +35,10 @@ class Args:
     """seed of the experiment (python, numpy, torch, env)"""
     total_timesteps: Optional[int] = None
     """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+
+    # the algorithm: TD3's hyperparameters (the paper's defaults)
     learning_starts: int = 10_000
     """uniformly random actions before learning starts (paper: 10k)"""
-    cuda: bool = True
-    """use CUDA when it is available"""
-    torch_deterministic: bool = True
-    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
-    torch_threads: int = 1
-    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
-    log_dir: str = "runs"
-    """TensorBoard logs go to {log_dir}/{run_name}"""
-
-    # Algorithm specific arguments
     buffer_size: int = 1_000_000
     """replay buffer capacity (paper: 1e6)"""
     gamma: float = 0.99
@@ -74,18 +67,20 @@ class Args:
     """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
     reset_interval: int = 0
     """every this many env steps re-initialize actor, critics, their targets and optimizers (paper: 128k; 0 = off)"""
+
+    # the run's harness, not the algorithm: evaluation, logging, checkpoints, video, tracking, device, compile
     eval_interval: int = 5000
     """evaluate at step 0 and every this many env steps (paper: 5000)"""
     eval_episodes: int = 10
     """deterministic evaluation episodes per evaluation (paper: 10)"""
     log_interval: int = 100
     """log training losses every this many env steps"""
+    log_dir: str = "runs"
+    """TensorBoard logs go to {log_dir}/{run_name}"""
     checkpoint_interval: int = 25_000
     """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
     resume: Optional[str] = None
     """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
-    compile: bool = False
-    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
     capture_video: bool = False
     """record a deterministic episode at step 0, every --video-interval-th evaluation and the end: mp4s and TensorBoard videos"""
     video_interval: int = 10
@@ -98,6 +93,14 @@ class Args:
     """the Weights & Biases entity (team or user; unset: your default one)"""
     wandb_group: Optional[str] = None
     """the Weights & Biases group (the sweep sets one per experiment and task)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
+    torch_threads: int = 1
+    """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
+    compile: bool = False
+    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
 
 
 class VectorizedLinear(nn.Module):
@@ -148,7 +151,10 @@ class QNetwork(nn.Module):
 
 
 class Actor(nn.Module):
-    """Deterministic policy: tanh output, the action space [-1, 1] that make_env gives every env."""
+    """Deterministic policy: tanh output, the action space [-1, 1] that make_env gives every env. PyTorch's default
+    initialization, as in Fujimoto's reference TD3.py, while the critics keep the orthogonal one of the paper's SAC code:
+    they are VectorizedLinear, the same lines as sac.py's (the paper's code has no TD3 of its own to follow). Changing
+    it would change every TD3 number here, so it stays the reference's."""
 
     def __init__(self, env, hidden_dim: int):
         super().__init__()
@@ -161,6 +167,18 @@ class Actor(nn.Module):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return torch.tanh(self.fc_mu(x))
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module):
+    """Gradients flow through these modules to their inputs, but none is computed for their weights."""
+    for m in modules:
+        m.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.requires_grad_(True)
 
 
 class ReplayBuffer:
@@ -444,63 +462,8 @@ if __name__ == "__main__":
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
 
-    # ALGO LOGIC: initialize agent here
-    with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
-        torch.manual_seed(args.seed + 20_000)
-        actor = Actor(env, args.hidden_dim).to(device)
-        actor_target = Actor(env, args.hidden_dim).to(device)
-        actor_target.load_state_dict(actor.state_dict())
-        qf = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
-    agent = (actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer)  # what a checkpoint holds
-    # the paper's resets return actor, critics and their targets to these initial weights, with fresh optimizers
-    initial_agent = copy.deepcopy([m.state_dict() for m in agent])
-    num_updates = 0  # gradient updates so far: the policy delay counts these (from the first), not env steps
-    actor_loss = None  # the latest actor loss (set every policy_frequency-th update, logged in between too)
-
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-
-    def update(data, update_policy: bool):
-        """One gradient update of the critics on the minibatch `data` and, if `update_policy`, of the actor and the
-        targets (TD3's delayed policy updates); returns the actor's loss only then (else None)."""
-        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
-        with torch.no_grad():
-            # target policy smoothing: clipped Gaussian noise on the target action (actions are in [-1, 1])
-            noise = (torch.randn_like(data_actions) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
-            next_state_actions = (actor_target(data_next_obs) + noise).clamp(-1, 1)
-            qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values
-            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-        qf_values = qf(data_obs, data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
-
-        # optimize the critics
-        q_optimizer.zero_grad()
-        qf_loss.backward()
-        q_optimizer.step()
-
-        if not update_policy:
-            return qf_values, qf_loss, None
-        qf.requires_grad_(False)  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
-        actor_loss = -qf(data_obs, actor(data_obs))[0].mean()  # TD3: the actor ascends Q1 alone
-        qf.requires_grad_(True)
-
-        actor_optimizer.zero_grad()
-        actor_loss.backward()
-        actor_optimizer.step()
-
-        # update the target networks (one fused op over all parameters)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(actor_target.parameters()) + list(qf_target.parameters()),
-                                 list(actor.parameters()) + list(qf.parameters()), args.tau)
-        return qf_values, qf_loss, actor_loss
-
-    if args.compile:  # one graph for the whole update (replayed as CUDA graphs on a GPU)
-        update = torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
-
+    # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
+    # and the loop's state when it is called)
     # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
     video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
 
@@ -570,6 +533,62 @@ if __name__ == "__main__":
     def check_finite(step: int):
         stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss},
                           {"qf": qf, "actor": actor}, step, run_dir)
+
+    # ALGO LOGIC: initialize agent here
+    with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
+        torch.manual_seed(args.seed + 20_000)
+        actor = Actor(env, args.hidden_dim).to(device)
+        actor_target = Actor(env, args.hidden_dim).to(device)
+        actor_target.load_state_dict(actor.state_dict())
+        qf = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target = QNetwork(env, args.hidden_dim, args.layer_norm).to(device)
+        qf_target.load_state_dict(qf.state_dict())
+        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
+        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+    agent = (actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer)  # what a checkpoint holds
+    # the paper's resets return actor, critics and their targets to these initial weights, with fresh optimizers
+    initial_agent = copy.deepcopy([m.state_dict() for m in agent])
+    num_updates = 0  # gradient updates so far: the policy delay counts these (from the first), not env steps
+    actor_loss = None  # the latest actor loss (set every policy_frequency-th update, logged in between too)
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+
+    def update(data, update_policy: bool):
+        """One gradient update of the critics on the minibatch `data` and, if `update_policy`, of the actor and the
+        targets (TD3's delayed policy updates); returns the actor's loss only then (else None)."""
+        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
+        with torch.no_grad():
+            # target policy smoothing: clipped Gaussian noise on the target action (actions are in [-1, 1])
+            noise = (torch.randn_like(data_actions) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
+            next_state_actions = (actor_target(data_next_obs) + noise).clamp(-1, 1)
+            qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values
+            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
+
+        qf_values = qf(data_obs, data_actions)
+        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
+
+        # optimize the critics
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+
+        if not update_policy:
+            return qf_values, qf_loss, None
+        with frozen(qf):  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
+            actor_loss = -qf(data_obs, actor(data_obs))[0].mean()  # TD3: the actor ascends Q1 alone
+
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        actor_optimizer.step()
+
+        # update the target networks (one fused op over all parameters)
+        with torch.no_grad():
+            torch._foreach_lerp_(list(actor_target.parameters()) + list(qf_target.parameters()),
+                                 list(actor.parameters()) + list(qf.parameters()), args.tau)
+        return qf_values, qf_loss, actor_loss
+
+    if args.compile:  # one graph for the whole update (replayed as CUDA graphs on a GPU)
+        update = torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
     if checkpoint:
         obs, episode_return, episode_length, last_eval, num_updates, actor_loss = restore(checkpoint)

@@ -154,15 +154,25 @@ def matmul_peak(device: torch.device, seconds: float = 0.5) -> float:
     return max(rates)
 
 
-def run_in_process(script: str, argv: list[str]) -> dict:
-    """Run `script` in this process as `python script argv` would, and return its globals."""
-    sys.argv = [script, *argv]
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+def run_in_process(script: str, argv: list[str], timeout: int | None = None, quiet: bool = True) -> dict:
+    """Run `script` in this process as `python script argv` would, and return its globals (networks, buffers,
+    optimizers); with `quiet` its progress lines are swallowed. A run still going after `timeout` seconds raises
+    TimeoutError (the tests' guard against a hang). The signal handlers the script installs end with it."""
+    def too_long(signum, frame):
+        raise TimeoutError(f"{script} {' '.join(argv)} still ran after {timeout} s")
+
+    argv_before, sys.argv = sys.argv, [script, *argv]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    if timeout:
+        signal.signal(signal.SIGALRM, too_long)
+        signal.alarm(timeout)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
             return runpy.run_path(str(ROOT / script), run_name="__main__")
     finally:
-        for sig, handler in handlers.items():  # Ctrl-C stops the benchmark again, not a checkpoint handler
+        signal.alarm(0)
+        sys.argv = argv_before
+        for sig, handler in handlers.items():  # Ctrl-C stops the caller again, not a checkpoint handler
             signal.signal(sig, handler)
 
 

@@ -1,8 +1,6 @@
 """Shared helpers: run an algorithm script as a user would (subprocess) or in-process (to inspect its final state)."""
 import math
 import os
-import runpy
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmark"))
+import speed  # noqa: E402  (its run_in_process is the tests' too)
 
 # flags that make each script's runs tiny: these tests check wiring, not learning
 SAC_TINY = ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"]
@@ -39,20 +39,7 @@ def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> 
 def run_in_process(script: str, *args: str, log_dir: Path, timeout: int = 300) -> dict:
     """Run `script` as `__main__` inside this process and return its globals (networks, buffers, optimizers). A run
     still going after `timeout` seconds raises TimeoutError, so a regression fails the test instead of hanging it."""
-    def too_long(signum, frame):
-        raise TimeoutError(f"{script} {' '.join(args)} still ran after {timeout} s")
-
-    argv, handlers = sys.argv, {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
-    sys.argv = [script, *args, "--log-dir", str(log_dir)]
-    signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(timeout)
-    try:
-        return runpy.run_path(str(ROOT / script), run_name="__main__")
-    finally:
-        signal.alarm(0)
-        sys.argv = argv
-        for sig, handler in handlers.items():  # the script's checkpoint-on-signal handlers end with it
-            signal.signal(sig, handler)
+    return speed.run_in_process(script, [*args, "--log-dir", str(log_dir)], timeout=timeout, quiet=False)
 
 
 def assert_same_weights(actual: dict, expected: dict, names, **close) -> None:
