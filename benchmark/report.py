@@ -1,32 +1,39 @@
 """Report of a sweep: one tidy CSV, a Markdown report and PNG figures, read from the runs' TensorBoard event files.
 
-    python benchmark/report.py runs/sweep_quick          # -> runs/sweep_quick/report/{report.md, runs.csv, *.png}
-    python benchmark/report.py --from-csv benchmark/results/quick/runs.csv --out benchmark/results/quick --protocol-steps 3000
-    python benchmark/report.py runs/sweep_atlas --out benchmark/results/atlas   # sweep.py --protocol atlas's runs
+    python benchmark/report.py runs/sweep_quick --protocol quick   # -> runs/sweep_quick/report/{report.md, runs.csv, *.png}
+    python benchmark/report.py --from-csv benchmark/results/quick/runs.csv --out benchmark/results/quick --protocol quick
+    python benchmark/report.py runs/sweep_evidence --protocol evidence --steps 10000 20000 30000 \
+        --published benchmark/results/evidence/published.csv --out benchmark/results/evidence
 
-It reads every run under <root>/<experiment>/<task>/seed_<k>/ (benchmark/sweep.py's layout) with TensorBoard's
-EventAccumulator, or, with --from-csv, the runs.csv of an earlier report (when the runs themselves are gone), and writes
+It reads every run under <root>/<experiment>/<task>/seed_<k>/ (benchmark/sweep.py's layout) with its own reader of
+the event files (TensorBoard's stops at the first damaged record; this one reads past it and says so), or, with
+--from-csv, the runs.csv of an earlier report (when the runs themselves are gone), and writes
 - runs.csv, tidy: run, algorithm, variant, task, seed, step, tag, value (tags starting with --tags; default the
   evaluations, the diagnostics, the model's errors and training returns; --tags '' keeps all),
-- report.md: every run's state per experiment and task; per task and experiment, whether the final evaluation return
-  improves beyond the step-0 (random initialization) return, by a one-sided paired t-test over seeds (the paper's
-  headline, "k of N" tasks), with the paired difference, its confidence bound and a Benjamini-Hochberg column;
-  aggregate normalized returns with rliable (IQM and optimality gap with 95 % stratified bootstrap CIs, probability
-  of improvement of each experiment over its baseline, e.g. MBPO over SAC); the model's error by task (train,
-  holdout and not-yet-trained-on transitions at each retrain, the "Fixing That Free Lunch" model beside it); links to
-  the figures:
-- learning curves of eval/return, model/error_pct, and the critic's diagnostics/q_estimate beside
-  diagnostics/mc_return, one panel per task, one figure per suite; bars of the model error per task.
-A run is
-- finished: its seed directory holds a readable finished.json for at least the protocol's steps (--protocol-steps;
-  default per suite the most any finished.json says) and it evaluated at the protocol's last evaluation step, F. Its
-  final return is that evaluation. From a CSV (no markers): it evaluated at step F.
+- report.md: every seed directory's state, steps and, where it is not used, why; per task and experiment, whether the
+  final evaluation return improves beyond the step-0 (random initialization) return (the paper's headline, "k of N"
+  tasks): a one-sided paired t-test over seeds and a minimum effect (MIN_EFFECT of the task's range), with the gain,
+  its bound, the effect and a Benjamini-Hochberg column; each experiment against its baseline per task at the same
+  env step (paired or Welch, with the effect; also at --steps, with the critic's gauge); published numbers
+  (--published) against ours; aggregate normalized returns with rliable (IQM and optimality gap with 95 % stratified
+  bootstrap CIs per experiment on its own tasks, probability of improvement of each experiment over its baseline on
+  the tasks and seeds both have); the model's error by task (train, holdout and not-yet-trained-on transitions at each
+  retrain, pooled and median beside the paper's mean ratio, the "Fixing That Free Lunch" model beside it, the DMC -
+  Gym median difference with a bootstrap interval); links to the figures:
+- learning curves of eval/return (published numbers marked), model/error_pct, and the critic's diagnostics/q_estimate
+  beside diagnostics/mc_return, one panel per task, one figure per suite; bars of the model error per task.
+A run is asked for a number of steps: --protocol-steps, else --protocol's budget for its experiment and task, else the
+last command its stdout.log records, else its finished.json (the Runs table names the rule). It is
+- finished: a readable finished.json for at least those steps. Its final return is the evaluation at F, the last
+  evaluation step that a finished run of its experiment and task reached within its steps; one without an evaluation
+  at F is listed, not used. From a CSV (no markers): it evaluated at that step.
 - failed: it stopped on NaN/inf (its stdout.log ends with the scripts' "... is NaN or inf ..." line) or it logged a
   non-finite evaluation return. It counts as not improved: its final return is its last finite evaluation return or
   its step-0 one, whichever is lower. From a CSV only the second sign is there.
-- unfinished: neither (still running, stopped, or crashed otherwise; the sweep retries it): listed, left out of the
-  verdicts and aggregates.
-Whatever is missing (an experiment, a suite, a tag) is left out with a line saying so.
+- unfinished: neither (still running, stopped, or crashed otherwise; the sweep retries it).
+- unreadable: no record of its event files could be read (none there, or all damaged).
+A run without a step-0 evaluation has no random-initialization return and is listed, not used. Nothing is dropped
+without a line: every seed directory is a row of the Runs table.
 """
 import argparse
 import json
