@@ -310,6 +310,8 @@ def test_model_error_by_task_sorts_suites_and_puts_ftfl_beside(tmp_path):
     assert "Gym 12.5 % (2 tasks), DMC 107.5 % (2 tasks) (8.6 times the Gym median)" in markdown
     assert "lower with FTFL on 2 of 2: Hopper-v5 (20.0 -> 10.0 %), dmc:hopper-hop (150.0 -> 40.0 %)." in markdown
     assert "secondary summary" in markdown and "(model_error_mbpo_atlas.png)" in markdown
+    # issue 25 item 9: where the metric is defined, the report says what the first recent error also measures
+    assert "from random-action data to the policy's" in markdown and "**pooled**" in markdown
 
 
 def event_file(root, experiment, task, seed) -> "Path":
