@@ -632,6 +632,9 @@ if __name__ == "__main__":
         set_env_state(env, checkpoint["env"])
         set_env_state(eval_env, checkpoint["eval_env"])
         set_rng_state(checkpoint["rng"], device)
+        if len(checkpoint["loop"]) != 4:  # alm.py before issue 18 kept an update count in it
+            sys.exit(f"error: {args.resume!r} was written by an older alm.py (its loop state holds an update count) and "
+                     f"cannot be resumed exactly; start a new run")
         return checkpoint["loop"]
 
     def check_finite(step: int):

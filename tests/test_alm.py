@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from alm import ReplayBuffer
-from conftest import TINY, run_in_process, smoke_run
+from conftest import TINY, refusal, run_in_process, smoke_run
 
 SCRIPT = "alm.py"
 TAGS = [
@@ -56,3 +56,15 @@ def test_no_synthetic_rollouts_means_the_actor_never_calls_the_model(log_dir):
     # per update: horizon steps in the model objective, 1 for the classifier's fake latents, horizon in the actor's rollout
     assert with_rollouts == updates * (2 * horizon + 1) + logs
     assert without == updates * (horizon + 1) + logs
+
+
+def test_a_checkpoint_with_the_old_loop_state_is_refused_in_one_line(log_dir):
+    """alm.py before issue 18 saved an update count in the loop state: such a checkpoint cannot resume exactly."""
+    run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "120", "--checkpoint-interval", "100",
+                   *TINY[SCRIPT], log_dir=log_dir)
+    path = next(log_dir.glob("*/checkpoint.pt"))
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["loop"] = (*checkpoint["loop"], 7)
+    torch.save(checkpoint, path)
+    message = refusal(SCRIPT, "--resume", str(path.parent), "--total-timesteps", "200", log_dir=log_dir)
+    assert "was written by an older alm.py" in message
