@@ -180,9 +180,8 @@ def read_run_dir(run_dir: Path, tags: tuple[str, ...]) -> tuple[list[tuple[int, 
     return scalars, problems, readable, seconds
 
 
-def recorded_steps(log: Path) -> int | None:
+def recorded_steps(lines: list[str]) -> int | None:
     """The --total-timesteps of the last command a sweep wrote into a run's stdout.log ('# <date> <command>')."""
-    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
     for line in reversed(lines):
         if line.startswith("# ") and "--total-timesteps" in line:
             words = line.split()
@@ -217,7 +216,7 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
         lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
         last = next((line for line in reversed(lines) if line.strip()), "")
         steps, rule = next(((s, r) for s, r in [
-            ((planned or {}).get((experiment, task)), "the protocol"), (recorded_steps(log), "its stdout.log's last command"),
+            ((planned or {}).get((experiment, task)), "the protocol"), (recorded_steps(lines), "its stdout.log's last command"),
             (finished, "its finished.json")] if s is not None), (None, "not known"))
         run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=lambda p: p.stat().st_mtime)
         problems, readable, wall_s = [], False, None
