@@ -1064,14 +1064,20 @@ def render(df: pd.DataFrame, markers: dict[str, Marker], source: str, out: Path,
     return "\n".join(lines)
 
 
-def read_csv(path: Path, tags: tuple[str, ...]) -> pd.DataFrame:
-    """A runs.csv this script wrote, its rows with `tags`; exits with one line when it is not one."""
+def read_table(path: Path, flag: str, columns: list[str]) -> pd.DataFrame:
+    """The CSV given to `flag`, with exactly `columns`; exits with one line when it cannot be read or is not one."""
     try:
-        df = pd.read_csv(path, float_precision="round_trip")  # written back unchanged
+        table = pd.read_csv(path, float_precision="round_trip")  # a runs.csv is written back unchanged
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        sys.exit(f"error: cannot read --from-csv {path}: {e}")
-    if list(df.columns) != COLUMNS:
-        sys.exit(f"error: --from-csv {path} has columns {list(df.columns)}, expected {COLUMNS}")
+        sys.exit(f"error: cannot read {flag} {path}: {e}")
+    if list(table.columns) != columns:
+        sys.exit(f"error: {flag} {path} has columns {list(table.columns)}, expected {columns}")
+    return table
+
+
+def read_csv(path: Path, tags: tuple[str, ...]) -> pd.DataFrame:
+    """A runs.csv this script wrote, its rows with `tags`."""
+    df = read_table(path, "--from-csv", COLUMNS)
     return df[df.tag.str.startswith(tags)].astype({"seed": int, "step": int, "value": float})
 
 
@@ -1079,14 +1085,9 @@ PUBLISHED_COLUMNS = ["experiment", "task", "step", "value", "low", "high", "spre
 
 
 def read_published(path: Path) -> pd.DataFrame:
-    """A CSV of published numbers (PUBLISHED_COLUMNS; low/high may be empty); exits with one line when it is not one."""
-    try:
-        published = pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        sys.exit(f"error: cannot read --published {path}: {e}")
-    if list(published.columns) != PUBLISHED_COLUMNS:
-        sys.exit(f"error: --published {path} has columns {list(published.columns)}, expected {PUBLISHED_COLUMNS}")
-    return published.astype({"step": int, "value": float, "low": float, "high": float})
+    """A CSV of published numbers (PUBLISHED_COLUMNS; low/high may be empty)."""
+    return read_table(path, "--published", PUBLISHED_COLUMNS).astype({"step": int, "value": float, "low": float,
+                                                                       "high": float})
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
