@@ -436,8 +436,8 @@ def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | Non
         baseline = EXPERIMENTS[experiment].baseline if experiment in EXPERIMENTS else None
         if baseline is None or not (runs.experiment == baseline).any():
             continue
-        points = [("final", int(g.final_step.iloc[0]))] if g.final_step.iloc[0] >= 0 else []
-        points += [("at", s) for s in steps or []]
+        final = [("final", int(g.final_step.iloc[0]))] if g.final_step.iloc[0] >= 0 else []
+        points = final + [("at", s) for s in steps or [] if ("final", s) not in final]  # a step that is F: one row
         for kind, step in points:
             x = (scored(g).set_index("seed").final.sort_index() if kind == "final" else
                  returns_at(df, experiment, task, step))
