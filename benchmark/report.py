@@ -707,7 +707,7 @@ def verdict_section(table: pd.DataFrame) -> list[str]:
              f"one-sided 95 % lower confidence bound; the same as an effect, a fraction of the task's range, with its "
              f"bound; p; the BH column; n, the runs used of the cell's runs (unreadable ones included): finished, "
              f"and failed ones counted as not improved. p = nan is scipy's result when every difference is 0 (no). "
-             f"With fewer than 2 runs there is no verdict (-); with n = 2 the test has one degree of freedom and "
+             f"With fewer than 2 runs there is no verdict (-; one run: its gain, untested); with n = 2 the test has one degree of freedom and "
              f"rewards consistency, not size, so those verdicts are marked *indicative*. With 2-3 seeds **no** means "
              f"improvement was not shown, not that there was none.", "",
              f"Many tasks, many tests: 15 uncorrected tests at {ALPHA} give 2 or more false **yes** with probability "
@@ -723,7 +723,8 @@ def verdict_section(table: pd.DataFrame) -> list[str]:
         for r in part.itertuples():
             n = f"{r.seeds} of {r.runs}"
             if r.improved is None:
-                verdict = [f"- ({plural(r.seeds, 'run')} used)", "", "", "", "", "", n]
+                verdict = [f"- ({plural(r.seeds, 'run')} used)", *([f"{r.initial:.1f} -> {r.final:.1f}",
+                           f"{r.difference:+.1f}", f"{r.effect:+.3f}"] if r.seeds else ["", "", ""]), "", "", n]
             else:
                 verdict = [("**yes**" if r.improved else "no") + (" *indicative*" if r.seeds == 2 else ""),
                            f"{r.initial:.1f} -> {r.final:.1f}", f"{r.difference:+.1f} [{r.low:.1f}, inf)",

@@ -89,6 +89,7 @@ def test_report_reads_known_runs_into_csv_verdicts_and_counts(tmp_path):
 
     markdown = (out / "report.md").read_text()
     assert "**1 of 1** (protocol: 15 tasks)" in markdown
+    assert "| dmc:walker-run | mbpo_no_rollouts | 200 | - (1 run used) | 20.0 -> 400.0 | +380.0 | +0.389 |" in markdown  # one seed: no test, the gain shown
     assert "| Hopper-v5 | 3 used of 3 | - | 2 used of 3; 1 unfinished |" in markdown
     assert "| sac | Hopper-v5 | 3 | unfinished | ? (not known) | 100 | 200 | no | unfinished at step 100 of ?" in markdown
     assert "| mbpo > sac |" in markdown  # probability of improvement on both suites
