@@ -707,8 +707,9 @@ def verdict_section(table: pd.DataFrame) -> list[str]:
              f"one-sided 95 % lower confidence bound; the same as an effect, a fraction of the task's range, with its "
              f"bound; p; the BH column; n, the runs used of the cell's runs (unreadable ones included): finished, "
              f"and failed ones counted as not improved. p = nan is scipy's result when every difference is 0 (no). "
-             f"With fewer than 2 runs there is no verdict (-; one run: its gain, untested); with n = 2 the test has one degree of freedom and "
-             f"rewards consistency, not size, so those verdicts are marked *indicative*. With 2-3 seeds **no** means "
+             f"With fewer than 2 runs there is no verdict (-; one run: its gain, untested); with n = 2 the test has "
+             f"one degree of freedom and rewards consistency, not size, so those verdicts are marked *indicative*. "
+             f"With 2-3 seeds **no** means "
              f"improvement was not shown, not that there was none.", "",
              f"Many tasks, many tests: 15 uncorrected tests at {ALPHA} give 2 or more false **yes** with probability "
              f"~0.17 when nothing improved. The BH column corrects for it (Benjamini-Hochberg false discovery rate over "
