@@ -709,8 +709,7 @@ def verdict_section(table: pd.DataFrame) -> list[str]:
              f"and failed ones counted as not improved. p = nan is scipy's result when every difference is 0 (no). "
              f"With fewer than 2 runs there is no verdict (-; one run: its gain, untested); with n = 2 the test has "
              f"one degree of freedom and rewards consistency, not size, so those verdicts are marked *indicative*. "
-             f"With 2-3 seeds **no** means "
-             f"improvement was not shown, not that there was none.", "",
+             f"With 2-3 seeds **no** means improvement was not shown, not that there was none.", "",
              f"Many tasks, many tests: 15 uncorrected tests at {ALPHA} give 2 or more false **yes** with probability "
              f"~0.17 when nothing improved. The BH column corrects for it (Benjamini-Hochberg false discovery rate over "
              f"the tasks of each suite and experiment, `scipy.stats.false_discovery_control`; a nan p counts as 1; the "
@@ -722,13 +721,14 @@ def verdict_section(table: pd.DataFrame) -> list[str]:
             continue
         rows = []
         for r in part.itertuples():
-            n = f"{r.seeds} of {r.runs}"
-            if r.improved is None:
-                verdict = [f"- ({plural(r.seeds, 'run')} used)", *([f"{r.initial:.1f} -> {r.final:.1f}",
-                           f"{r.difference:+.1f}", f"{r.effect:+.3f}"] if r.seeds else ["", "", ""]), "", "", n]
+            n, change = f"{r.seeds} of {r.runs}", f"{r.initial:.1f} -> {r.final:.1f}"
+            if r.seeds == 0:
+                verdict = ["- (0 runs used)", "", "", "", "", "", n]
+            elif r.improved is None:  # one run: its gain, untested
+                verdict = ["- (1 run used)", change, f"{r.difference:+.1f}", f"{r.effect:+.3f}", "", "", n]
             else:
                 verdict = [("**yes**" if r.improved else "no") + (" *indicative*" if r.seeds == 2 else ""),
-                           f"{r.initial:.1f} -> {r.final:.1f}", f"{r.difference:+.1f} [{r.low:.1f}, inf)",
+                           change, f"{r.difference:+.1f} [{r.low:.1f}, inf)",
                            f"{r.effect:+.3f} [{r.effect_low:.3f}, inf)", f"{r.p:.3g}",
                            f"{'**yes**' if r.improved_bh else 'no'} (q={r.q:.3g})", n]
             rows.append([r.task, r.experiment, str(r.final_step) if r.final_step >= 0 else "-", *verdict,
