@@ -320,9 +320,10 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
 
 
 def run_time(m: Marker) -> str:
-    """The wall time its event files span ('' when unknown), with its number of attempts when more than one."""
+    """The wall time its event files span ('-' when unknown: no event file read), with its number of attempts when
+    more than one."""
     if m.wall_s is None:
-        return ""
+        return "-"
     return f"{m.wall_s / 60:.1f} min" + (f" ({m.attempts} attempts)" if m.attempts > 1 else "")
 
 
@@ -402,27 +403,25 @@ def returns_at(df: pd.DataFrame, experiment: str, task: str, step: int) -> pd.Se
 
 def compare(x: pd.Series, y: pd.Series, scale: float) -> dict:
     """X against Y (returns by seed): paired by seed when both have the same seeds (at least 2), else Welch's t-test;
-    the mean difference X - Y with its two-sided 95 % CI, as `effect` also a fraction of `scale`, one-sided p both
-    ways, and a verdict: 'better' when X is higher at p < ALPHA by at least MIN_EFFECT of the scale, 'worse' the other
-    way round, else 'not shown' ('-' when a side has fewer than 2 seeds)."""
+    the mean difference X - Y with its two-sided 95 % CI and the same test's two-sided p, as `effect` also a fraction
+    of `scale`, and a verdict that agrees with the CI: 'better' when p < ALPHA (the CI above 0) and X is higher by at
+    least MIN_EFFECT of the scale, 'worse' the other way round, else 'not shown' ('-' when a side has fewer than 2
+    seeds)."""
     paired = len(x) >= 2 and list(x.index) == list(y.index)
     difference = float((x - y).mean()) if paired else float(x.mean() - y.mean())
     result = {"test": "paired" if paired else "Welch", "n": f"{len(x)} / {len(y)}", "difference": difference,
-              "low": math.nan, "high": math.nan, "effect": difference / scale, "p_greater": math.nan,
-              "p_less": math.nan, "verdict": "-"}
+              "low": math.nan, "high": math.nan, "effect": difference / scale, "p": math.nan, "verdict": "-"}
     if min(len(x), len(y)) < 2:
         return result
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         test = (stats.ttest_rel(x, y) if paired else stats.ttest_ind(x, y, equal_var=False))
         ci = test.confidence_interval(1 - ALPHA)
-        greater = stats.ttest_rel(x, y, alternative="greater") if paired else stats.ttest_ind(
-            x, y, equal_var=False, alternative="greater")
-    p_greater = float(greater.pvalue)
-    p_less = 1 - p_greater if np.isfinite(p_greater) else math.nan
-    result.update(low=float(ci.low), high=float(ci.high), p_greater=p_greater, p_less=p_less,
-                  verdict="better" if p_greater < ALPHA and difference >= MIN_EFFECT * scale else
-                  "worse" if p_less < ALPHA and difference <= -MIN_EFFECT * scale else "not shown")
+    p = float(test.pvalue)
+    shown = p < ALPHA  # NaN (no spread on either side) is not shown
+    result.update(low=float(ci.low), high=float(ci.high), p=p,
+                  verdict="better" if shown and difference >= MIN_EFFECT * scale else
+                  "worse" if shown and difference <= -MIN_EFFECT * scale else "not shown")
     return result
 
 
@@ -446,7 +445,7 @@ def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | Non
                 rows.append({"experiment": experiment, "baseline": baseline, "task": task, "step": step, "kind": kind,
                              "x": x, "y": y, **compare(x, y, ranges[task])})
     return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "test", "n",
-                                       "difference", "low", "high", "effect", "p_greater", "p_less", "verdict"])
+                                       "difference", "low", "high", "effect", "p", "verdict"])
 
 
 def normalized(values: np.ndarray, task: str, random: pd.Series) -> np.ndarray:
@@ -674,7 +673,9 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
              "or --protocol-steps when given, else the last command its stdout.log records, else its finished.json). "
              "*F*: the final evaluation step of its experiment and task, the furthest a finished run of it evaluated "
              "at within its steps. A run the verdicts do not use says why; damage to its event files (read past, "
-             "never silently) is named with the last step read before it.", ""]
+             "never silently) is named with the last step read before it. *wall time*: the span of its event files' "
+             "records, summed over its attempts (the start and each resume)"
+             + (": not in a CSV (-)." if from_csv else "."), ""]
     counts = runs.groupby(["task", "experiment"]).state.value_counts().unstack(fill_value=0)
     experiments = sorted(runs.experiment.unique())
 
@@ -751,12 +752,12 @@ def comparison_rows(table: pd.DataFrame) -> list[list[str]]:
         return ", ".join(f"{v:.1f}" for v in values) + f" (mean {values.mean():.1f})"
     return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x), seeds(r.y),
              f"{r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" if np.isfinite(r.low) else f"{r.difference:+.1f}",
-             f"{r.effect:+.3f}", f"{r.test}, n {r.n}", f"{r.p_greater:.3g}" if np.isfinite(r.p_greater) else "-",
+             f"{r.effect:+.3f}", f"{r.test}, n {r.n}", f"{r.p:.3g}" if np.isfinite(r.p) else "-",
              {"better": "**better**", "worse": "**worse**"}.get(r.verdict, r.verdict)] for r in table.itertuples()]
 
 
 COMPARISON_HEADER = ["task", "step", "X vs Y", "X by seed", "Y by seed", "X - Y [95 % CI]", "effect", "test",
-                     "p (X > Y)", "verdict"]
+                     "p", "verdict"]
 
 
 def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int]) -> list[str]:
@@ -769,9 +770,9 @@ def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int]) -> 
              f"same env step: at the experiment's final step F (its used runs against the baseline's evaluations at F, "
              f"finished or not)" + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there)"
                                     if steps else "") + f". Paired by seed when both sides have the same seeds, else "
-             f"Welch's t-test; the difference's two-sided 95 % CI; effect = the difference as a fraction of the task's "
-             f"range; **better** when p(X > Y) < {ALPHA} and the effect is at least +{MIN_EFFECT:.2f}, **worse** the "
-             f"other way round, else not shown (- below 2 seeds a side). The probability of improvement in the "
+             f"Welch's t-test; the difference's two-sided 95 % CI and the test's two-sided p; effect = the difference "
+             f"as a fraction of the task's range; **better** when p < {ALPHA} (the CI above 0) and the effect is at least "
+             f"+{MIN_EFFECT:.2f}, **worse** the other way round, else not shown (- below 2 seeds a side). The probability of improvement in the "
              f"aggregates pools these tasks.", "",
              markdown_table(COMPARISON_HEADER, comparison_rows(table.sort_values(["task", "experiment", "step"]))), ""]
     gauge = df[df.tag.isin(["diagnostics/q_estimate", "diagnostics/mc_return"])]

@@ -254,6 +254,8 @@ def test_report_rebuilds_from_a_csv(tmp_path):
     markdown = (out / "report.md").read_text()
     assert "Rebuilt from a CSV" in markdown
     assert "| Hopper-v5 | 3 used of 4; 1 failed; 1 unfinished |" in markdown
+    assert "*wall time*: the span of its event files' records, summed over its attempts (the start and each resume): " \
+           "not in a CSV (-)." in markdown and "| yes |  | - |" in markdown  # unknown, and said so, not a blank
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -428,19 +430,26 @@ def test_each_experiment_meets_its_baseline_per_task_with_an_effect(tmp_path):
     for seed in (1, 2):
         write_run(tmp_path, "mbpo", "Hopper-v5", seed + 1, {0: 10.0, 100: 800.0 + 50 * seed}, finished=100)
         write_run(tmp_path, "sac", "Hopper-v5", seed + 3, {0: 10.0, 100: 100.0 * seed}, finished=100)
+    # the evidence sweep's sac_rr20 against sac at 20k: one-sided p 0.043, two-sided 0.086, a CI across 0
+    for seed, x, y in ((1, 117.1, 16.4), (2, 100.7, 24.1)):
+        write_run(tmp_path, "mbpo", "dmc:cheetah-run", seed, {0: 10.0, 100: x}, finished=100)
+        write_run(tmp_path, "sac", "dmc:cheetah-run", seed, {0: 10.0, 100: y}, finished=100)
     df, markers = report.read_sweep(tmp_path)
     df = report.with_experiment(df)
     table = report.versus_baseline(df, report.run_table(df, markers), steps=[100]).set_index(["task", "kind"])
     walker = table.loc[("dmc:walker-run", "final")]
     assert walker.test == "paired" and walker.step == 100
-    assert walker.p_greater == pytest.approx(stats.ttest_rel(list(mbpo.values()), list(sac.values()),
-                                                             alternative="greater").pvalue)
+    assert walker.p == pytest.approx(stats.ttest_rel(list(mbpo.values()), list(sac.values())).pvalue)
+    assert walker.high < 0
     assert walker.difference == pytest.approx(-(300 + 340 + 320 - 67) / 3)
     assert walker.verdict == "worse" and walker.effect == pytest.approx(walker.difference / 990)
     hopper = table.loc[("Hopper-v5", "final")]
     assert hopper.test == "Welch" and hopper.verdict == "better"
-    assert hopper.p_greater == pytest.approx(stats.ttest_ind([900, 850, 900], [100, 200], equal_var=False,
-                                                             alternative="greater").pvalue)
+    assert hopper.p == pytest.approx(stats.ttest_ind([900, 850, 900], [100, 200], equal_var=False).pvalue)
+    assert hopper.low > 0
+    cheetah = table.loc[("dmc:cheetah-run", "final")]  # the verdict agrees with the CI it prints beside it
+    assert cheetah.p == pytest.approx(stats.ttest_rel([117.1, 100.7], [16.4, 24.1]).pvalue) and 0.05 < cheetah.p < 0.1
+    assert cheetah.low < 0 < cheetah.high and cheetah.effect >= 0.05 and cheetah.verdict == "not shown"
     markdown = render(tmp_path, tmp_path / "report", steps=[100])
     assert markdown.count("| dmc:walker-run | 100 | mbpo vs sac | 20.0, 25.0, 22.0 (mean 22.3) | 300.0, 340.0, 320.0 (mean 320.0) |") == 1  # --steps 100 is F: one row
 
