@@ -943,11 +943,10 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
              markdown_table(header, rows), ""]
 
     last, recent = last_retrain(table, experiment), recent_at_last_retrain(table, experiment)
-    medians = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
-    medians = {s: float(values.median()) if len(values) else math.nan for s, values in medians.items()}
     by_suite = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
+    medians = {s: float(values.median()) if len(values) else math.nan for s, values in by_suite.items()}
     summary = ", ".join(f"{SUITE_NAMES[s]} {m:.1f} % ({plural(len(by_suite[s]), 'task')})" for s, m in medians.items()
-                        if np.isfinite(m)) or "none logged"
+                        if np.isfinite(m)) or "none logged, so no figure"
     if medians["gym"] > 0 and np.isfinite(medians["dmc"]):
         summary += f" ({medians['dmc'] / medians['gym']:.1f} times the Gym median)"
     lines += [f"Median recent error at the last retrain (step {last}): {summary}.", ""]
@@ -968,6 +967,8 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
                   f"FTFL on {plural(len(both), 'task')} with both at step {last}: median recent error "
                   f"{recent[both].median():.1f} % plain, {ftfl[both].median():.1f} % FTFL; lower with FTFL on "
                   f"{len(lower)} of {len(both)}" + (f": {', '.join(lower)}." if lower else "."), ""]
+    if not any(len(values) for values in by_suite.values()):
+        return lines  # nothing to draw (e.g. a perfect model: no held-out error)
     name = f"model_error_{experiment}.png"
     fig = model_error_figure(table, experiment)
     fig.savefig(out / name, dpi=90)

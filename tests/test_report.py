@@ -96,10 +96,10 @@ def test_report_reads_known_runs_into_csv_verdicts_and_counts(tmp_path):
     assert "| mbpo | 3 | 0." in markdown and "| sac | 2 | 0." in markdown
     assert "[" in markdown.split("| mbpo | 3 | ")[1].split("|")[0]  # a CI with 3 runs per task
     assert "(no CI: 2 runs per task)" in markdown.split("| sac | 2 | ")[1].split("\n")[0]
-    for figure in ("return_dmc.png", "return_gym.png", "error_pct_dmc.png", "aggregate_dmc.png", "aggregate_gym.png",
-                   "model_error_mbpo.png"):
+    for figure in ("return_dmc.png", "return_gym.png", "error_pct_dmc.png", "aggregate_dmc.png", "aggregate_gym.png"):
         assert (out / figure).stat().st_size > 1000, figure
         assert f"({figure})" in markdown
+    assert "none logged, so no figure" in markdown  # mbpo logged model/error_pct only, no recent error to draw
     assert "No run logged `diagnostics/q_estimate`." in markdown
 
 
@@ -464,6 +464,17 @@ def test_model_error_numbers_say_how_many_seeds_they_rest_on(tmp_path):
     markdown = render(tmp_path, tmp_path / "report")
     row = next(line for line in markdown.splitlines() if line.startswith("| DMC | dmc:walker-run |"))
     assert "- / 61.0 (1 of 2) / 60.0 (1 of 2)" in row
+
+
+def test_a_model_with_no_recent_error_gets_no_empty_figure(tmp_path):
+    """A perfect model logs its train and reward errors but no held-out one: the section says so and draws nothing."""
+    tags = model_errors(0.0)
+    del tags[report.RECENT]
+    write_run(tmp_path, "mbpo_perfect_model", "dmc:cheetah-run", 1, {0: 1.0, 15000: 2.0}, tags, finished=15000)
+    markdown = render(tmp_path, tmp_path / "report")
+    assert "Median recent error at the last retrain (step 15000): none logged, so no figure." in markdown
+    assert "model_error_mbpo_perfect_model.png" not in markdown
+    assert not (tmp_path / "report" / "model_error_mbpo_perfect_model.png").exists()
 
 
 def test_the_atlas_headline_is_computed_with_its_uncertainty(tmp_path):
