@@ -771,9 +771,9 @@ def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int]) -> 
              f"finished or not)" + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there)"
                                     if steps else "") + f". Paired by seed when both sides have the same seeds, else "
              f"Welch's t-test; the difference's two-sided 95 % CI and the test's two-sided p; effect = the difference "
-             f"as a fraction of the task's range; **better** when p < {ALPHA} (the CI above 0) and the effect is at least "
-             f"+{MIN_EFFECT:.2f}, **worse** the other way round, else not shown (- below 2 seeds a side). The probability of improvement in the "
-             f"aggregates pools these tasks.", "",
+             f"as a fraction of the task's range; **better** when p < {ALPHA} (the CI above 0) and the effect is at "
+             f"least +{MIN_EFFECT:.2f}, **worse** the other way round, else not shown (- below 2 seeds a side). The "
+             f"probability of improvement in the aggregates pools these tasks.", "",
              markdown_table(COMPARISON_HEADER, comparison_rows(table.sort_values(["task", "experiment", "step"]))), ""]
     gauge = df[df.tag.isin(["diagnostics/q_estimate", "diagnostics/mc_return"])]
     if steps and len(gauge):
@@ -945,8 +945,9 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
     last, recent = last_retrain(table, experiment), recent_at_last_retrain(table, experiment)
     by_suite = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
     medians = {s: float(values.median()) if len(values) else math.nan for s, values in by_suite.items()}
+    drawn = any(np.isfinite(table[(name, RECENT, last)]).any() for name in models if (name, RECENT, last) in table)
     summary = ", ".join(f"{SUITE_NAMES[s]} {m:.1f} % ({plural(len(by_suite[s]), 'task')})" for s, m in medians.items()
-                        if np.isfinite(m)) or "none logged, so no figure"
+                        if np.isfinite(m)) or "none logged" + ("" if drawn else ", so no figure")
     if medians["gym"] > 0 and np.isfinite(medians["dmc"]):
         summary += f" ({medians['dmc'] / medians['gym']:.1f} times the Gym median)"
     lines += [f"Median recent error at the last retrain (step {last}): {summary}.", ""]
@@ -967,7 +968,7 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
                   f"FTFL on {plural(len(both), 'task')} with both at step {last}: median recent error "
                   f"{recent[both].median():.1f} % plain, {ftfl[both].median():.1f} % FTFL; lower with FTFL on "
                   f"{len(lower)} of {len(both)}" + (f": {', '.join(lower)}." if lower else "."), ""]
-    if not any(len(values) for values in by_suite.values()):
+    if not drawn:
         return lines  # nothing to draw (e.g. a perfect model: no held-out error)
     name = f"model_error_{experiment}.png"
     fig = model_error_figure(table, experiment)
