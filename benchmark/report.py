@@ -613,10 +613,15 @@ def last_retrain(table: pd.DataFrame, experiment: str) -> int | None:
     return max(steps) if steps else None
 
 
-def recent_at_last_retrain(table: pd.DataFrame, experiment: str) -> pd.Series:
-    """Per task, the recent error (never trained on) of `experiment`'s model at its last retrain (NaN: not there)."""
-    key = (experiment, RECENT, last_retrain(table, experiment))
+def recent_at(table: pd.DataFrame, model: str, step: int | None) -> pd.Series:
+    """Per task, the recent error (never trained on) of `model` at the retrain at `step` (NaN: not there)."""
+    key = (model, RECENT, step)
     return table[key] if key in table.columns else pd.Series(math.nan, index=table.index)
+
+
+def recent_at_last_retrain(table: pd.DataFrame, experiment: str) -> pd.Series:
+    """Per task, the recent error of `experiment`'s model at its last retrain (NaN: not there)."""
+    return recent_at(table, experiment, last_retrain(table, experiment))
 
 
 def model_error_figure(table: pd.DataFrame, experiment: str) -> plt.Figure:
@@ -945,7 +950,7 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
     last, recent = last_retrain(table, experiment), recent_at_last_retrain(table, experiment)
     by_suite = {s: recent[[suite_of(t) == s for t in recent.index]].dropna() for s in ("gym", "dmc")}
     medians = {s: float(values.median()) if len(values) else math.nan for s, values in by_suite.items()}
-    drawn = any(np.isfinite(table[(name, RECENT, last)]).any() for name in models if (name, RECENT, last) in table)
+    drawn = any(np.isfinite(recent_at(table, model, last)).any() for model in models)
     summary = ", ".join(f"{SUITE_NAMES[s]} {m:.1f} % ({plural(len(by_suite[s]), 'task')})" for s, m in medians.items()
                         if np.isfinite(m)) or "none logged" + ("" if drawn else ", so no figure")
     if medians["gym"] > 0 and np.isfinite(medians["dmc"]):
@@ -960,8 +965,7 @@ def model_error_subsection(df: pd.DataFrame, experiment: str, out: Path) -> list
                   f"Mann-Whitney U two-sided p = {p:.2g} ({len(by_suite['dmc'])} DMC vs {len(by_suite['gym'])} Gym "
                   f"tasks, each the mean over its seeds): **{verdict}**.", ""]
     if len(models) == 2:
-        key = (experiment + FTFL, RECENT, last)
-        ftfl = table[key] if key in table.columns else pd.Series(math.nan, index=table.index)
+        ftfl = recent_at(table, experiment + FTFL, last)
         both = [t for t in table.index if np.isfinite(ftfl[t]) and np.isfinite(recent[t])]
         lower = [f"{t} ({recent[t]:.1f} -> {ftfl[t]:.1f} %)" for t in both if ftfl[t] < recent[t]]
         lines += [f"FTFL: no task has both models' recent error at step {last}." if not both else
