@@ -614,7 +614,8 @@ def last_retrain(table: pd.DataFrame, experiment: str) -> int | None:
 
 
 def recent_at(table: pd.DataFrame, model: str, step: int | None) -> pd.Series:
-    """Per task, the recent error (never trained on) of `model` at the retrain at `step` (NaN: not there)."""
+    """Per task, the recent error (never trained on) of `model` at the retrain at `step` (NaN: not there; a column
+    that is there has a finite value, since the table is built from finite values only)."""
     key = (model, RECENT, step)
     return table[key] if key in table.columns else pd.Series(math.nan, index=table.index)
 
@@ -628,8 +629,8 @@ def model_error_figure(table: pd.DataFrame, experiment: str) -> plt.Figure:
     """Horizontal bars, one per task in the table's order: the recent error at the last retrain, coloured by suite;
     the FTFL model's hatched beside it where it ran."""
     step = last_retrain(table, experiment)
-    bars = [(name, table[(name, RECENT, step)].to_numpy()) for name in (experiment, experiment + FTFL)
-            if (name, RECENT, step) in table.columns]
+    recents = {name: recent_at(table, name, step).to_numpy() for name in (experiment, experiment + FTFL)}
+    bars = [(name, values) for name, values in recents.items() if np.isfinite(values).any()]
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(table) + 1.6))
     y, height = np.arange(len(table)), 0.8 / max(len(bars), 1)
     for i, (name, values) in enumerate(bars):
