@@ -1,60 +1,119 @@
-"""One command for a borrowed GPU: eager vs compiled speed of every script's update, MBPO's model step and rollout,
-mbpo.py end to end, several mbpo.py processes on one GPU, and the compiled-equals-eager check; one table.
+"""One command for a short GPU allocation: graph breaks, compiled == eager, the speed of every script's compiled
+functions, and mbpo.py end to end (one and several processes), as one Markdown table that grows row by row.
 
-    python benchmark/gpu_check.py                 # on a machine with one GPU, at most ~8 minutes
-    python benchmark/gpu_check.py --cpu-smoke     # the same code paths on the CPU with tiny budgets (in the tests)
+    python benchmark/gpu_check.py --out gpu.md               # one GPU; keeps to --budget seconds (default 480)
+    python benchmark/gpu_check.py --cpu-smoke --out smoke.md # every part on the CPU, tiny sizes (the tests run it)
 
-What it measures (each as a row of the table, eager beside `--compile`, on the same machine in the same process):
-1. sac.py, td3.py, mbpo.py and alm.py: their own `update(data)` (run in-process for a few steps, as benchmark/speed.py
-   does), updates/s at batch 256 on Hopper-v5 sizes (alm at its batch 512).
-2. mbpo.py: the model's gradient step (7 members, batch 256) and the rollout (400 one-step rollouts), per second.
-3. mbpo.py at the paper's defaults end to end on Hopper-v5 and dmc:hopper-stand: env steps/s over --e2e-steps
-   learning steps after 1000 random ones (time split from the script's own last line).
-4. 1, 4 and 8 concurrent mbpo.py processes (--compile) on the one GPU: aggregate seed-steps/s, which decides whether
-   packed processes suffice or seeds must be batched inside one process as the paper's code does (its README: 6
-   vmapped seeds, Hopper-v3 300k steps in 4 h 53 min on an RTX 4500 Ada, ~102 seed-steps/s).
-5. compiled == eager: a few updates of each script from the same seed and batches, parameters compared (max abs
-   difference; inductor's `fallback_random` makes the compiled graphs draw the eager random numbers).
-With --cpu-smoke every part runs on the CPU with tiny budgets and tiny networks, and torch.compile uses the
-"aot_eager" backend in-process and is disabled (TORCH_COMPILE_DISABLE=1) in the subprocesses: it checks that this
-script and the scripts' --compile paths run, not their speed.
+Every row is printed (and flushed) the moment it is measured and appended to --out, below a header naming the device,
+the torch version and the command line, so a run cut off early still leaves what it measured. Before each part the
+check estimates the seconds it needs (a prior scaled by how much longer or shorter earlier parts of its kind took than
+theirs; for mbpo.py end to end, from the rates measured before it) and skips, in a row saying so, what no longer fits
+in the budget; a run that still goes past the budget is stopped.
+
+Columns, per device: on a GPU `--no-cuda-graph` (plain eager), default (the eager functions replayed as CUDA graphs)
+and `--compile` (compiled, replayed as CUDA graphs); on the CPU default (eager) and `--compile`. The parts, in order:
+1. Graph breaks: each script (sac.py, mbpo.py, td3.py, alm.py, mbpo_perfect_model.py) runs in-process for two
+   learning steps with `--compile` and torch.compile replaced by a recorder, which keeps each function the script
+   compiles (its `update`; mbpo.py's `model_step` and `rollout_step` too) and the arguments its loop passes. Each is
+   then traced by `torch._dynamo.explain` with those arguments (`trace_autograd_ops` on): the count must be 0; if it
+   is not, the row gives the first break reason.
+2. Per script, its runs for --compare-steps learning steps from the same seed in each column (in-process, as
+   benchmark/speed.py does): the largest parameter difference from the plain eager run, absolute and relative (to
+   the largest magnitude in that tensor; inductor's `fallback_random` makes compiled graphs draw the eager random
+   numbers), then calls/s of each recorded function in each run, on the recorded arguments (Hopper-v5 sizes at
+   batch 256; alm.py at its 512; mbpo.py's model step at 7 members x 256, its rollout 400 x 1 step).
+3. mbpo.py end to end at the paper's defaults on Hopper-v5 after 1000 random steps, one subprocess per column, for
+   the largest number of learning steps up to --model-train-freq + 1 (251) that fits: env steps/s over the whole
+   learning phase (compilation, capture and the first model retrain included), and, when a second retrain is
+   included, the steady rate over the 250 steps after the first (one retrain per 250 steps, as in a long run),
+   from the wall times of the TensorBoard logs at those steps.
+4. 4 and 8 concurrent mbpo.py processes (the fastest column of part 3; its single run is the 1-process row):
+   seed-steps/s in all, which says whether packed processes suffice or seeds must be batched inside one process as
+   the paper's code does (its README: 6 vmapped seeds, ~102 seed-steps/s on an RTX 4500 Ada).
+With --cpu-smoke the sizes are tiny, the in-process torch.compile uses the "aot_eager" backend (seconds, not
+inductor's minutes of C++ compilation), end-to-end runs are at 5 learning steps per retrain and 2 processes at
+once: it checks that every part and every script's compiled path runs, and counts graph breaks; its timings mean
+nothing.
 """
-import argparse
-import itertools
-import os
-import re
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import torch
+START = time.monotonic()  # the budget counts from here, imports included
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmark"))
-from speed import run_in_process, update_call  # noqa: E402
+from speed import run_in_process  # noqa: E402
 
-SCRIPTS = ("sac.py", "td3.py", "mbpo.py", "alm.py")
+SCRIPTS = ("sac.py", "mbpo.py", "td3.py", "alm.py", "mbpo_perfect_model.py")  # the most wanted first
+# how much there is to trace and compile in each script, relative to sac.py's update (scales the priors below)
+WEIGHT = {"sac.py": 1, "td3.py": 1, "mbpo.py": 3, "alm.py": 3, "mbpo_perfect_model.py": 1.5}
+# conservative seconds per part on a GPU before anything is measured (times WEIGHT where per script)
+PRIOR = {"graph breaks": 30, "run": 30, "compiled run": 150, "e2e startup": 30, "e2e compile": 300}
+# mbpo.py rates (calls/s) assumed where none was measured: eager on an H200 before CUDA graphs (issue 35)
+PRIOR_RATES = {"update": 109, "model_step": 296, "rollout_step": 324}
+RECORDED_CALLS = 8  # arguments kept per compiled function: td3.py's alternate (policy delay)
+E2E_ENV = "Hopper-v5"
+SMOKE_PRELUDE = ("import functools, runpy, sys, torch; torch.compile = functools.partial(torch.compile, "
+                 "backend='aot_eager', mode=None); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
-def script_argv(script: str, a: argparse.Namespace, compiled: bool, steps: int) -> list[str]:
-    """A short run of `script` that reaches its learning phase: its update, buffers and model exist afterwards."""
-    batch = 512 if script == "alm.py" else 256
-    if a.cpu_smoke:
-        batch = 16
-    argv = ["--env", a.env, "--seed", "1", "--learning-starts", str(batch), "--total-timesteps", str(batch + steps),
-            "--batch-size", str(batch), "--eval-episodes", "1", "--checkpoint-interval", "0",
-            "--cuda" if a.device == "cuda" else "--no-cuda"]
-    if a.cpu_smoke:
-        argv += {"alm.py": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--latent-dim", "8"],
-                 "mbpo.py": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps", "2",
-                             "--rollouts-per-step", "8", "--replay-ratio", "2", "--model-train-freq", "2"]}.get(
-            script, ["--hidden-dim", "16"])
-    elif script == "mbpo.py":
-        argv += ["--model-train-steps", "1", "--model-train-freq", "10"]
-    return argv + (["--compile"] if compiled else [])
+class Table:
+    """The Markdown table: each row printed (and flushed) the moment it is complete, and appended to `out`."""
+
+    def __init__(self, columns: dict, out: str | None, header: list[str]):
+        self.columns, self.file = list(columns), open(out, "a") if out else None
+        self.write("\n".join(header) + "\n\n| what | " + " | ".join(self.columns) + " | note |\n|---|"
+                   + "---|" * (len(self.columns) + 1))
+
+    def row(self, what: str, cells: dict | None = None, note: str = ""):
+        cells = cells or {}
+        self.write("| " + " | ".join([what, *(cells.get(c, "") for c in self.columns), note]) + " |")
+
+    def write(self, text: str):
+        print(text, flush=True)
+        if self.file:
+            self.file.write(text + "\n")
+            self.file.flush()
+
+
+class Budget:
+    """The seconds left of --budget, and how long a part will take: its prior, times the largest ratio of measured to
+    prior seconds among the earlier parts of its kind (1 before any)."""
+
+    def __init__(self, seconds: float, table: Table):
+        self.seconds, self.table, self.ratios = seconds, table, {}
+
+    def left(self) -> float:
+        return self.seconds - (time.monotonic() - START)
+
+    def fits(self, what: str, kind: str, prior: float) -> bool:
+        """Whether the part fits in what is left; if not, a row says it is skipped."""
+        need = prior * max(self.ratios.get(kind, [1.0]))
+        if need <= self.left():
+            print(f"[{time.monotonic() - START:.0f} s] {what}: ~{need:.0f} s of {self.left():.0f} s left", file=sys.stderr, flush=True)
+            return True
+        self.table.row(f"skipped: {what}", note=f"needs ~{need:.0f} s, {max(0.0, self.left()):.0f} s of the budget left")
+        return False
+
+    @contextlib.contextmanager
+    def timed(self, kind: str, prior: float):
+        tic = time.monotonic()
+        yield
+        self.ratios.setdefault(kind, []).append((time.monotonic() - tic) / prior)
 
 
 def synchronize():
@@ -62,108 +121,350 @@ def synchronize():
         torch.cuda.synchronize()
 
 
-def rate(fn, calls: int) -> float:
-    """Calls per second of `fn()` after a warm-up (compilation happens there)."""
-    for _ in range(3):
-        fn()
+def recording_compile(record: dict, compile_=None):
+    """A stand-in for torch.compile: compiles with `compile_` (None: not at all) and keeps, per function name, the
+    uncompiled function and the arguments of its first RECORDED_CALLS calls (those the script's loop passes)."""
+    def compile_and_record(fn=None, **kwargs):
+        if fn is None:  # used as @torch.compile(...)
+            return lambda f: compile_and_record(f, **kwargs)
+        target, calls = compile_(fn, **kwargs) if compile_ else fn, []
+        record[getattr(fn, "__name__", repr(fn))] = (fn, calls)
+
+        def recorded(*args, **kw):
+            if len(calls) < RECORDED_CALLS:
+                calls.append((args, kw))
+            return target(*args, **kw)
+        return recorded
+    return compile_and_record
+
+
+class Check:
+    """The check's settings, table and budget, and what its parts measure for the later ones."""
+
+    def __init__(self, a: argparse.Namespace, table: Table, budget: Budget, columns: dict):
+        self.a, self.table, self.budget, self.columns = a, table, budget, columns
+        self.reference, self.compiled = next(iter(columns)), next(c for c in columns if "--compile" in c)
+        self.log_dir = tempfile.mkdtemp(prefix="freelunch-gpu-check-")
+        self.recorded = {}  # script -> {function name: (uncompiled function, [(args, kwargs)])}
+        self.rates = {}  # (script, function name, column) -> calls/s
+        self.run_seconds = {}  # (script, column) -> seconds of its in-process run (compilation and capture included)
+        self.torch_compile = torch.compile  # the real one (the smoke's aot_eager one under --cpu-smoke)
+        self.failures = 0  # parts that failed and graph-break counts other than 0: the check's exit status
+
+    def device_flags(self) -> list[str]:
+        return ["--cuda" if self.a.device == "cuda" else "--no-cuda"]
+
+    def script_argv(self, script: str, learning_steps: int) -> list[str]:
+        """A run of `script` that reaches its learning phase for `learning_steps` steps, at Hopper-v5 sizes."""
+        batch = 16 if self.a.cpu_smoke else 512 if script == "alm.py" else 256
+        argv = ["--env", self.a.env, "--seed", "1", "--learning-starts", str(batch), "--total-timesteps",
+                str(batch + learning_steps), "--batch-size", str(batch), "--eval-episodes", "1",
+                "--checkpoint-interval", "0", *self.device_flags()]
+        if self.a.cpu_smoke:
+            return argv + {"alm.py": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--latent-dim", "8"],
+                           "mbpo.py": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps", "2",
+                                       "--rollouts-per-step", "8", "--replay-ratio", "2", "--model-train-freq", "2"],
+                           "mbpo_perfect_model.py": ["--hidden-dim", "16", "--rollouts-per-step", "8",
+                                                     "--replay-ratio", "2", "--model-train-freq", "2"]}.get(
+                script, ["--hidden-dim", "16"])
+        return argv + (["--model-train-steps", "10", "--model-train-freq", "10"] if script == "mbpo.py" else [])
+
+    def in_process(self, script: str, argv: list[str], record: dict | None = None, compile_=None) -> dict:
+        """`script` run in this process (its globals back), torch.compile replaced by a recorder into `record`,
+        stopped with TimeoutError at the end of the budget."""
+        torch.compile = recording_compile(record if record is not None else {}, compile_)
+        try:
+            return run_in_process(script, [*argv, "--log-dir", tempfile.mkdtemp(dir=self.log_dir, prefix=script)],
+                                  timeout=max(1, math.ceil(self.budget.left())))
+        finally:
+            torch.compile = self.torch_compile
+
+    def attempt(self, what: str, kind: str, prior: float, part):
+        """`part()` if it fits in the budget (else a row saying it is skipped); None if skipped, stopped or failed (a
+        row says which, and why in one line)."""
+        if not self.budget.fits(what, kind, prior):
+            return None
+        with self.budget.timed(kind, prior):
+            try:
+                return part()
+            except TimeoutError:
+                self.table.row(f"stopped: {what}", note="it ran past the budget")
+            except (Exception, SystemExit) as e:  # one part's failure is its row, not the end of the check
+                self.failures += 1
+                self.table.row(f"failed: {what}", note=one_line(f"{type(e).__name__}: {e}"))
+            return None
+
+    def graph_breaks(self, script: str):
+        """Part 1: each function `script` compiles, traced by torch._dynamo.explain with its loop's arguments."""
+        def part():
+            record = {}
+            self.in_process(script, [*self.script_argv(script, 2), "--compile",
+                                     *(["--no-cuda-graph"] if self.a.device == "cuda" else [])], record)
+            for name, (fn, calls) in record.items():
+                what = f"{script} `{name}`: graph breaks (torch._dynamo.explain)"
+                try:
+                    with torch._dynamo.config.patch(trace_autograd_ops=True):
+                        out = torch._dynamo.explain(fn)(*calls[0][0], **calls[0][1])
+                except Exception as e:  # a crash in tracing is this row's result, not the end of the check
+                    self.failures += 1
+                    self.table.row(what, {self.compiled: "error"}, one_line(f"{type(e).__name__}: {e}"))
+                    continue
+                note = "" if out.graph_break_count == 0 else one_line(break_reason(out.break_reasons[0]))
+                self.failures += out.graph_break_count != 0
+                self.table.row(what, {self.compiled: str(out.graph_break_count)}, note)
+            if not record:
+                self.table.row(f"{script}: graph breaks", {self.compiled: "none compiled"},
+                               "--compile compiled no function: nothing to count")
+            self.recorded[script] = record
+        self.attempt(f"{script} graph breaks", "graph breaks", PRIOR["graph breaks"] * WEIGHT[script], part)
+
+    def compare_and_time(self, script: str):
+        """Part 2: a run per column, parameters against the plain eager one, then calls/s of each function."""
+        runs, record = {}, {}
+        for column, flags in self.columns.items():
+            kind = "compiled run" if "--compile" in flags else "run"
+
+            def part():
+                tic = time.monotonic()
+                run = self.in_process(script, [*self.script_argv(script, self.a.compare_steps), *flags],
+                                      record if "--compile" in flags else None, self.torch_compile)
+                self.run_seconds[script, column] = time.monotonic() - tic
+                return run
+            runs[column] = self.attempt(f"{script} {column} run", kind, PRIOR[kind] * WEIGHT[script], part)
+        runs = {column: run for column, run in runs.items() if run is not None}
+        if self.reference in runs and len(runs) > 1:
+            cells, notes = {self.reference: "reference"}, []
+            for column, run in runs.items():
+                if column != self.reference:
+                    absolute, relative, worst = parameter_difference(run, runs[self.reference])
+                    cells[column] = f"abs {absolute:.1e}, rel {relative:.1e}"
+                    notes.append(f"{column}: worst {worst}" if relative > 0 else "")
+            self.table.row(f"{script}: parameters after {self.a.compare_steps} learning steps, max difference from "
+                           f"{self.reference}", cells, "; ".join(n for n in notes if n))
+        functions = self.recorded.get(script) or record
+        if not functions or not runs:
+            return
+        seconds = self.a.rate_seconds * len(functions) * len(runs) + 5
+        rates = self.attempt(f"{script} calls/s", "timing", seconds, lambda: {
+            (name, column): rate(run[name], calls, self.a.calls, self.a.rate_seconds)
+            for name, (_, calls) in functions.items() for column, run in runs.items()})
+        for name in functions if rates else ():
+            for column in runs:
+                self.rates[script, name, column] = rates[name, column]
+            self.table.row(f"{script} `{name}` calls/s", {column: f"{rates[name, column]:.1f}" for column in runs})
+
+    def e2e_settings(self) -> dict:
+        """mbpo.py's end-to-end run: random steps, retrain interval, model steps per retrain, replay ratio, flags."""
+        if self.a.cpu_smoke:
+            return {"learning_starts": 50, "model_train_freq": 5, "model_train_steps": 2, "replay_ratio": 2,
+                    "flags": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps", "2",
+                              "--model-train-freq", "5", "--replay-ratio", "2", "--rollouts-per-step", "8"]}
+        import mbpo  # noqa: E402  (its defaults are the paper's)
+
+        d = mbpo.Args()
+        return {"learning_starts": 1000, "model_train_freq": d.model_train_freq, "model_train_steps": d.model_train_steps,
+                "replay_ratio": d.replay_ratio, "flags": []}
+
+    def e2e_seconds(self, column: str, steps: int, e: dict) -> float:
+        """Predicted seconds of one end-to-end run in `column` for `steps` learning steps, from part 2's mbpo.py rates
+        and run time (compilation and capture), else from PRIOR and PRIOR_RATES."""
+        r = {name: self.rates.get(("mbpo.py", name, column), prior) for name, prior in PRIOR_RATES.items()}
+        once = self.run_seconds.get(("mbpo.py", column),
+                                    PRIOR["e2e compile"] if "--compile" in self.columns[column] else 0)
+        per_step = (e["replay_ratio"] / r["update"] + 1 / r["rollout_step"]
+                    + e["model_train_steps"] / e["model_train_freq"] / r["model_step"] + 0.002)
+        return PRIOR["e2e startup"] + once + e["model_train_steps"] / r["model_step"] + steps * per_step
+
+    def end_to_end(self):
+        """Parts 3 and 4: mbpo.py at the paper's defaults, one process per column, then 4 and 8 at once."""
+        e = self.e2e_settings()
+        order = [c for c in ("default", self.compiled, self.reference) if c in self.columns]
+        order = list(dict.fromkeys(order))
+        full = e["model_train_freq"] + 1  # the first learning step retrains; a second retrain at step 1 + freq
+        steps = 0
+        while order:  # the most learning steps (up to `full`) at which every column's run fits, else fewer columns
+            steps = next((n for n in range(full, 0, -1) if sum(self.e2e_seconds(c, n, e) for c in order)
+                          * max(self.budget.ratios.get("e2e", [1.0])) <= self.budget.left()), 0)
+            if steps:
+                break
+            self.table.row(f"skipped: mbpo.py end to end, {order[-1]}",
+                           note=f"needs ~{self.e2e_seconds(order[-1], 1, e):.0f} s, {self.budget.left():.0f} s of the budget left")
+            order.pop()
+        if not order:
+            return
+        results = {}
+        for column in order:
+            prior = self.e2e_seconds(column, steps, e)
+            per_process = self.attempt(f"mbpo.py end to end, {column}", "e2e", prior,
+                                       lambda: self.mbpo_processes(self.columns[column], steps, 1, e))
+            if per_process:
+                results[column] = per_process[0]
+        what = f"mbpo.py end to end, {E2E_ENV}, paper defaults, {steps} learning steps"
+        self.table.row(f"{what}: env steps/s over all of them (compilation, capture, first retrain included)",
+                       {c: f"{whole:.2f}" for c, (whole, _) in results.items()})
+        steady = {c: s for c, (_, s) in results.items() if s is not None}
+        if steady:
+            self.table.row(f"{what}: env steps/s over the {e['model_train_freq']} after the first (steady: one "
+                           f"retrain per {e['model_train_freq']})", {c: f"{s:.2f}" for c, s in steady.items()})
+        else:
+            self.table.row(f"skipped: mbpo.py end to end, steady rate",
+                           note=f"needs {full} learning steps (a second retrain); the budget allowed {steps}")
+        if not results:
+            return
+        best = max(results, key=lambda c: results[c][1] or results[c][0])
+        one = results[best][1] or results[best][0]
+        self.table.row(f"1 mbpo.py process, {E2E_ENV}, seed-steps/s ({'steady' if results[best][1] else 'all steps'})",
+                       {best: f"{one:.2f}"})
+        single = self.e2e_seconds(best, steps, e)
+        for processes in (2,) if self.a.cpu_smoke else (4, 8):
+            prior = single * max(1.0, processes / 2)  # assumes the GPU serves at least two processes' worth at once
+            per_process = self.attempt(f"{processes} mbpo.py processes at once", "processes", prior,
+                                       lambda: self.mbpo_processes(self.columns[best], steps, processes, e))
+            if not per_process:
+                continue
+            rates = [s if s is not None else whole for whole, s in per_process]
+            self.table.row(f"{processes} mbpo.py processes at once, {E2E_ENV}, seed-steps/s in all "
+                           f"({'steady' if per_process[0][1] is not None else 'all steps'})",
+                           {best: f"{sum(rates):.2f}"}, f"each {min(rates):.2f}-{max(rates):.2f}")
+
+    def mbpo_processes(self, flags: list[str], steps: int, processes: int, e: dict) -> list[tuple]:
+        """`processes` concurrent mbpo.py runs (seeds 1...) for `steps` learning steps; per run (env steps/s over all
+        its learning steps, env steps/s over the model_train_freq steps after the first or None). Stopped with
+        TimeoutError at the end of the budget."""
+        start = e["learning_starts"]
+        command = [sys.executable, *(["-c", SMOKE_PRELUDE] if self.a.cpu_smoke else []), str(ROOT / "mbpo.py"),
+                   "--env", E2E_ENV, "--learning-starts", str(start), "--total-timesteps", str(start + steps),
+                   "--eval-interval", str(10**9), "--eval-episodes", "1", "--checkpoint-interval", "0",
+                   "--log-interval", str(e["model_train_freq"]), *self.device_flags(), *e["flags"], *flags]
+        run_dirs = [tempfile.mkdtemp(dir=self.log_dir, prefix=f"e2e_{processes}_") for _ in range(processes)]
+        jobs = [subprocess.Popen([*command, "--seed", str(seed), "--log-dir", run_dir], cwd=ROOT,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+                for seed, run_dir in enumerate(run_dirs, 1)]
+        outputs = []
+        try:
+            for job in jobs:
+                outputs.append(job.communicate(timeout=max(1.0, self.budget.left()))[0])
+        except subprocess.TimeoutExpired:
+            for job in jobs:
+                job.kill()
+                job.wait()
+            raise TimeoutError("mbpo.py ran past the budget")
+        results = []
+        for job, output, run_dir in zip(jobs, outputs, run_dirs):
+            if job.returncode != 0:
+                raise RuntimeError(f"mbpo.py exited with {job.returncode}: {output.strip().splitlines()[-1:]}")
+            whole = float(re.findall(r"\| learning \| SPS ([\d.e+]+)", output)[-1])
+            ends = step_end_times(run_dir, (start, start + e["model_train_freq"]))
+            results.append((whole, e["model_train_freq"] / (ends[1] - ends[0]) if None not in ends else None))
+        return results
+
+
+def step_end_times(run_dir: str, steps: tuple) -> list:
+    """Wall time of the last TensorBoard scalar logged at each of `steps` (None where none was): the end of that
+    step's work, which the logging's device reads wait for."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (path,) = [p for p in Path(run_dir).iterdir() if p.is_dir()]
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    events.Reload()
+    ends = {}
+    for tag in events.Tags()["scalars"]:
+        for event in events.Scalars(tag):
+            ends[event.step] = max(ends.get(event.step, 0.0), event.wall_time)
+    return [ends.get(step) for step in steps]
+
+
+def rate(fn, calls: list, count: int, seconds: float) -> float:
+    """Calls per second of `fn` on the recorded (args, kwargs) `calls` in turn, after one warm-up round: `count` calls
+    or as many as `seconds` allows."""
+    for args, kwargs in calls:
+        fn(*args, **kwargs)
     synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
+    done, start = 0, time.perf_counter()
+    while done < count and (done == 0 or time.perf_counter() - start < seconds):
+        args, kwargs = calls[done % len(calls)]
+        fn(*args, **kwargs)
+        done += 1
     synchronize()
-    return calls / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start)
 
 
-def update_rates(a: argparse.Namespace, log_dir: str) -> tuple[list, list]:
-    """(name, eager per second, compiled per second) for each script's update and MBPO's model step and rollout; and
-    (script, max abs parameter difference) between its eager and compiled runs from the same seed, before timing."""
-    import torch._inductor.config
+def parameter_difference(run: dict, reference: dict) -> tuple[float, float, str]:
+    """Largest absolute difference between the two runs' module weights (and leaf tensors such as log_alpha), the
+    largest relative one (to the largest magnitude in that tensor), and the tensor where that is."""
+    def tensors(g: dict) -> dict:
+        out = {f"{name}.{key}": t for name, v in g.items() if isinstance(v, torch.nn.Module)
+               for key, t in v.state_dict().items() if t.is_floating_point()}
+        out.update({name: v.detach() for name, v in g.items() if isinstance(v, torch.Tensor) and v.requires_grad})
+        return out
 
-    torch._inductor.config.fallback_random = True  # the compiled graphs draw the eager random numbers
-    rows, differences = [], []
-    for script in SCRIPTS:
-        runs = {compiled: run_in_process(script, [*script_argv(script, a, compiled, 4), "--log-dir",
-                                                  f"{log_dir}/{script}_{compiled}"]) for compiled in (False, True)}
-        names = ("actor", "qf", "model") if script == "mbpo.py" else ("actor", "qf")
-        differences.append((script, max((p - q).abs().max().item() for name in names
-                                        for p, q in zip(runs[False][name].parameters(), runs[True][name].parameters()))))
-        calls = {c: update_call(script, run) for c, run in runs.items()}
-        batches = {c: [sample() for _ in range(8)] for c, (_, sample) in calls.items()}
-        counter = itertools.count()
-        per_s = {c: rate(lambda: calls[c][0](batches[c][next(counter) % 8]), a.calls) for c in calls}
-        rows.append((f"{script} update", per_s[False], per_s[True]))
-        if script == "mbpo.py":
-            targets = {c: run["model_targets"](run["rb"].obs[: run["rb"].size], run["rb"].rewards[: run["rb"].size],
-                                               run["rb"].next_obs[: run["rb"].size]) for c, run in runs.items()}
-            batch = {c: torch.randint(0, run["rb"].size, (run["args"].model_batch_size,), device=run["device"])
-                     for c, run in runs.items()}
-            per_s = {c: rate(lambda: run["model_step"](batch[c], targets[c]), a.calls) for c, run in runs.items()}
-            rows.append(("mbpo.py model step", per_s[False], per_s[True]))
-            per_s = {c: rate(lambda: run["rollout"](1), a.calls) for c, run in runs.items()}
-            rows.append((f"mbpo.py rollout ({runs[False]['args'].rollouts_per_step} x 1 step)", per_s[False], per_s[True]))
-    return rows, differences
+    ours, theirs = tensors(run), tensors(reference)
+    assert ours.keys() == theirs.keys(), sorted(ours.keys() ^ theirs.keys())
+    absolute, relative, worst = 0.0, 0.0, ""
+    for name, t in ours.items():
+        difference = (t.float() - theirs[name].float()).abs().max().item() if t.numel() else 0.0
+        scale = theirs[name].abs().max().item() if t.numel() else 0.0
+        absolute = max(absolute, difference)
+        if difference / max(scale, 1e-12) > relative:
+            relative, worst = difference / max(scale, 1e-12), name
+    return absolute, relative, worst
 
 
-def end_to_end(a: argparse.Namespace, env_id: str, compiled: bool, log_dir: str, processes: int = 1) -> float:
-    """Aggregate env steps/s over the learning phase of `processes` concurrent mbpo.py runs (paper defaults)."""
-    warmup, steps = (50, 20) if a.cpu_smoke else (1000, a.e2e_steps)
-    command = [sys.executable, str(ROOT / "mbpo.py"), "--env", env_id, "--learning-starts", str(warmup),
-               "--total-timesteps", str(warmup + steps), "--eval-interval", str(10**9), "--eval-episodes", "1",
-               "--checkpoint-interval", "0", "--cuda" if a.device == "cuda" else "--no-cuda",
-               *(["--compile"] if compiled else [])]
-    if a.cpu_smoke:
-        command += ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps", "2", "--rollouts-per-step", "8"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **({"TORCH_COMPILE_DISABLE": "1"} if a.cpu_smoke else {})}
-    jobs = [subprocess.Popen([*command, "--seed", str(seed), "--log-dir", f"{log_dir}/e2e_{env_id}_{compiled}_{processes}"],
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for seed in range(1, processes + 1)]
-    total = 0.0
-    for job in jobs:
-        output = job.communicate()[0]
-        if job.returncode != 0:
-            sys.exit(f"error: mbpo.py on {env_id} failed:\n{output[-1500:]}")
-        split = next(line for line in output.splitlines() if line.startswith("time split over"))
-        shares = dict(re.findall(r"(\w+) ([\d.]+)%", split))
-        elapsed = float(re.search(r"over ([\d.]+) s", split).group(1))
-        learning = elapsed * sum(float(shares[k]) for k in ("model_training", "rollouts", "sac_updates")) / 100
-        total += steps / learning
-    return total
+def break_reason(reason) -> str:
+    """A graph break's reason and the user line where it happened."""
+    where = reason.user_stack[-1] if getattr(reason, "user_stack", None) else None
+    return f"{reason.reason}" + (f" at {Path(where.filename).name}:{where.lineno}" if where else "")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cpu-smoke", action="store_true", help="every code path on the CPU, tiny budgets (< 2 min)")
-    parser.add_argument("--env", default="Hopper-v5", help="env whose sizes the update timings use")
-    parser.add_argument("--calls", type=int, default=200, help="timed calls per update (after 3 warm-up calls)")
-    parser.add_argument("--e2e-steps", type=int, default=2000, help="learning steps of each end-to-end mbpo.py run")
+    parser.add_argument("--cpu-smoke", action="store_true", help="every part on the CPU at tiny sizes (the tests run it)")
+    parser.add_argument("--budget", type=float, default=480, help="seconds the whole check may take (default 480)")
+    parser.add_argument("--out", help="also append the table to this Markdown file")
+    parser.add_argument("--env", default="Hopper-v5", help="env whose sizes the in-process runs use")
+    parser.add_argument("--calls", type=int, default=200, help="timed calls per function and column, at most")
+    parser.add_argument("--rate-seconds", type=float, default=2.0, help="seconds per function and column, at most")
+    parser.add_argument("--compare-steps", type=int, default=20, help="learning steps before parameters are compared")
     a = parser.parse_args(argv)
+    if a.budget <= 0 or a.calls < 1 or a.rate_seconds <= 0 or a.compare_steps < 1:
+        sys.exit("error: --budget and --rate-seconds must be > 0, --calls and --compare-steps >= 1")
     a.device = "cpu" if a.cpu_smoke else "cuda"
     if a.cpu_smoke:
-        a.calls, a.env = 3, "InvertedPendulum-v5"
+        a.calls, a.rate_seconds, a.env = 3, 0.5, "InvertedPendulum-v5"
         torch.compile = (lambda compile_: lambda fn=None, **kw: compile_(fn, **{**kw, "backend": "aot_eager", "mode": None}))(torch.compile)
     elif not torch.cuda.is_available():
         sys.exit("error: no GPU visible to torch; use --cpu-smoke to check the code paths on the CPU")
-    device = torch.cuda.get_device_name() if a.device == "cuda" else "CPU (smoke: timings mean nothing)"
-    log_dir = tempfile.mkdtemp(prefix="freelunch-gpu-check-")
-    start = time.time()
-    timed, differences = update_rates(a, log_dir)
-    rows = [(name, f"{eager:.1f}", f"{compiled:.1f}", f"{compiled / eager:.2f}x") for name, eager, compiled in timed]
-    one_process = {}
-    for env_id in ("Hopper-v5", "dmc:hopper-stand"):
-        eager, one_process[env_id] = (end_to_end(a, env_id, c, log_dir) for c in (False, True))
-        rows.append((f"mbpo.py end to end, {env_id}, env steps/s", f"{eager:.2f}", f"{one_process[env_id]:.2f}",
-                     f"{one_process[env_id] / eager:.2f}x"))
-    for processes in (1, 2) if a.cpu_smoke else (1, 4, 8):
-        steps = one_process["Hopper-v5"] if processes == 1 else end_to_end(a, "Hopper-v5", True, log_dir, processes)
-        rows.append((f"{processes} mbpo.py process(es) at once (--compile), Hopper-v5, seed-steps/s", "", f"{steps:.2f}", ""))
-    for script, difference in differences:
-        rows.append((f"{script}: compiled vs eager after 4 learning steps, max abs parameter difference", "",
-                     f"{difference:.2e}", ""))
-    print(f"device: {device}; torch {torch.__version__}; {time.time() - start:.0f} s\n")
-    print("| what | eager | compiled | compiled/eager |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    return 0
+    try:
+        Path(a.out).open("a").close() if a.out else None
+    except OSError as e:
+        sys.exit(f"error: cannot write --out {a.out!r} ({e.strerror})")
+    if a.device == "cuda":
+        from torch._inductor import config as inductor_config
+
+        inductor_config.fallback_random = True  # compiled graphs draw the eager random numbers
+        columns = {"`--no-cuda-graph`": ["--no-cuda-graph"], "default": [], "`--compile`": ["--compile"]}
+        device = torch.cuda.get_device_name()
+    else:
+        columns = {"default": [], "`--compile`": ["--compile"]}
+        device = f"CPU ({platform.processor() or platform.machine()}; smoke: timings mean nothing)"
+    table = Table(columns, a.out, [
+        f"## gpu_check: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"command: `python {shlex.join(['benchmark/gpu_check.py', *argv])}`; budget {a.budget:.0f} s"])
+    check = Check(a, table, Budget(a.budget, table), columns)
+    for script in SCRIPTS:
+        check.graph_breaks(script)
+    for script in SCRIPTS:
+        check.compare_and_time(script)
+    check.end_to_end()
+    table.row(f"total: {time.monotonic() - START:.0f} s of the {a.budget:.0f} s budget",
+              note=f"{check.failures} failed part(s) or nonzero graph-break count(s)" if check.failures else "")
+    return 1 if check.failures else 0
 
 
 if __name__ == "__main__":
