@@ -119,7 +119,9 @@ class Args:
     torch_threads: int = 1
     """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
     compile: bool = False
-    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
+    """torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)"""
+    cuda_graph: bool = True
+    """on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph"""
 
 
 class VectorizedLinear(nn.Module):
@@ -174,16 +176,44 @@ def gaussian_kl(mean1, std1, mean2, std2):
     return (torch.log(std2 / std1) + (std1 ** 2 + (mean1 - mean2) ** 2) / (2 * std2 ** 2) - 0.5).sum(-1)
 
 
-@contextlib.contextmanager
-def frozen(*modules: nn.Module):
-    """Gradients flow through these modules to their inputs, but none is computed for their weights."""
-    for m in modules:
-        m.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m in modules:
-            m.requires_grad_(True)
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
+    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
+    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+
+    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
+        self.step_count = torch.zeros((), device=self.params[0].device)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads):
+        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
+        torch._foreach_add_(denom, self.eps)
+        updates = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
+        torch._foreach_sub_(self.params, updates)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict):
+        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+        self.step_count.copy_(state["step"])
+        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
+        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
 class GaussianMLP(nn.Module):
@@ -324,10 +354,10 @@ class ReplayBuffer:
 # checkpoints, the NaN guard and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
-RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile",
+RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
+CHECKPOINT_FORMAT = 3  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; older ones cannot be resumed
 
 
 def parse_args() -> Args:
@@ -386,7 +416,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
         author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
+        sys.exit(f"error: {path!r} was written by an older {script} (checkpoint format {checkpoint.get('format')}, this one "
+                 f"reads {CHECKPOINT_FORMAT}) and cannot be resumed; start a new run")
     saved, defaults = checkpoint["args"], vars(Args())
     for name, value in vars(args).items():
         if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
@@ -419,6 +450,49 @@ def load_states(objects, states):
     """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
     for obj, state in zip(objects, states, strict=True):
         obj.load_state_dict(state)
+
+
+def as_cuda_graph(fn, warmup: int = 3, max_graphs: int = 16):
+    """`fn` (tensors and constants in, tensors out, no host sync inside) replayed as one captured CUDA graph: its first
+    `warmup` calls run as they are (on a side stream, as torch.cuda.graph asks; a compiled `fn` compiles there), the
+    next is captured; from then on a call copies its tensor arguments into the captured ones and replays the graph, one
+    launch instead of hundreds of kernels. Each combination of argument shapes and constants gets its own graph, up to
+    `max_graphs` (later ones run as they are: rollouts that shrink as they terminate). The outputs are the graph's own
+    tensors, overwritten by the next call."""
+    graphs, side_stream = {}, torch.cuda.Stream()
+
+    def call(*args):
+        leaves, spec = torch.utils._pytree.tree_flatten(args)
+        key = (str(spec), *((x.shape, x.dtype) if isinstance(x, torch.Tensor) else x for x in leaves))
+        if key not in graphs and len(graphs) == max_graphs:
+            return fn(*args)
+        record = graphs.setdefault(key, {"calls": 0})
+        record["calls"] += 1
+        if record["calls"] <= warmup:
+            side_stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side_stream):
+                outputs = fn(*args)
+            torch.cuda.current_stream().wait_stream(side_stream)
+            return outputs
+        if record.get("failed"):
+            return fn(*args)
+        if "graph" not in record:
+            record["inputs"] = [x.clone() if isinstance(x, torch.Tensor) else x for x in leaves]
+            record["graph"] = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(record["graph"]):
+                    record["outputs"] = fn(*torch.utils._pytree.tree_unflatten(record["inputs"], spec))
+            except RuntimeError as e:  # an op that cannot be captured: run as it is, and say so once
+                print(f"warning: {getattr(fn, '__name__', fn)} runs without a CUDA graph ({' '.join(str(e).split())[:200]})", file=sys.stderr)
+                record["failed"] = True
+                return fn(*args)
+        for static, x in zip(record["inputs"], leaves):
+            if isinstance(x, torch.Tensor):
+                static.copy_(x)
+        record["graph"].replay()
+        return record["outputs"]
+
+    return call
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -569,7 +643,10 @@ if __name__ == "__main__":
     # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
     # and the loop's state when it is called)
     # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+    try:
+        video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+    except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+        sys.exit(f"error: --capture-video: {e}")
 
     def record_video(step: int):
         """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
@@ -654,10 +731,10 @@ if __name__ == "__main__":
         qf = orthogonal_init(QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm)).to(device)
         qf_target = QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
         qf_target.load_state_dict(qf.state_dict())
-        model_optimizer = torch.optim.Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr, fused=True)
-        reward_optimizer = torch.optim.Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr, fused=True)
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+        model_optimizer = Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr)
+        reward_optimizer = Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr)
+        q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+        actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
     agent = (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target,
              model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)  # what a checkpoint holds
     # the paper's resets return every network and target to these initial weights, with fresh optimizers (ALM keeps
@@ -670,19 +747,21 @@ if __name__ == "__main__":
         return args.exploration_noise_start + progress * (args.exploration_noise_end - args.exploration_noise_start)
 
     def clip_grad_step(optimizer, loss):
-        """One clipped Adam step on `loss` (every ALM network clips its gradient norm to max_grad_norm)."""
-        optimizer.zero_grad()
-        loss.backward()
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
-        optimizer.step()
+        """One clipped Adam step on `loss` (every ALM network clips its gradient norm to max_grad_norm, as
+        clip_grad_norm_ does), from the gradients of the optimizer's own parameters only: no other network's weights
+        get one, though the loss may run through them."""
+        grads = torch.autograd.grad(loss, optimizer.params)
+        norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        torch._foreach_mul_(grads, (args.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
+        optimizer.step(grads)
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
-    def update(data, std: float, measure: bool = False) -> dict:
+    def update(data, std: torch.Tensor, measure: bool = False) -> dict:
         """One gradient update of encoder and latent model (the ALM objective), reward and classifier, critics, actor
-        and targets on `data` (a minibatch of sequences, one of transitions); `std`: the policy noise. Returns the
-        losses, and with `measure` the latent model's error too."""
+        and targets on `data` (a minibatch of sequences, one of transitions); `std`: the policy noise (a tensor, so that
+        its decay recompiles nothing). Returns the losses, and with `measure` the latent model's error too. Tensor ops
+        only, no host sync: it compiles to one graph (--compile) and replays as one CUDA graph (--cuda-graph)."""
         (seq_obs, seq_actions, seq_next_obs), (data_obs, data_actions, data_rewards, data_next_obs, data_terminations) = data
         # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
         # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
@@ -696,9 +775,8 @@ if __name__ == "__main__":
             z = rsample(prior_mean, prior_std)
         with torch.no_grad():
             last_actions = actor.sample(z, std, args.noise_clip)
-        with frozen(reward_net, qf):
-            model_rewards = reward_net(torch.stack(latents), seq_actions).squeeze(-1).sum(0)
-            alm_loss = (kl - model_rewards - qf(z, last_actions).min(0).values).mean()
+        model_rewards = reward_net(torch.stack(latents), seq_actions).squeeze(-1).sum(0)
+        alm_loss = (kl - model_rewards - qf(z, last_actions).min(0).values).mean()
         clip_grad_step(model_optimizer, alm_loss)
 
         with torch.no_grad():  # the rest learns on latents of the target encoder, a fresh sample for each use
@@ -730,15 +808,14 @@ if __name__ == "__main__":
             # imagined K-step latent rollouts (ALM's policy objective): lambda-returns of r + lambda_cost * classifier
             # reward, bootstrapped by min Q; gradients reach the actor through model, reward and classifier
             latents, actions = [z], []
-            with frozen(model, reward_net, classifier, qf):
-                for t in range(args.horizon + 1):
-                    actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
-                    if t < args.horizon:
-                        latents.append(rsample(*model(torch.cat([latents[-1], actions[-1]], -1))))
-                z_seq, a_seq = torch.stack(latents), torch.stack(actions)  # (horizon + 1, batch, .)
-                imagined_rewards = reward_net(z_seq[:-1], a_seq[:-1]).squeeze(-1) + args.lambda_cost * \
-                    classifier_reward(classifier, z_seq[:-1], a_seq[:-1], z_seq[1:].detach())
-                q_seq = qf(z_seq.flatten(0, 1), a_seq.detach().flatten(0, 1)).min(0).values.view(args.horizon + 1, -1)
+            for t in range(args.horizon + 1):
+                actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
+                if t < args.horizon:
+                    latents.append(rsample(*model(torch.cat([latents[-1], actions[-1]], -1))))
+            z_seq, a_seq = torch.stack(latents), torch.stack(actions)  # (horizon + 1, batch, .)
+            imagined_rewards = reward_net(z_seq[:-1], a_seq[:-1]).squeeze(-1) + args.lambda_cost * \
+                classifier_reward(classifier, z_seq[:-1], a_seq[:-1], z_seq[1:].detach())
+            q_seq = qf(z_seq.flatten(0, 1), a_seq.detach().flatten(0, 1)).min(0).values.view(args.horizon + 1, -1)
             returns, ret = [], q_seq[-1]
             for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
                 ret = imagined_rewards[t] + args.gamma * ((1 - args.return_lambda) * q_seq[t + 1] + args.return_lambda * ret)
@@ -746,8 +823,7 @@ if __name__ == "__main__":
             discounts = args.gamma ** torch.arange(args.horizon, device=device)
             actor_loss = -(discounts[:, None] * torch.stack(returns)).mean()
         else:  # no synthetic rollouts: the actor ascends min Q on encoded real states only
-            with frozen(qf):
-                actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(0).values.mean()
+            actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(0).values.mean()
         clip_grad_step(actor_optimizer, actor_loss)
 
         # update the target networks (one fused op over all parameters)
@@ -761,10 +837,13 @@ if __name__ == "__main__":
             with torch.no_grad():
                 predicted = model(torch.cat([z_dist[0], data_actions], -1))[0]
                 metrics["latent_error"] = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean()
-        return metrics
+        return {name: value.detach() for name, value in metrics.items()}
 
-    if args.compile:  # one graph for the whole update (replayed as CUDA graphs on a GPU)
-        update = torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
+    if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
+        torch._dynamo.config.trace_autograd_ops = True
+        update = torch.compile(update, fullgraph=True)
+    if args.cuda_graph and device.type == "cuda":  # one launch per update instead of ~250 kernels
+        update = as_cuda_graph(update)
 
     if checkpoint:
         obs, episode_return, episode_length, last_eval = restore(checkpoint)
@@ -804,8 +883,10 @@ if __name__ == "__main__":
             episode_return, episode_length = 0.0, 0
 
         # ALGO LOGIC: training.
+        if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
+            print(f"step {global_step}: compiling (--compile); the first learning step waits for it, minutes on a GPU", flush=True)
         if global_step >= args.learning_starts:
-            std = exploration_std(global_step)
+            std = torch.tensor(exploration_std(global_step), device=device)
             for i in range(args.replay_ratio):
                 data = rb.sample_sequences(args.batch_size, args.horizon), rb.sample(args.batch_size)
                 measure = global_step % args.log_interval == 0 and i == args.replay_ratio - 1  # the logged update's

@@ -96,7 +96,9 @@ class Args:
     torch_threads: int = 1
     """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
     compile: bool = False
-    """torch.compile the gradient update (MBPO: and the model's step and the rollout's): CUDA graphs on a GPU"""
+    """torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)"""
+    cuda_graph: bool = True
+    """on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph"""
 
 
 class VectorizedLinear(nn.Module):
@@ -183,16 +185,44 @@ class Actor(nn.Module):
         return action, log_prob, torch.tanh(mean)
 
 
-@contextlib.contextmanager
-def frozen(*modules: nn.Module):
-    """Gradients flow through these modules to their inputs, but none is computed for their weights."""
-    for m in modules:
-        m.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m in modules:
-            m.requires_grad_(True)
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
+    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
+    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+
+    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
+        self.step_count = torch.zeros((), device=self.params[0].device)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads):
+        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
+        torch._foreach_add_(denom, self.eps)
+        updates = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
+        torch._foreach_sub_(self.params, updates)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict):
+        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+        self.step_count.copy_(state["step"])
+        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
+        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
 class ReplayBuffer:
@@ -239,10 +269,10 @@ class ReplayBuffer:
 # checkpoints, the NaN guard and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
-RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile",
+RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 2  # 2: actions in [-1, 1] (make_env rescales every env); older checkpoints cannot be resumed
+CHECKPOINT_FORMAT = 3  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; older ones cannot be resumed
 
 
 def parse_args() -> Args:
@@ -294,7 +324,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
         author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        sys.exit(f"error: {path!r} was written by an older {script} (actions not in [-1, 1]) and cannot be resumed; start a new run")
+        sys.exit(f"error: {path!r} was written by an older {script} (checkpoint format {checkpoint.get('format')}, this one "
+                 f"reads {CHECKPOINT_FORMAT}) and cannot be resumed; start a new run")
     saved, defaults = checkpoint["args"], vars(Args())
     for name, value in vars(args).items():
         if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
@@ -327,6 +358,49 @@ def load_states(objects, states):
     """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
     for obj, state in zip(objects, states, strict=True):
         obj.load_state_dict(state)
+
+
+def as_cuda_graph(fn, warmup: int = 3, max_graphs: int = 16):
+    """`fn` (tensors and constants in, tensors out, no host sync inside) replayed as one captured CUDA graph: its first
+    `warmup` calls run as they are (on a side stream, as torch.cuda.graph asks; a compiled `fn` compiles there), the
+    next is captured; from then on a call copies its tensor arguments into the captured ones and replays the graph, one
+    launch instead of hundreds of kernels. Each combination of argument shapes and constants gets its own graph, up to
+    `max_graphs` (later ones run as they are: rollouts that shrink as they terminate). The outputs are the graph's own
+    tensors, overwritten by the next call."""
+    graphs, side_stream = {}, torch.cuda.Stream()
+
+    def call(*args):
+        leaves, spec = torch.utils._pytree.tree_flatten(args)
+        key = (str(spec), *((x.shape, x.dtype) if isinstance(x, torch.Tensor) else x for x in leaves))
+        if key not in graphs and len(graphs) == max_graphs:
+            return fn(*args)
+        record = graphs.setdefault(key, {"calls": 0})
+        record["calls"] += 1
+        if record["calls"] <= warmup:
+            side_stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side_stream):
+                outputs = fn(*args)
+            torch.cuda.current_stream().wait_stream(side_stream)
+            return outputs
+        if record.get("failed"):
+            return fn(*args)
+        if "graph" not in record:
+            record["inputs"] = [x.clone() if isinstance(x, torch.Tensor) else x for x in leaves]
+            record["graph"] = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(record["graph"]):
+                    record["outputs"] = fn(*torch.utils._pytree.tree_unflatten(record["inputs"], spec))
+            except RuntimeError as e:  # an op that cannot be captured: run as it is, and say so once
+                print(f"warning: {getattr(fn, '__name__', fn)} runs without a CUDA graph ({' '.join(str(e).split())[:200]})", file=sys.stderr)
+                record["failed"] = True
+                return fn(*args)
+        for static, x in zip(record["inputs"], leaves):
+            if isinstance(x, torch.Tensor):
+                static.copy_(x)
+        record["graph"].replay()
+        return record["outputs"]
+
+    return call
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -478,7 +552,10 @@ if __name__ == "__main__":
     # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
     # and the loop's state when it is called)
     # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+    try:
+        video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+    except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+        sys.exit(f"error: --capture-video: {e}")
 
     def record_video(step: int):
         """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
@@ -566,10 +643,10 @@ if __name__ == "__main__":
         qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
         qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
         qf_target.load_state_dict(qf.state_dict())
-        q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)  # fused: one kernel per step for all parameters
-        actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+        q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+        actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
         log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
-        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, fused=True)
+        a_optimizer = Adam([log_alpha], lr=args.q_lr)
     agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer)  # what a checkpoint holds, beside log_alpha
     # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
     initial_agent, initial_log_alpha = copy.deepcopy([m.state_dict() for m in agent]), log_alpha.detach().clone()
@@ -578,7 +655,8 @@ if __name__ == "__main__":
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
 
     def update(data):
-        """One gradient update of the critics, the actor and the temperature on the minibatch `data`."""
+        """One gradient update of the critics, the actor and the temperature on the minibatch `data`. Tensor ops only, no
+        host sync: it compiles to one graph (--compile) and replays as one CUDA graph (--cuda-graph)."""
         data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
         alpha = log_alpha.exp().detach()
         with torch.no_grad():
@@ -590,31 +668,28 @@ if __name__ == "__main__":
         qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
 
         # optimize the critics
-        q_optimizer.zero_grad()
-        qf_loss.backward()
-        q_optimizer.step()
+        q_optimizer.step(torch.autograd.grad(qf_loss, q_optimizer.params))
 
         pi, log_pi, _ = actor.get_action(data_obs)
-        with frozen(qf):  # the actor's loss needs no critic weight gradients: a third of its critic FLOPs saved
-            min_qf_pi = qf(data_obs, pi).min(0).values
+        min_qf_pi = qf(data_obs, pi).min(0).values
         actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
 
-        actor_optimizer.zero_grad()
-        actor_loss.backward()
-        actor_optimizer.step()
+        # the actor's gradients only: none for the critic's weights, a third of its critic FLOPs saved
+        actor_optimizer.step(torch.autograd.grad(actor_loss, actor_optimizer.params))
 
         alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
-        a_optimizer.zero_grad()
-        alpha_loss.backward()
-        a_optimizer.step()
+        a_optimizer.step(torch.autograd.grad(alpha_loss, a_optimizer.params))
 
         # update the target networks (one fused op over all parameters)
         with torch.no_grad():
             torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
-        return qf_values, qf_loss, actor_loss, alpha, alpha_loss
+        return qf_values.detach(), qf_loss.detach(), actor_loss.detach(), alpha, alpha_loss.detach()
 
-    if args.compile:  # one graph for the whole update (replayed as CUDA graphs on a GPU)
-        update = torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
+    if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
+        torch._dynamo.config.trace_autograd_ops = True
+        update = torch.compile(update, fullgraph=True)
+    if args.cuda_graph and device.type == "cuda":  # one launch per update instead of ~250 kernels
+        update = as_cuda_graph(update)
 
     if checkpoint:
         obs, episode_return, episode_length, last_eval = restore(checkpoint)
@@ -653,6 +728,8 @@ if __name__ == "__main__":
             episode_return, episode_length = 0.0, 0
 
         # ALGO LOGIC: training.
+        if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
+            print(f"step {global_step}: compiling (--compile); the first learning step waits for it, minutes on a GPU", flush=True)
         if global_step >= args.learning_starts:
             for _ in range(args.replay_ratio):
                 qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(rb.sample(args.batch_size))

@@ -4,13 +4,16 @@ import errno
 import glob
 import json
 import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY, assert_one_line_error, assert_same_weights, read_scalars, run_in_process, run_script
+from conftest import ROOT, TINY, assert_one_line_error, assert_same_weights, read_scalars, run_in_process, run_script
 
 PARAMETERS = {"sac.py": ("actor", "qf"), "td3.py": ("actor", "qf"), "mbpo.py": ("actor", "qf", "model"),
               "mbpo_perfect_model.py": ("actor", "qf"), "alm.py": ("encoder", "model", "actor", "qf")}
@@ -138,3 +141,24 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoi
     assert not list(run_dir.glob("*.tmp"))
     monkeypatch.setattr(torch, "save", save)
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["next_step"] == 120
+
+
+WITHOUT_EGL = 'for f in $(ldconfig -p | grep -o "/[^ ]*libEGL[^ ]*"); do mount --bind /dev/null "$f"; done; exec "$@"'
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="hiding libEGL needs root's unshare -m")
+def test_without_libegl_the_scripts_run_and_only_video_fails_in_one_line(log_dir):
+    """A GPU machine without libEGL (hidden here in a private mount namespace): importing mujoco must not die, a DMC
+    run completes, and --capture-video stops at once with one line saying what to install."""
+    def run(*args):
+        env = {key: value for key, value in os.environ.items() if key != "MUJOCO_GL"}
+        return subprocess.run(["unshare", "-m", "sh", "-c", WITHOUT_EGL, "sh", sys.executable, str(ROOT / "sac.py"),
+                               "--env", "dmc:walker-walk", "--log-dir", str(log_dir), *args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    plain = run("--total-timesteps", "20", "--learning-starts", "10", "--batch-size", "8", "--hidden-dim", "16",
+                "--eval-interval", "1000", "--eval-episodes", "1")  # evaluated at step 0 only
+    assert plain.returncode == 0, plain.stderr
+    assert "step 20/20" in plain.stdout
+    video = run("--total-timesteps", "20", "--capture-video")
+    assert_one_line_error(video, "--capture-video", "libEGL does not load here", "apt-get install libegl1")

@@ -12,11 +12,25 @@ the model, and for Gym the lagging body positions that Ant's and Humanoid's rewa
 `get_env_state` / `set_env_state` add the step counters and random generators, so a checkpointed run continues
 mid-episode exactly as if it had never stopped.
 """
+import ctypes.util
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; also avoids dm_control's GLFW warning without a display
 
-import gymnasium as gym
+def egl_loads() -> bool:
+    """Whether libEGL loads here: GPU machines often lack it, and MUJOCO_GL=egl then breaks `import mujoco` itself."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
+        return True
+    except OSError:
+        return False
+
+
+# headless rendering through EGL (which also avoids dm_control's GLFW warning without a display); without libEGL no
+# renderer at all, so that everything but rendering (--capture-video) works
+if "MUJOCO_GL" not in os.environ:
+    os.environ["MUJOCO_GL"] = "egl" if egl_loads() else "disable"
+
+import gymnasium as gym  # noqa: E402  (after MUJOCO_GL, which mujoco and dm_control read on import)
 import mujoco
 import numpy as np
 
@@ -60,6 +74,10 @@ def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gym.Env:
     """A Gymnasium id goes to `gym.make`; `dmc:<domain>-<task>` becomes a flat-float32-observation Gymnasium env;
     either way a Box action space becomes [-1, 1]."""
     check_env_id(env_id)
+    if render_mode and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
+        raise ValueError(f"rendering needs an OpenGL backend for MuJoCo and MUJOCO_GL is {os.environ['MUJOCO_GL']!r}"
+                         + ("" if egl_loads() else " (libEGL does not load here)") + "; install libEGL (Debian/Ubuntu: "
+                         "apt-get install libegl1) or OSMesa (libosmesa6, then MUJOCO_GL=osmesa)")
     if not is_dmc(env_id):
         env = gym.make(env_id, render_mode=render_mode)
     else:
