@@ -1,38 +1,44 @@
 """One command for a short GPU allocation: graph breaks, compiled == eager, the speed of every script's compiled
 functions, and mbpo.py end to end (one and several processes), as one Markdown table that grows row by row.
 
-    python benchmark/gpu_check.py --out gpu.md               # one GPU; keeps to --budget seconds (default 480)
-    python benchmark/gpu_check.py --cpu-smoke --out smoke.md # every part on the CPU, tiny sizes (the tests run it)
+    python benchmark/gpu_check.py --out gpu.md                # one GPU; keeps to --budget seconds (default 480)
+    python benchmark/gpu_check.py --parts e2e,processes      # a second call for what the first had to skip
+    python benchmark/gpu_check.py --cpu-smoke --out smoke.md  # every part on the CPU, tiny sizes (the tests run it)
 
 Every row is printed (and flushed) the moment it is measured and appended to --out, below a header naming the device,
 the torch version and the command line, so a run cut off early still leaves what it measured. Before each part the
-check estimates the seconds it needs (a prior scaled by how much longer or shorter earlier parts of its kind took than
-theirs; for mbpo.py end to end, from the rates measured before it) and skips, in a row saying so, what no longer fits
-in the budget; a run that still goes past the budget is stopped.
+check estimates the seconds it needs (a prior, scaled by the largest ratio of measured to estimated seconds among the
+earlier parts of its kind; for mbpo.py end to end, from the rates part 2 measured) and skips, in a row saying so, what
+no longer fits in the budget; a run still going at the end of the budget is stopped, also in a row. The exit status
+is 1 if a part failed or a graph-break count is not 0.
 
 Columns, per device: on a GPU `--no-cuda-graph` (plain eager), default (the eager functions replayed as CUDA graphs)
-and `--compile` (compiled, replayed as CUDA graphs); on the CPU default (eager) and `--compile`. The parts, in order:
-1. Graph breaks: each script (sac.py, mbpo.py, td3.py, alm.py, mbpo_perfect_model.py) runs in-process for two
-   learning steps with `--compile` and torch.compile replaced by a recorder, which keeps each function the script
-   compiles (its `update`; mbpo.py's `model_step` and `rollout_step` too) and the arguments its loop passes. Each is
-   then traced by `torch._dynamo.explain` with those arguments (`trace_autograd_ops` on): the count must be 0; if it
-   is not, the row gives the first break reason.
-2. Per script, its runs for --compare-steps learning steps from the same seed in each column (in-process, as
-   benchmark/speed.py does): the largest parameter difference from the plain eager run, absolute and relative (to
-   the largest magnitude in that tensor; inductor's `fallback_random` makes compiled graphs draw the eager random
-   numbers), then calls/s of each recorded function in each run, on the recorded arguments (Hopper-v5 sizes at
-   batch 256; alm.py at its 512; mbpo.py's model step at 7 members x 256, its rollout 400 x 1 step).
-3. mbpo.py end to end at the paper's defaults on Hopper-v5 after 1000 random steps, one subprocess per column, for
-   the largest number of learning steps up to --model-train-freq + 1 (251) that fits: env steps/s over the whole
-   learning phase (compilation, capture and the first model retrain included), and, when a second retrain is
-   included, the steady rate over the 250 steps after the first (one retrain per 250 steps, as in a long run),
-   from the wall times of the TensorBoard logs at those steps.
-4. 4 and 8 concurrent mbpo.py processes (the fastest column of part 3; its single run is the 1-process row):
-   seed-steps/s in all, which says whether packed processes suffice or seeds must be batched inside one process as
-   the paper's code does (its README: 6 vmapped seeds, ~102 seed-steps/s on an RTX 4500 Ada).
-With --cpu-smoke the sizes are tiny, the in-process torch.compile uses the "aot_eager" backend (seconds, not
-inductor's minutes of C++ compilation), end-to-end runs are at 5 learning steps per retrain and 2 processes at
-once: it checks that every part and every script's compiled path runs, and counts graph breaks; its timings mean
+and `--compile` (compiled with fullgraph=True, replayed as CUDA graphs); on the CPU default (eager) and `--compile`.
+The parts (--parts), in this order:
+1. graph-breaks: each script (sac.py, mbpo.py, td3.py, alm.py, mbpo_perfect_model.py) runs in-process for two
+   learning steps with `--compile` (and `--no-cuda-graph`) and torch.compile replaced by a recorder, which keeps each
+   function the script compiles (its `update`; mbpo.py's `model_step` and `rollout_step` too) uncompiled, with the
+   arguments its loop passes. Each is then traced by `torch._dynamo.explain` on those arguments (with
+   `trace_autograd_ops`, as --compile sets): the count must be 0; if it is not, the row gives the first break reason.
+2. compare: per script, a run in each column for --compare-steps learning steps from the same seed (in-process, as
+   benchmark/speed.py does; Hopper-v5 sizes at batch 256, alm.py at its 512, mbpo.py's model step at 7 members x 256
+   and its rollout at 400 x 1 step): the largest difference of every network weight and of log_alpha from the plain
+   eager run, absolute and relative (to the largest magnitude in that tensor; inductor's `fallback_random` makes the
+   compiled graphs draw the eager random numbers), then calls/s of each recorded function in each run, on the
+   recorded arguments in turn (--calls calls or --rate-seconds, whichever ends first, after one warm-up round).
+3. e2e: mbpo.py at the paper's defaults on Hopper-v5 after 1000 random steps, one subprocess per column (default
+   first, the others at its number of learning steps), for model_train_freq + 1 = 251 learning steps, or as many as
+   the budget allows: env steps/s over all of them (compilation, CUDA-graph capture and the first model retrain
+   included; the script's own progress line) and, with 251, the steady rate over the 250 after the first (one
+   retrain per 250 steps, as in a long run), from the wall times of its TensorBoard logs at the ends of learning
+   steps 1 and 251 (--log-interval 250). The fastest column is the 1-process row of part 4.
+4. processes: 4 and 8 concurrent mbpo.py runs of that column: seed-steps/s in all, which says whether packed processes
+   suffice or seeds must be batched inside one process as the paper's code does (its README: 6 vmapped seeds,
+   ~102 seed-steps/s on an RTX 4500 Ada).
+With --cpu-smoke the sizes are tiny, torch.compile uses the "eager" backend (Dynamo's graphs run as they are, seconds
+instead of inductor's minutes of C++ compilation), part 2 runs on mbpo.py alone (its three functions take every path;
+tests/test_compile.py compares every script), end-to-end runs are in the default column only, at 5 learning steps per
+retrain, and part 4 runs 2 processes: it checks every part and counts every script's graph breaks; its timings mean
 nothing.
 """
 import time
@@ -40,7 +46,6 @@ import time
 START = time.monotonic()  # the budget counts from here, imports included
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
@@ -62,13 +67,12 @@ SCRIPTS = ("sac.py", "mbpo.py", "td3.py", "alm.py", "mbpo_perfect_model.py")  # 
 # how much there is to trace and compile in each script, relative to sac.py's update (scales the priors below)
 WEIGHT = {"sac.py": 1, "td3.py": 1, "mbpo.py": 3, "alm.py": 3, "mbpo_perfect_model.py": 1.5}
 # conservative seconds per part on a GPU before anything is measured (times WEIGHT where per script)
-PRIOR = {"graph breaks": 30, "run": 30, "compiled run": 150, "e2e startup": 30, "e2e compile": 300}
+PRIOR = {"graph breaks": 20, "run": 20, "compiled run": 60, "e2e startup": 20, "e2e compile": 180}
 # mbpo.py rates (calls/s) assumed where none was measured: eager on an H200 before CUDA graphs (issue 35)
 PRIOR_RATES = {"update": 109, "model_step": 296, "rollout_step": 324}
-RECORDED_CALLS = 8  # arguments kept per compiled function: td3.py's alternate (policy delay)
+PARTS = ("graph-breaks", "compare", "e2e", "processes")
+RECORDED_CALLS = 8  # calls kept per compiled function, timed in turn (td3.py's alternate: with the actor, without)
 E2E_ENV = "Hopper-v5"
-SMOKE_PRELUDE = ("import functools, runpy, sys, torch; torch.compile = functools.partial(torch.compile, "
-                 "backend='aot_eager', mode=None); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 class Table:
@@ -109,11 +113,9 @@ class Budget:
         self.table.row(f"skipped: {what}", note=f"needs ~{need:.0f} s, {max(0.0, self.left()):.0f} s of the budget left")
         return False
 
-    @contextlib.contextmanager
-    def timed(self, kind: str, prior: float):
-        tic = time.monotonic()
-        yield
-        self.ratios.setdefault(kind, []).append((time.monotonic() - tic) / prior)
+    def took(self, kind: str, prior: float, seconds: float):
+        """A part of `kind` with that prior took `seconds`: later estimates of its kind scale by the ratio."""
+        self.ratios.setdefault(kind, []).append(seconds / prior)
 
 
 def synchronize():
@@ -184,15 +186,18 @@ class Check:
         row says which, and why in one line)."""
         if not self.budget.fits(what, kind, prior):
             return None
-        with self.budget.timed(kind, prior):
-            try:
-                return part()
-            except TimeoutError:
-                self.table.row(f"stopped: {what}", note="it ran past the budget")
-            except (Exception, SystemExit) as e:  # one part's failure is its row, not the end of the check
-                self.failures += 1
-                self.table.row(f"failed: {what}", note=one_line(f"{type(e).__name__}: {e}"))
+        tic = time.monotonic()
+        try:
+            result = part()
+        except TimeoutError:
+            self.table.row(f"stopped: {what}", note="it ran past the budget")
             return None
+        except (Exception, SystemExit) as e:  # one part's failure is its row, not the end of the check
+            self.failures += 1
+            self.table.row(f"failed: {what}", note=one_line(f"{type(e).__name__}: {e}"))
+            return None
+        self.budget.took(kind, prior, time.monotonic() - tic)
+        return result
 
     def graph_breaks(self, script: str):
         """Part 1: each function `script` compiles, traced by torch._dynamo.explain with its loop's arguments."""
@@ -253,21 +258,23 @@ class Check:
                 self.rates[script, name, column] = rates[name, column]
             self.table.row(f"{script} `{name}` calls/s", {column: f"{rates[name, column]:.1f}" for column in runs})
 
-    def e2e_settings(self) -> dict:
+    @property
+    def e2e(self) -> dict:
         """mbpo.py's end-to-end run: random steps, retrain interval, model steps per retrain, replay ratio, flags."""
         if self.a.cpu_smoke:
             return {"learning_starts": 50, "model_train_freq": 5, "model_train_steps": 2, "replay_ratio": 2,
                     "flags": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps", "2",
                               "--model-train-freq", "5", "--replay-ratio", "2", "--rollouts-per-step", "8"]}
-        import mbpo  # noqa: E402  (its defaults are the paper's)
+        from mbpo import Args  # noqa: E402  (its defaults are the paper's)
 
-        d = mbpo.Args()
+        d = Args()
         return {"learning_starts": 1000, "model_train_freq": d.model_train_freq, "model_train_steps": d.model_train_steps,
                 "replay_ratio": d.replay_ratio, "flags": []}
 
-    def e2e_seconds(self, column: str, steps: int, e: dict) -> float:
+    def e2e_seconds(self, column: str, steps: int) -> float:
         """Predicted seconds of one end-to-end run in `column` for `steps` learning steps, from part 2's mbpo.py rates
         and run time (compilation and capture), else from PRIOR and PRIOR_RATES."""
+        e = self.e2e
         r = {name: self.rates.get(("mbpo.py", name, column), prior) for name, prior in PRIOR_RATES.items()}
         once = self.run_seconds.get(("mbpo.py", column),
                                     PRIOR["e2e compile"] if "--compile" in self.columns[column] else 0)
@@ -275,64 +282,66 @@ class Check:
                     + e["model_train_steps"] / e["model_train_freq"] / r["model_step"] + 0.002)
         return PRIOR["e2e startup"] + once + e["model_train_steps"] / r["model_step"] + steps * per_step
 
+    def e2e_steps(self, column: str) -> int:
+        """Learning steps for an end-to-end run in `column`: model_train_freq + 1 (two retrains, so the steady rate is
+        measured) if that fits in the budget, else as many as fit (0: not even one)."""
+        ratio = max(self.budget.ratios.get("e2e", [1.0]))
+        return next((n for n in range(self.e2e["model_train_freq"] + 1, 0, -1)
+                     if self.e2e_seconds(column, n) * ratio <= self.budget.left()), 0)
+
     def end_to_end(self):
-        """Parts 3 and 4: mbpo.py at the paper's defaults, one process per column, then 4 and 8 at once."""
-        e = self.e2e_settings()
-        order = [c for c in ("default", self.compiled, self.reference) if c in self.columns]
-        order = list(dict.fromkeys(order))
-        full = e["model_train_freq"] + 1  # the first learning step retrains; a second retrain at step 1 + freq
-        steps = 0
-        while order:  # the most learning steps (up to `full`) at which every column's run fits, else fewer columns
-            steps = next((n for n in range(full, 0, -1) if sum(self.e2e_seconds(c, n, e) for c in order)
-                          * max(self.budget.ratios.get("e2e", [1.0])) <= self.budget.left()), 0)
-            if steps:
-                break
-            self.table.row(f"skipped: mbpo.py end to end, {order[-1]}",
-                           note=f"needs ~{self.e2e_seconds(order[-1], 1, e):.0f} s, {self.budget.left():.0f} s of the budget left")
-            order.pop()
-        if not order:
-            return
+        """Part 3: mbpo.py at the paper's defaults, one process per column (default first, the others at its number of
+        learning steps if they fit)."""
+        e = self.e2e
+        # the smoke runs the default column alone: the CPU's --compile would be inductor's minutes of C++ compilation
+        steps = max(1, self.e2e_steps("default"))  # 0: the default run does not fit, and its attempt says so
         results = {}
-        for column in order:
-            prior = self.e2e_seconds(column, steps, e)
-            per_process = self.attempt(f"mbpo.py end to end, {column}", "e2e", prior,
-                                       lambda: self.mbpo_processes(self.columns[column], steps, 1, e))
+        for column in ["default"] if self.a.cpu_smoke else ["default", self.compiled, self.reference]:
+            per_process = self.attempt(f"mbpo.py end to end, {column}, {steps} learning steps", "e2e",
+                                       self.e2e_seconds(column, steps),
+                                       lambda: self.mbpo_processes(self.columns[column], steps, 1))
             if per_process:
                 results[column] = per_process[0]
-        what = f"mbpo.py end to end, {E2E_ENV}, paper defaults, {steps} learning steps"
-        self.table.row(f"{what}: env steps/s over all of them (compilation, capture, first retrain included)",
-                       {c: f"{whole:.2f}" for c, (whole, _) in results.items()})
-        steady = {c: s for c, (_, s) in results.items() if s is not None}
-        if steady:
-            self.table.row(f"{what}: env steps/s over the {e['model_train_freq']} after the first (steady: one "
-                           f"retrain per {e['model_train_freq']})", {c: f"{s:.2f}" for c, s in steady.items()})
-        else:
-            self.table.row(f"skipped: mbpo.py end to end, steady rate",
-                           note=f"needs {full} learning steps (a second retrain); the budget allowed {steps}")
         if not results:
             return
-        best = max(results, key=lambda c: results[c][1] or results[c][0])
-        one = results[best][1] or results[best][0]
-        self.table.row(f"1 mbpo.py process, {E2E_ENV}, seed-steps/s ({'steady' if results[best][1] else 'all steps'})",
-                       {best: f"{one:.2f}"})
-        single = self.e2e_seconds(best, steps, e)
+        sizes = "tiny sizes (smoke)" if self.a.cpu_smoke else "paper defaults"
+        what = f"mbpo.py end to end, {E2E_ENV}, {sizes}, {steps} learning steps after {e['learning_starts']} random"
+        self.table.row(f"{what}: env steps/s over all of them (compilation, capture, first retrain included)",
+                       {c: f"{whole:.2f}" for c, (whole, _) in results.items()})
+        if steps > e["model_train_freq"]:
+            self.table.row(f"{what}: env steps/s over the {e['model_train_freq']} after the first (steady: one retrain "
+                           f"per {e['model_train_freq']})", {c: f"{steady:.2f}" for c, (_, steady) in results.items()})
+        else:
+            self.table.row("skipped: mbpo.py end to end, steady rate",
+                           note=f"needs {e['model_train_freq'] + 1} learning steps (a second retrain); the budget allowed {steps}")
+        self.best = max(results, key=lambda c: results[c][1] or results[c][0])
+        self.best_steps, one = steps, results[self.best][1] or results[self.best][0]
+        self.table.row(f"1 mbpo.py process ({self.best}), {E2E_ENV}, seed-steps/s "
+                       f"({'steady' if results[self.best][1] else 'all steps'})", {self.best: f"{one:.2f}"})
+
+    def processes(self):
+        """Part 4: several mbpo.py processes at once in the fastest column of part 3 (default if it did not run), at its
+        number of learning steps."""
+        best = getattr(self, "best", "default")
+        steps = getattr(self, "best_steps", None) or max(1, self.e2e_steps(best))
+        single = self.e2e_seconds(best, steps)
         for processes in (2,) if self.a.cpu_smoke else (4, 8):
             prior = single * max(1.0, processes / 2)  # assumes the GPU serves at least two processes' worth at once
-            per_process = self.attempt(f"{processes} mbpo.py processes at once", "processes", prior,
-                                       lambda: self.mbpo_processes(self.columns[best], steps, processes, e))
+            per_process = self.attempt(f"{processes} mbpo.py processes at once ({best})", "processes", prior,
+                                       lambda: self.mbpo_processes(self.columns[best], steps, processes))
             if not per_process:
                 continue
-            rates = [s if s is not None else whole for whole, s in per_process]
-            self.table.row(f"{processes} mbpo.py processes at once, {E2E_ENV}, seed-steps/s in all "
-                           f"({'steady' if per_process[0][1] is not None else 'all steps'})",
+            rates = [steady if steady is not None else whole for whole, steady in per_process]
+            self.table.row(f"{processes} mbpo.py processes at once ({best}), {E2E_ENV}, {steps} learning steps, "
+                           f"seed-steps/s in all ({'steady' if per_process[0][1] is not None else 'all steps'})",
                            {best: f"{sum(rates):.2f}"}, f"each {min(rates):.2f}-{max(rates):.2f}")
 
-    def mbpo_processes(self, flags: list[str], steps: int, processes: int, e: dict) -> list[tuple]:
+    def mbpo_processes(self, flags: list[str], steps: int, processes: int) -> list[tuple]:
         """`processes` concurrent mbpo.py runs (seeds 1...) for `steps` learning steps; per run (env steps/s over all
         its learning steps, env steps/s over the model_train_freq steps after the first or None). Stopped with
         TimeoutError at the end of the budget."""
-        start = e["learning_starts"]
-        command = [sys.executable, *(["-c", SMOKE_PRELUDE] if self.a.cpu_smoke else []), str(ROOT / "mbpo.py"),
+        e, start = self.e2e, self.e2e["learning_starts"]
+        command = [sys.executable, str(ROOT / "mbpo.py"),
                    "--env", E2E_ENV, "--learning-starts", str(start), "--total-timesteps", str(start + steps),
                    "--eval-interval", str(10**9), "--eval-episodes", "1", "--checkpoint-interval", "0",
                    "--log-interval", str(e["model_train_freq"]), *self.device_flags(), *e["flags"], *flags]
@@ -355,14 +364,17 @@ class Check:
             if job.returncode != 0:
                 raise RuntimeError(f"mbpo.py exited with {job.returncode}: {output.strip().splitlines()[-1:]}")
             whole = float(re.findall(r"\| learning \| SPS ([\d.e+]+)", output)[-1])
-            ends = step_end_times(run_dir, (start, start + e["model_train_freq"]))
-            results.append((whole, e["model_train_freq"] / (ends[1] - ends[0]) if None not in ends else None))
+            steady = None
+            if steps > e["model_train_freq"]:
+                first, second = step_end_times(run_dir, (start, start + e["model_train_freq"]))
+                steady = e["model_train_freq"] / (second - first)
+            results.append((whole, steady))
         return results
 
 
-def step_end_times(run_dir: str, steps: tuple) -> list:
-    """Wall time of the last TensorBoard scalar logged at each of `steps` (None where none was): the end of that
-    step's work, which the logging's device reads wait for."""
+def step_end_times(run_dir: str, steps: tuple) -> list[float]:
+    """Wall time of the last TensorBoard scalar logged at each of `steps`: the end of that step's work, which the
+    logging's device reads wait for."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     (path,) = [p for p in Path(run_dir).iterdir() if p.is_dir()]
@@ -372,7 +384,7 @@ def step_end_times(run_dir: str, steps: tuple) -> list:
     for tag in events.Tags()["scalars"]:
         for event in events.Scalars(tag):
             ends[event.step] = max(ends.get(event.step, 0.0), event.wall_time)
-    return [ends.get(step) for step in steps]
+    return [ends[step] for step in steps]
 
 
 def rate(fn, calls: list, count: int, seconds: float) -> float:
@@ -414,7 +426,7 @@ def parameter_difference(run: dict, reference: dict) -> tuple[float, float, str]
 def break_reason(reason) -> str:
     """A graph break's reason and the user line where it happened."""
     where = reason.user_stack[-1] if getattr(reason, "user_stack", None) else None
-    return f"{reason.reason}" + (f" at {Path(where.filename).name}:{where.lineno}" if where else "")
+    return (f"{Path(where.filename).name}:{where.lineno}: " if where else "") + reason.reason
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -431,13 +443,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=200, help="timed calls per function and column, at most")
     parser.add_argument("--rate-seconds", type=float, default=2.0, help="seconds per function and column, at most")
     parser.add_argument("--compare-steps", type=int, default=20, help="learning steps before parameters are compared")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"the parts to run, in this order (default: {','.join(PARTS)})")
     a = parser.parse_args(argv)
     if a.budget <= 0 or a.calls < 1 or a.rate_seconds <= 0 or a.compare_steps < 1:
         sys.exit("error: --budget and --rate-seconds must be > 0, --calls and --compare-steps >= 1")
+    a.parts = a.parts.split(",")
+    if not set(a.parts) <= set(PARTS):
+        sys.exit(f"error: --parts {','.join(sorted(set(a.parts) - set(PARTS)))} unknown; the parts are {','.join(PARTS)}")
     a.device = "cpu" if a.cpu_smoke else "cuda"
     if a.cpu_smoke:
         a.calls, a.rate_seconds, a.env = 3, 0.5, "InvertedPendulum-v5"
-        torch.compile = (lambda compile_: lambda fn=None, **kw: compile_(fn, **{**kw, "backend": "aot_eager", "mode": None}))(torch.compile)
+        torch.compile = (lambda compile_: lambda fn=None, **kw: compile_(fn, **{**kw, "backend": "eager", "mode": None}))(torch.compile)
     elif not torch.cuda.is_available():
         sys.exit("error: no GPU visible to torch; use --cpu-smoke to check the code paths on the CPU")
     try:
@@ -457,11 +473,18 @@ def main(argv: list[str]) -> int:
         f"## gpu_check: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"command: `python {shlex.join(['benchmark/gpu_check.py', *argv])}`; budget {a.budget:.0f} s"])
     check = Check(a, table, Budget(a.budget, table), columns)
-    for script in SCRIPTS:
-        check.graph_breaks(script)
-    for script in SCRIPTS:
-        check.compare_and_time(script)
-    check.end_to_end()
+    compared = ("mbpo.py",) if a.cpu_smoke else SCRIPTS  # the smoke: mbpo.py's three functions take every path
+    for part in a.parts:
+        if part == "graph-breaks":
+            for script in SCRIPTS:
+                check.graph_breaks(script)
+        if part == "compare":
+            for script in compared:
+                check.compare_and_time(script)
+        if part == "e2e":
+            check.end_to_end()
+        if part == "processes":
+            check.processes()
     table.row(f"total: {time.monotonic() - START:.0f} s of the {a.budget:.0f} s budget",
               note=f"{check.failures} failed part(s) or nonzero graph-break count(s)" if check.failures else "")
     return 1 if check.failures else 0
