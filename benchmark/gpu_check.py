@@ -123,9 +123,17 @@ def synchronize():
         torch.cuda.synchronize()
 
 
+def variant(args: tuple, kwargs: dict) -> tuple:
+    """What sets a call's graph apart: the arguments' structure, tensor shapes and dtypes, and other values (td3.py's
+    update_policy, alm.py's measure)."""
+    leaves, spec = torch.utils._pytree.tree_flatten((args, kwargs))
+    return (str(spec), *((x.shape, x.dtype) if isinstance(x, torch.Tensor) else x for x in leaves))
+
+
 def recording_compile(record: dict, compile_=None):
     """A stand-in for torch.compile: compiles with `compile_` (None: not at all) and keeps, per function name, the
-    uncompiled function and the arguments of its first RECORDED_CALLS calls (those the script's loop passes)."""
+    uncompiled function and the arguments of its first RECORDED_CALLS calls, and of the first call of every later
+    variant (all as the script's loop passes them)."""
     def compile_and_record(fn=None, **kwargs):
         if fn is None:  # used as @torch.compile(...)
             return lambda f: compile_and_record(f, **kwargs)
@@ -133,7 +141,7 @@ def recording_compile(record: dict, compile_=None):
         record[getattr(fn, "__name__", repr(fn))] = (fn, calls)
 
         def recorded(*args, **kw):
-            if len(calls) < RECORDED_CALLS:
+            if len(calls) < RECORDED_CALLS or variant(args, kw) not in {variant(*call) for call in calls}:
                 calls.append((args, kw))
             return target(*args, **kw)
         return recorded
@@ -152,16 +160,22 @@ class Check:
         self.run_seconds = {}  # (script, column) -> seconds of its in-process run (compilation and capture included)
         self.torch_compile = torch.compile  # the real one (the smoke's aot_eager one under --cpu-smoke)
         self.failures = 0  # parts that failed and graph-break counts other than 0: the check's exit status
+        # the smoke: part 2 on mbpo.py alone (its three functions take every path), part 3 in the default column alone
+        # (the CPU's --compile would be inductor's minutes of C++ compilation), part 4 with 2 processes
+        self.compared = ("mbpo.py",) if a.cpu_smoke else SCRIPTS
+        self.e2e_columns = ["default"] if a.cpu_smoke else ["default", self.compiled, self.reference]
+        self.process_counts = (2,) if a.cpu_smoke else (4, 8)
 
     def device_flags(self) -> list[str]:
         return ["--cuda" if self.a.device == "cuda" else "--no-cuda"]
 
     def script_argv(self, script: str, learning_steps: int) -> list[str]:
-        """A run of `script` that reaches its learning phase for `learning_steps` steps, at Hopper-v5 sizes."""
+        """A run of `script` that reaches its learning phase for `learning_steps` steps, at Hopper-v5 sizes; its first
+        learning step is a logging one (alm.py's update then measures the model: another variant of its graph)."""
         batch = 16 if self.a.cpu_smoke else 512 if script == "alm.py" else 256
         argv = ["--env", self.a.env, "--seed", "1", "--learning-starts", str(batch), "--total-timesteps",
                 str(batch + learning_steps), "--batch-size", str(batch), "--eval-episodes", "1",
-                "--checkpoint-interval", "0", *self.device_flags()]
+                "--checkpoint-interval", "0", "--log-interval", str(batch), *self.device_flags()]
         if self.a.cpu_smoke:
             return argv + {"alm.py": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--latent-dim", "8"],
                            "mbpo.py": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps", "2",
@@ -206,17 +220,24 @@ class Check:
             self.in_process(script, [*self.script_argv(script, 2), "--compile",
                                      *(["--no-cuda-graph"] if self.a.device == "cuda" else [])], record)
             for name, (fn, calls) in record.items():
-                what = f"{script} `{name}`: graph breaks (torch._dynamo.explain)"
+                variants = {}  # the first call of each
+                for args, kwargs in calls:
+                    variants.setdefault(variant(args, kwargs), (args, kwargs))
+                what = f"{script} `{name}`: graph breaks (torch._dynamo.explain" + (
+                    f", {len(variants)} argument variants)" if len(variants) > 1 else ")")
+                counts, reasons = [], []
                 try:
-                    with torch._dynamo.config.patch(trace_autograd_ops=True):
-                        out = torch._dynamo.explain(fn)(*calls[0][0], **calls[0][1])
+                    for args, kwargs in variants.values():
+                        with torch._dynamo.config.patch(trace_autograd_ops=True):  # as --compile sets it
+                            out = torch._dynamo.explain(fn)(*args, **kwargs)
+                        counts.append(out.graph_break_count)
+                        reasons += [break_reason(reason) for reason in out.break_reasons[:1]]
                 except Exception as e:  # a crash in tracing is this row's result, not the end of the check
                     self.failures += 1
                     self.table.row(what, {self.compiled: "error"}, one_line(f"{type(e).__name__}: {e}"))
                     continue
-                note = "" if out.graph_break_count == 0 else one_line(break_reason(out.break_reasons[0]))
-                self.failures += out.graph_break_count != 0
-                self.table.row(what, {self.compiled: str(out.graph_break_count)}, note)
+                self.failures += sum(counts) != 0
+                self.table.row(what, {self.compiled: str(sum(counts))}, one_line(reasons[0]) if reasons else "")
             if not record:
                 self.table.row(f"{script}: graph breaks", {self.compiled: "none compiled"},
                                "--compile compiled no function: nothing to count")
@@ -293,10 +314,9 @@ class Check:
         """Part 3: mbpo.py at the paper's defaults, one process per column (default first, the others at its number of
         learning steps if they fit)."""
         e = self.e2e
-        # the smoke runs the default column alone: the CPU's --compile would be inductor's minutes of C++ compilation
         steps = max(1, self.e2e_steps("default"))  # 0: the default run does not fit, and its attempt says so
         results = {}
-        for column in ["default"] if self.a.cpu_smoke else ["default", self.compiled, self.reference]:
+        for column in self.e2e_columns:
             per_process = self.attempt(f"mbpo.py end to end, {column}, {steps} learning steps", "e2e",
                                        self.e2e_seconds(column, steps),
                                        lambda: self.mbpo_processes(self.columns[column], steps, 1))
@@ -325,7 +345,7 @@ class Check:
         best = getattr(self, "best", "default")
         steps = getattr(self, "best_steps", None) or max(1, self.e2e_steps(best))
         single = self.e2e_seconds(best, steps)
-        for processes in (2,) if self.a.cpu_smoke else (4, 8):
+        for processes in self.process_counts:
             prior = single * max(1.0, processes / 2)  # assumes the GPU serves at least two processes' worth at once
             per_process = self.attempt(f"{processes} mbpo.py processes at once ({best})", "processes", prior,
                                        lambda: self.mbpo_processes(self.columns[best], steps, processes))
@@ -473,13 +493,12 @@ def main(argv: list[str]) -> int:
         f"## gpu_check: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"command: `python {shlex.join(['benchmark/gpu_check.py', *argv])}`; budget {a.budget:.0f} s"])
     check = Check(a, table, Budget(a.budget, table), columns)
-    compared = ("mbpo.py",) if a.cpu_smoke else SCRIPTS  # the smoke: mbpo.py's three functions take every path
     for part in a.parts:
         if part == "graph-breaks":
             for script in SCRIPTS:
                 check.graph_breaks(script)
         if part == "compare":
-            for script in compared:
+            for script in check.compared:
                 check.compare_and_time(script)
         if part == "e2e":
             check.end_to_end()

@@ -30,6 +30,8 @@ def test_gpu_check_smoke_counts_no_graph_break_and_runs_every_part(tmp_path):
     assert not [what for what in rows if what.split(":")[0] in ("skipped", "stopped", "failed")], rows
     breaks = {what.split(":")[0]: cells["`--compile`"] for what, cells in rows.items() if "graph breaks" in what}
     assert breaks == dict.fromkeys(COMPILED, "0"), breaks
+    for script in ("td3.py", "alm.py"):  # with and without the actor; with and without measuring the model
+        assert f"{script} `update`: graph breaks (torch._dynamo.explain, 2 argument variants)" in rows
     (difference,) = [cells["`--compile`"] for what, cells in rows.items() if what.startswith("mbpo.py: parameters after 20")]
     absolute, relative = map(float, re.fullmatch(r"abs (\S+), rel (\S+)", difference).groups())
     assert relative <= 1e-5, difference
