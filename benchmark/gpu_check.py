@@ -158,7 +158,7 @@ class Check:
         self.recorded = {}  # script -> {function name: (uncompiled function, [(args, kwargs)])}
         self.rates = {}  # (script, function name, column) -> calls/s
         self.run_seconds = {}  # (script, column) -> seconds of its in-process run (compilation and capture included)
-        self.torch_compile = torch.compile  # the real one (the smoke's aot_eager one under --cpu-smoke)
+        self.torch_compile = torch.compile  # the real one (under --cpu-smoke, the "eager" backend's)
         self.failures = 0  # parts that failed and graph-break counts other than 0: the check's exit status
         # the smoke: part 2 on mbpo.py alone (its three functions take every path), part 3 in the default column alone
         # (the CPU's --compile would be inductor's minutes of C++ compilation), part 4 with 2 processes
@@ -261,10 +261,17 @@ class Check:
         if self.reference in runs and len(runs) > 1:
             cells, notes = {self.reference: "reference"}, []
             for column, run in runs.items():
-                if column != self.reference:
+                if column == self.reference:
+                    continue
+                try:
                     absolute, relative, worst = parameter_difference(run, runs[self.reference])
-                    cells[column] = f"abs {absolute:.1e}, rel {relative:.1e}"
-                    notes.append(f"{column}: worst {worst}" if relative > 0 else "")
+                except Exception as e:  # e.g. a network that one run has and the other lacks
+                    self.failures += 1
+                    cells[column] = "error"
+                    notes.append(one_line(f"{column}: {type(e).__name__}: {e}", 150))
+                    continue
+                cells[column] = f"abs {absolute:.1e}, rel {relative:.1e}"
+                notes.append(f"{column}: worst {worst}" if relative > 0 else "")
             self.table.row(f"{script}: parameters after {self.a.compare_steps} learning steps, max difference from "
                            f"{self.reference}", cells, "; ".join(n for n in notes if n))
         functions = self.recorded.get(script) or record
@@ -432,7 +439,8 @@ def parameter_difference(run: dict, reference: dict) -> tuple[float, float, str]
         return out
 
     ours, theirs = tensors(run), tensors(reference)
-    assert ours.keys() == theirs.keys(), sorted(ours.keys() ^ theirs.keys())
+    if ours.keys() != theirs.keys():
+        raise KeyError(f"tensors in one run only: {sorted(ours.keys() ^ theirs.keys())}")
     absolute, relative, worst = 0.0, 0.0, ""
     for name, t in ours.items():
         difference = (t.float() - theirs[name].float()).abs().max().item() if t.numel() else 0.0
@@ -485,7 +493,7 @@ def main(argv: list[str]) -> int:
 
         inductor_config.fallback_random = True  # compiled graphs draw the eager random numbers
         columns = {"`--no-cuda-graph`": ["--no-cuda-graph"], "default": [], "`--compile`": ["--compile"]}
-        device = torch.cuda.get_device_name()
+        device = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
     else:
         columns = {"default": [], "`--compile`": ["--compile"]}
         device = f"CPU ({platform.processor() or platform.machine()}; smoke: timings mean nothing)"
