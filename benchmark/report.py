@@ -61,7 +61,7 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.util import tensor_util
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import EXPERIMENTS, FINISHED, LOG, PROTOCOLS, Protocol, suite_of, task_dir  # noqa: E402
+from protocol import FINISHED, LOG, PAPER, PROTOCOLS, Protocol, suite_of, task_dir  # noqa: E402
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage block
@@ -446,7 +446,7 @@ def returns_at(df: pd.DataFrame, experiment: str, task: str, step: int) -> pd.Se
     return values[np.isfinite(values)]
 
 
-PAIRS = [(name, e.baseline) for name, e in EXPERIMENTS.items() if e.baseline]  # without --protocol: the paper's
+PAIRS = PAPER.pairs()  # the comparisons without --protocol: the paper's
 
 
 def compare(x: pd.Series, y: pd.Series, scale: float) -> dict:
@@ -476,7 +476,7 @@ def compare(x: pd.Series, y: pd.Series, scale: float) -> dict:
 def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | None = None,
                     pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Each experiment X against Y for every (X, Y) of `pairs` (default: each experiment against its baseline, e.g.
-    MBPO's SAC) per task: at X's final step F (its used runs' finals against Y's evaluations at F, whether or not Y's
+    MBPO's SAC) per task that both ran: at X's final step F (its used runs' finals against Y's evaluations at F, whether or not Y's
     runs have finished) and at each of `steps` (both sides' evaluations there). A side with no evaluation there gives
     a row too, verdict 'not reached', with each side's last evaluation step (`last`)."""
     ranges = task_range(runs)
@@ -484,9 +484,9 @@ def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | Non
     last_step = evals.groupby(["experiment", "task"]).step.max()
     rows = []
     for experiment, baseline in pairs if pairs is not None else PAIRS:
-        if not (runs.experiment == baseline).any():
-            continue
         for task, g in runs[runs.experiment == experiment].groupby("task"):
+            if not ((runs.experiment == baseline) & (runs.task == task)).any():
+                continue  # Y has no run on this task
             final = [("final", int(g.final_step.iloc[0]))] if g.final_step.iloc[0] >= 0 else []
             points = final + [("at", s) for s in steps or [] if ("final", s) not in final]  # a step that is F: one row
             for kind, step in points:
@@ -1139,7 +1139,7 @@ def render(df: pd.DataFrame, markers: dict[str, Marker], source: str, out: Path,
     """The report's Markdown; writes its figures into `out`. Without `returns` (a protocol that measures the model,
     not the policy: the atlas) no verdicts, comparisons or aggregates of returns. `protocol`: the one the runs belong
     to (its task counts beside k of N; its comparisons)."""
-    pairs = None
+    pairs = protocol.pairs() if protocol else None
     df = with_experiment(df)
     runs = run_table(df, markers, protocol_steps)
     lines = [f"# Sweep report: `{source}`", "",

@@ -614,3 +614,21 @@ def test_two_reports_of_one_sweep_are_identical(tmp_path):
         texts.append([(tmp_path / out / name).read_bytes() for name in ("report.md", "runs.csv")])
     assert texts[0] == texts[1]
     assert "| sac | 3 | 0.0" in texts[0][0].decode() and "[" in texts[0][0].decode().split("| sac | 3 | ")[1].split("|")[0]
+
+
+def test_a_protocols_comparisons_pair_experiments_beside_their_baselines(tmp_path):
+    """Issue 33: the evidence protocol also sets mbpo and the perfect model against sac_rr20, and the perfect model
+    against mbpo, paired by seed; without a protocol only the baselines."""
+    for seed in (1, 2):
+        for experiment, final in (("sac", 20.0), ("sac_rr20", 100.0), ("mbpo", 300.0), ("mbpo_perfect_model", 400.0)):
+            write_run(tmp_path, experiment, "dmc:cheetah-run", seed, {0: 5.0, 30000: final + seed}, finished=30000)
+    df, markers = report.read_sweep(tmp_path)
+    runs = report.run_table(report.with_experiment(df), markers)
+    compared = report.versus_baseline(report.with_experiment(df), runs, pairs=report.PROTOCOLS["evidence"].pairs())
+    assert sorted(zip(compared.experiment, compared.baseline)) == [
+        ("mbpo", "sac"), ("mbpo", "sac_rr20"), ("mbpo_perfect_model", "mbpo"), ("mbpo_perfect_model", "sac"),
+        ("mbpo_perfect_model", "sac_rr20"), ("sac_rr20", "sac")]
+    assert (compared.test == "paired").all() and compared.set_index(["experiment", "baseline"]).loc[
+        ("mbpo_perfect_model", "mbpo"), "difference"] == 100
+    plain = report.versus_baseline(report.with_experiment(df), runs)
+    assert set(plain.baseline) == {"sac"}
