@@ -476,9 +476,9 @@ def compare(x: pd.Series, y: pd.Series, scale: float) -> dict:
 def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | None = None,
                     pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Each experiment X against Y for every (X, Y) of `pairs` (default: each experiment against its baseline, e.g.
-    MBPO's SAC) per task that both ran: at X's final step F (its used runs' finals against Y's evaluations at F, whether or not Y's
-    runs have finished) and at each of `steps` (both sides' evaluations there). A side with no evaluation there gives
-    a row too, verdict 'not reached', with each side's last evaluation step (`last`)."""
+    MBPO's SAC) per task that both ran: at X's final step F (its used runs' finals against Y's evaluations at F,
+    whether or not Y's runs have finished) and at each of `steps` (both sides' evaluations there). A side with no
+    evaluation there gives a row too, verdict 'not reached', with each side's last evaluation step (`last`)."""
     ranges = task_range(runs)
     evals = df[df.tag == "eval/return"]
     last_step = evals.groupby(["experiment", "task"]).step.max()
@@ -551,8 +551,8 @@ def baseline_pairs(df: pd.DataFrame, runs: pd.DataFrame, suite: str, pairs: list
 def bootstrap_ci(func, *scores: np.ndarray, reps: int) -> np.ndarray:
     """The 95 % percentile interval of func(*scores) over `reps` stratified bootstrap resamples, each array's runs
     (rows) resampled within each task (column): rliable's StratifiedBootstrap and, for two arrays, its
-    StratifiedIndependentBootstrap, drawn here from a generator seeded with 0, since rliable 1.2's draw from numpy's
-    global state whatever random_state says (and its random_state is deprecated in arch)."""
+    StratifiedIndependentBootstrap, drawn here from a generator seeded with 0: rliable 1.2's bootstraps draw from
+    numpy's global state whatever their random_state says (and arch has deprecated random_state)."""
     rng = np.random.default_rng(0)
     draws = [func(*(s[rng.integers(len(s), size=s.shape), np.arange(s.shape[1])] for s in scores)) for _ in range(reps)]
     return np.percentile(draws, [2.5, 97.5], axis=0)
