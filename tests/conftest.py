@@ -36,6 +36,12 @@ def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> 
     )
 
 
+def benchmark(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python benchmark/<script> <args>` from the repo root; returns the finished process."""
+    return subprocess.run([sys.executable, str(ROOT / "benchmark" / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def run_in_process(script: str, *args: str, log_dir: Path, timeout: int = 300) -> dict:
     """Run `script` as `__main__` inside this process and return its globals (networks, buffers, optimizers). A run
     still going after `timeout` seconds raises TimeoutError, so a regression fails the test instead of hanging it."""
