@@ -50,9 +50,13 @@ def run_in_process(script: str, *args: str, log_dir: Path, timeout: int = 300) -
 
 def assert_same_weights(actual: dict, expected: dict, names, **close) -> None:
     """The networks `names` in two runs' globals hold the same weights: bit for bit, or, given `close` (rtol, atol),
-    to torch.testing.assert_close's tolerance. A failure names the network and the parameter."""
+    to torch.testing.assert_close's tolerance, with the same entries (a missing or extra one fails). A failure names the
+    network and the parameter."""
     for name in names:
-        for (key, a), e in zip(actual[name].state_dict().items(), expected[name].state_dict().values()):
+        a_state, e_state = actual[name].state_dict(), expected[name].state_dict()
+        assert a_state.keys() == e_state.keys(), f"{name}: entries not in both: {sorted(a_state.keys() ^ e_state.keys())}"
+        for key, a in a_state.items():
+            e = e_state[key]
             if close:
                 torch.testing.assert_close(a, e, **close, msg=f"{name}.{key}")
             else:
