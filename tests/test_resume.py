@@ -93,6 +93,21 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(script, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_restore_puts_back_every_entry_of_the_checkpoint(script, log_dir):
+    """A run at step 200 restores its checkpoint of step 120 and saves again: networks, optimizers, log_alpha, buffers,
+    envs and random generators come back as saved, each checked on its own (the loop's state is the caller's)."""
+    run = run_in_process(script, *TINY[script], "--total-timesteps", "200", "--checkpoint-interval", "120",
+                         log_dir=log_dir)
+    path = run_dir(log_dir) / "checkpoint.pt"
+    saved = torch.load(path, weights_only=False)
+    assert saved["next_step"] == 120
+    run["restore"](saved)
+    run["save_checkpoint"](120)
+    again = torch.load(path, weights_only=False)
+    assert_same_state(*({k: v for k, v in c.items() if k not in ("args", "run_name", "loop")} for c in (saved, again)))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(script, log_dir):
     process = start(script, *TINY[script], "--total-timesteps", "100000", "--checkpoint-interval", "0", log_dir=log_dir)
     assert process.stdout.readline().startswith("run ")
