@@ -340,7 +340,7 @@ def test_unreadable_runs_are_listed_and_counted(tmp_path):
     runs = runs_of(tmp_path).set_index("seed")
     assert runs.loc[3, ["state", "used", "note"]].tolist() == ["unreadable", False, "no readable record; no event file"]
     assert runs.loc[4, "state"] == "finished" and "damaged bytes" in runs.loc[4, "note"]
-    assert not runs.loc[4, "used"] and "no step-0 evaluation" in runs.loc[4, "note"]  # the cut took its step-0 return
+    assert not runs.loc[4, "used"] and "no step-0 evaluation" in runs.loc[4, "note"], runs.loc[4, "note"]  # cut off
     table = report.improvement(runs.reset_index()).set_index("task")
     assert table.loc["Hopper-v5", ["runs", "seeds"]].tolist() == [4, 2]  # seeds 1 and 2
     markdown = render(tmp_path, tmp_path / "report")
