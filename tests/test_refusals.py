@@ -1,8 +1,8 @@
 """Bad input as the command line meets it: one line on stderr, a non-zero exit status, no traceback. For each
 algorithm script a parse error, a value its check_args refuses and (where it has one) a refusal of the env; for
-benchmark/report.py and benchmark/sweep.py a parse error and one of their own checks. The messages of every check are
-tested in-process (test_resume.py, test_benchmark.py, test_report.py); here each case is its own python process (an
-import of torch each), all started together."""
+benchmark/report.py and benchmark/sweep.py a parse error and one of their own checks. The message of every check is
+tested elsewhere (test_resume.py in-process, test_benchmark.py, test_report.py); here each case is its own python
+process (an import of torch each), all started together."""
 import os
 from concurrent.futures import ThreadPoolExecutor
 
