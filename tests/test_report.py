@@ -343,8 +343,9 @@ def test_unreadable_runs_are_listed_and_counted(tmp_path):
     runs = runs_of(tmp_path).set_index("seed")
     assert runs.loc[3, ["state", "used", "note"]].tolist() == ["unreadable", False, "no readable record; no event file"]
     assert runs.loc[4, "state"] == "finished" and "damaged bytes" in runs.loc[4, "note"]
+    assert not runs.loc[4, "used"] and "no step-0 evaluation" in runs.loc[4, "note"], runs.loc[4, "note"]  # cut off
     table = report.improvement(runs.reset_index()).set_index("task")
-    assert table.loc["Hopper-v5", ["runs", "seeds"]].tolist() == [4, 2 + runs.loc[4, "used"]]
+    assert table.loc["Hopper-v5", ["runs", "seeds"]].tolist() == [4, 2]  # seeds 1 and 2
     markdown = render(tmp_path, tmp_path / "report")
     assert "| Hopper-v5 | " in markdown and "used of 4; 1 unreadable |" in markdown
     assert "| sac | Hopper-v5 | 3 | unreadable | 200 (its finished.json) | none | 200 | no | no readable record; no event file |" in markdown
