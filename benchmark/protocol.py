@@ -23,7 +23,9 @@ tasks, for how many steps and seeds; and the layout of a sweep's log root. Measu
   (replay ratio 1) to 100k on dmc:cheetah-run, dmc:walker-run and dmc:reacher-hard (published SAC learns these by
   100k); sac and mbpo to 30k on Hopper-v5 (the MBPO paper's Hopper curve); mbpo, sac at replay ratio 20 and
   mbpo_perfect_model to 30k on dmc:cheetah-run (the paper's DMC side at a CPU budget, against sac's evaluations at the
-  same steps of its 100k runs). 16 runs, ~20-25 core-hours. Result: benchmark/results/evidence/.
+  same steps of its 100k runs). 16 runs, ~20-25 core-hours. Besides each experiment against SAC, its report compares
+  mbpo and mbpo_perfect_model with sac_rr20 (the same replay ratio without a model) and mbpo_perfect_model with mbpo.
+  Result: benchmark/results/evidence/.
 """
 from dataclasses import dataclass
 
@@ -63,6 +65,12 @@ class Protocol:
     experiments: tuple[Experiment, ...]
     flags: tuple[str, ...] = ()  # passed to every run (before the experiment's own flags)
     returns: bool = True  # whether its runs' returns mean something (the atlas's policy is only its data collector)
+    comparisons: tuple[tuple[str, str], ...] = ()  # (X, Y): experiment X against experiment Y, besides the baselines
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(X, Y) of every comparison its report makes, paired by seed: each experiment against its baseline, then
+        `comparisons`."""
+        return [(e.name, e.baseline) for e in self.experiments if e.baseline] + list(self.comparisons)
 
     def steps(self, experiment: Experiment, task: str) -> int:
         """The env steps of `experiment`'s runs on `task`: its own budget, else its suite's."""
@@ -135,6 +143,8 @@ EVIDENCE = Protocol(
         Experiment("sac", "rr20", ("--replay-ratio", "20"), ("dmc",), "sac", EVIDENCE_DMC, 30_000),
         Experiment("mbpo_perfect_model", suites=("dmc",), baseline="sac", tasks=EVIDENCE_DMC, total_timesteps=30_000),
     ),
+    # the replay ratio held at 20 (is it the model or the updates?) and the learned model against an exact one
+    comparisons=(("mbpo", "sac_rr20"), ("mbpo_perfect_model", "sac_rr20"), ("mbpo_perfect_model", "mbpo")),
 )
 PROTOCOLS = {"paper": PAPER, "quick": QUICK, "atlas": ATLAS, "evidence": EVIDENCE}
 EXPERIMENTS = {e.name: e for e in PAPER.experiments}

@@ -6,18 +6,21 @@
         --published benchmark/results/evidence/published.csv --out benchmark/results/evidence
 
 It reads every run under <root>/<experiment>/<task>/seed_<k>/ (benchmark/sweep.py's layout) with its own reader of
-the event files (TensorBoard's stops at the first damaged record; this one reads past it and says so), or, with
---from-csv, the runs.csv of an earlier report (when the runs themselves are gone), and writes
+the event files (TensorBoard's stops at the first damaged record; this one reads past it and says so) that keeps
+what TensorBoard shows (files in name order; a resume's purge, or a step logged again, drops the earlier values); of
+several run directories in one seed directory, the newest by its name's time. Or, with --from-csv, the runs.csv of an
+earlier report (when the runs themselves are gone). It writes
 - runs.csv, tidy: run, algorithm, variant, task, seed, step, tag, value (tags starting with --tags; default the
   evaluations, the diagnostics, the model's errors and training returns; --tags '' keeps all),
 - report.md: every seed directory's state, steps and, where it is not used, why; per task and experiment, whether the
   final evaluation return improves beyond the step-0 (random initialization) return (the paper's headline, "k of N"
   tasks): a one-sided paired t-test over seeds and a minimum effect (MIN_EFFECT of the task's range), with the gain,
   its bound, the effect and a Benjamini-Hochberg column; each experiment against its baseline per task at the same
-  env step (paired or Welch, with the effect; also at --steps, with the critic's gauge); published numbers
-  (--published) against ours; aggregate normalized returns with rliable (IQM and optimality gap with 95 % stratified
-  bootstrap CIs per experiment on its own tasks, probability of improvement of each experiment over its baseline on
-  the tasks and seeds both have); the model's error by task (train, holdout and not-yet-trained-on transitions at each
+  env step, and the further pairs --protocol names (paired or Welch, with the effect; also at --steps, with the
+  critic's gauge; a step a side did not reach says so); published numbers (--published) against ours; aggregate
+  normalized returns with rliable's metrics (IQM and optimality gap with 95 % stratified bootstrap CIs, seeded, per
+  experiment on its own tasks, probability of improvement of each experiment over its baseline on the tasks and seeds
+  both have); the model's error by task (train, holdout and not-yet-trained-on transitions at each
   retrain, pooled and median beside the paper's mean ratio, the "Fixing That Free Lunch" model beside it, the DMC -
   Gym median difference with a bootstrap interval); links to the figures:
 - learning curves of eval/return (published numbers marked), model/error_pct, and the critic's diagnostics/q_estimate
@@ -32,6 +35,7 @@ last command its stdout.log records, else its finished.json (the Runs table name
   its step-0 one, whichever is lower. From a CSV only the second sign is there.
 - unfinished: neither (still running, stopped, or crashed otherwise; the sweep retries it).
 - unreadable: no record of its event files could be read (none there, or all damaged).
+- absent: --protocol plans it, but it has no seed directory (from a CSV: no rows).
 A run without a step-0 evaluation has no random-initialization return and is listed, not used. Nothing is dropped
 without a line: every seed directory is a row of the Runs table.
 """
@@ -57,21 +61,24 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.util import tensor_util
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import EXPERIMENTS, FINISHED, LOG, PAPER, PROTOCOLS, suite_of  # noqa: E402
+from protocol import FINISHED, LOG, PAPER, PROTOCOLS, Protocol, suite_of, task_dir  # noqa: E402
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage block
         sys.exit(f"error: {message}")
 
 
-COLUMNS = ["run", "algorithm", "variant", "task", "seed", "step", "tag", "value"]
+# runs.csv's columns and their kinds (see read_table): a failed run's value may be NaN or inf
+RUNS_COLUMNS = {"run": "text", "algorithm": "text", "variant": "text", "task": "text", "seed": "int", "step": "int",
+                "tag": "text", "value": "number"}
+COLUMNS = list(RUNS_COLUMNS)
 TAGS = ("eval/", "diagnostics/", "model/", "charts/episodic_return")
 ALPHA = 0.05  # one-sided paired t-test, final > step 0
 # the smallest mean gain that counts, as a fraction of the task's range (reference - random; 1000 - random on DMC):
 # 0.05 is 50 points of DMC's 1000, ~175 of Hopper's 3500. A consistent +2 on every seed passes a t-test (p = 0) but is
 # not learning; 5 % is well under what SAC gains on a task it learns (pytorch_sac's cheetah-run at 100k: ~21 %).
 MIN_EFFECT = 0.05
-STATES = ("finished", "failed", "unfinished", "unreadable")
+STATES = ("finished", "failed", "unfinished", "unreadable", "absent")
 NAN_STOP = "is NaN or inf"  # the scripts' last line when they stop on a non-finite tensor
 MIN_SEEDS_FOR_BAND = 5  # below it a t-band is mostly its quantile (12.7 at 2 seeds): each seed is drawn instead
 MIN_RUNS_FOR_CI = 3  # below it a bootstrap over runs resamples 1 or 2 values: the CI is not shown
@@ -89,6 +96,7 @@ MODEL_TAGS = {"model/error_pct": "train %", "model/error_pct_holdout": "holdout 
               "model/reward_error_recent": "reward error (recent)", "model/reward_error_recent_rel_pct": "recent reward rel %",
               "model/error_pct_stfl": "STFL %"}
 RECENT = "model/error_pct_recent"
+Q_TAG, MC_TAG = "diagnostics/q_estimate", "diagnostics/mc_return"  # the critic's gauge
 FTFL = "_ftfl"  # suffix of an experiment running the "Fixing That Free Lunch" model beside the plain one
 
 
@@ -103,6 +111,7 @@ class Marker:
     readable: bool = True  # whether any record of its event files could be read
     wall_s: float | None = None  # seconds its event files span, summed over its attempts (one file each)
     attempts: int = 0  # its event files: the start and each resume
+    absent: bool = False  # planned by the protocol, but no seed directory (or no rows in a CSV)
 
 
 def read_records(data: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[str, int, int]]]:
@@ -142,17 +151,20 @@ def read_records(data: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[str, 
 
 
 def read_run_dir(run_dir: Path, tags: tuple[str, ...]) -> tuple[list[tuple[int, str, float]], list[str], bool, float]:
-    """(step, tag, value) of the scalars with `tags` in the event files of `run_dir`, in the order written (a resumed
-    run's purge drops what its stopped part logged from the checkpoint's step on, as TensorBoard does); the damage
-    found, one phrase each, naming the last step read before it; whether any record could be read; and the seconds
-    its event files span (first to last record's wall time), summed over the files."""
+    """(step, tag, value) of the scalars with `tags` in the event files of `run_dir`, read as TensorBoard reads them: the
+    files in the order of their names (the name's timestamp orders a run's attempts, whatever the files' modification
+    times say), a resume's purge (SessionLog START) dropping every value from its step on, and a value of a tag at a
+    step it already reached dropping that tag's values from that step on (TensorBoard's preemption: a step logged
+    twice keeps the later value). Also the damage found, one phrase each, naming the last step read before it, and
+    the steps a file logged again without a purge; whether any record could be read; and the seconds its event files
+    span (first to last record's wall time), summed over the files."""
     scalars, problems, readable, seconds = [], [], False, 0.0
-    files = sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: (p.stat().st_mtime, p.name))
-    for path in files:
+    last = {}  # tag -> the step of its latest value
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
         data = path.read_bytes()
         records, damage = read_records(data)
         readable |= bool(records)
-        steps_at, times = [], []  # (offset, step) of each record that holds a scalar; each record's wall time
+        steps_at, times, again = [], [], set()  # (offset, step) of each record with a scalar; wall times; steps relogged
         for offset, record in records:
             try:
                 event = event_pb2.Event.FromString(record)
@@ -160,15 +172,29 @@ def read_run_dir(run_dir: Path, tags: tuple[str, ...]) -> tuple[list[tuple[int, 
                 problems.append(f"{path.name}: the record at byte {offset} does not parse, skipped")
                 continue
             times.append(event.wall_time)
+            step = int(event.step)
             if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
-                scalars = [s for s in scalars if s[0] < event.step]
+                scalars = [s for s in scalars if s[0] < step]
+                last = {tag: max((s for s, t, _ in scalars if t == tag), default=-1) for tag in last}
             for value in event.summary.value:
-                if value.tag.startswith(tags) and value.HasField("simple_value"):
-                    scalars.append((int(event.step), value.tag, float(value.simple_value)))
-                elif value.tag.startswith(tags) and value.HasField("tensor") and value.tensor.dtype == types_pb2.DT_FLOAT:
-                    scalars.append((int(event.step), value.tag, float(tensor_util.make_ndarray(value.tensor).flat[0])))
+                if not value.tag.startswith(tags):
+                    continue
+                if value.HasField("simple_value"):
+                    number = float(value.simple_value)
+                elif value.HasField("tensor") and value.tensor.dtype == types_pb2.DT_FLOAT:
+                    number = float(tensor_util.make_ndarray(value.tensor).flat[0])
+                else:
+                    continue
+                if last.get(value.tag, -1) >= step:  # logged again without a purge: the later value preempts
+                    again |= {s for s, t, _ in scalars if t == value.tag and s >= step}
+                    scalars = [s for s in scalars if s[1] != value.tag or s[0] < step]
+                scalars.append((step, value.tag, number))
+                last[value.tag] = step
             if event.summary.value:
-                steps_at.append((offset, int(event.step)))
+                steps_at.append((offset, step))
+        if again:
+            problems.append(f"{path.name} logs steps {min(again)}-{max(again)} again without a purge ({plural(len(again), 'step')}"
+                            f" twice); the later values kept, as TensorBoard shows them")
         for kind, at, following in damage:
             before = [step for offset, step in steps_at if offset < at]
             read = f"the last scalar read before it is at step {before[-1]}" if before else "no scalar before it"
@@ -190,6 +216,12 @@ def recorded_steps(lines: list[str]) -> int | None:
             except (ValueError, IndexError):
                 return None
     return None
+
+
+def started(run_dir: Path) -> tuple[int, str]:
+    """A run directory's start time as its name (env__script__seed__time) says it, then the name: the sort key."""
+    stamp = run_dir.name.rsplit("__", 1)[-1]
+    return int(stamp) if stamp.isdigit() else -1, run_dir.name
 
 
 def seed_dir_names(seed_dir: str) -> tuple[str, str, int]:
@@ -218,7 +250,7 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
         steps, rule = next(((s, r) for s, r in [
             ((planned or {}).get((experiment, task)), "the protocol"), (recorded_steps(lines), "its stdout.log's last command"),
             (finished, "its finished.json")] if s is not None), (None, "not known"))
-        run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=lambda p: p.stat().st_mtime)
+        run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=started)
         problems, readable, wall_s = [], False, None
         if run_dirs:
             run_dir = run_dirs[-1]
@@ -226,6 +258,9 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
             variant = ("default" if experiment == algorithm else
                        experiment[len(algorithm) + 1:] if experiment.startswith(algorithm + "_") else experiment)
             scalars, problems, readable, wall_s = read_run_dir(run_dir, tags)
+            if len(run_dirs) > 1:
+                problems.append(f"{len(run_dirs)} run directories here: read the newest by the name's time, "
+                                f"{run_dir.name}; not read: {', '.join(d.name for d in run_dirs[:-1])}")
             rows += [(str(run_dir.relative_to(root)), algorithm, variant, task, seed, step, tag, value)
                      for step, tag, value in scalars]
         elif finished is None and not lines:
@@ -235,6 +270,13 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
         attempts = len(list(run_dirs[-1].glob("events.out.tfevents.*"))) if run_dirs else 0
         markers[key] = Marker(finished, NAN_STOP in last, steps, rule, tuple(problems), readable, wall_s, attempts)
     return pd.DataFrame(rows, columns=COLUMNS), markers
+
+
+def absent_markers(markers: dict[str, Marker], protocol: Protocol) -> dict[str, Marker]:
+    """A marker for each run `protocol` plans (experiment, task, seed) that has none in `markers`."""
+    return {key: Marker(steps=steps, steps_rule="the protocol", readable=False, absent=True)
+            for (experiment, task), steps in protocol.budgets().items() for seed in protocol.seeds
+            if (key := f"{experiment}/{task_dir(task)}/seed_{seed}") not in markers}
 
 
 def with_experiment(df: pd.DataFrame) -> pd.DataFrame:
@@ -281,7 +323,9 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
         steps, rule = (protocol_steps, "--protocol-steps") if protocol_steps else (m.steps, m.steps_rule)
         returns = returns_of.get(key, pd.Series(dtype=float))
         finite = returns[np.isfinite(returns)]
-        if not m.readable:
+        if m.absent:
+            state = "absent"
+        elif not m.readable:
             state = "unreadable"
         elif m.nan_stop or len(finite) < len(returns):
             state = "failed"
@@ -303,7 +347,8 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
     for r in runs.itertuples():
         final = (float(r.returns.get(r.final_step, math.nan)) if r.state == "finished" else
                  float(np.fmin(r.returns.iloc[-1], r.initial)) if r.state == "failed" and len(r.returns) else math.nan)
-        why = ("no readable record" if r.state == "unreadable" else
+        why = ("planned by the protocol, no run" if r.state == "absent" else
+               "no readable record" if r.state == "unreadable" else
                "no eval/return logged" if r.last_step < 0 else
                f"unfinished at step {r.last_step} of {r.steps if r.steps >= 0 else '?'} (steps from {r.rule}; "
                + (f"finished.json says {r.finished_marker:.0f})" if np.isfinite(r.finished_marker) else "no finished.json)")
@@ -401,6 +446,9 @@ def returns_at(df: pd.DataFrame, experiment: str, task: str, step: int) -> pd.Se
     return values[np.isfinite(values)]
 
 
+PAIRS = PAPER.pairs()  # the comparisons without --protocol: the paper's
+
+
 def compare(x: pd.Series, y: pd.Series, scale: float) -> dict:
     """X against Y (returns by seed): paired by seed when both have the same seeds (at least 2), else Welch's t-test;
     the mean difference X - Y with its two-sided 95 % CI and the same test's two-sided p, as `effect` also a fraction
@@ -425,26 +473,34 @@ def compare(x: pd.Series, y: pd.Series, scale: float) -> dict:
     return result
 
 
-def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | None = None) -> pd.DataFrame:
-    """Each experiment with a baseline (e.g. MBPO's SAC) against it per task: at the experiment's final step F (its used
-    runs' finals against the baseline's evaluations at F, whether or not its runs have finished) and at each of
-    `steps` (both sides' evaluations there)."""
+def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | None = None,
+                    pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Each experiment X against Y for every (X, Y) of `pairs` (default: each experiment against its baseline, e.g.
+    MBPO's SAC) per task that both ran: at X's final step F (its used runs' finals against Y's evaluations at F,
+    whether or not Y's runs have finished) and at each of `steps` (both sides' evaluations there). A side with no
+    evaluation there gives a row too, verdict 'not reached', with each side's last evaluation step (`last`)."""
     ranges = task_range(runs)
+    evals = df[df.tag == "eval/return"]
+    last_step = evals.groupby(["experiment", "task"]).step.max()
     rows = []
-    for (experiment, task), g in runs.groupby(["experiment", "task"]):
-        baseline = EXPERIMENTS[experiment].baseline if experiment in EXPERIMENTS else None
-        if baseline is None or not (runs.experiment == baseline).any():
-            continue
-        final = [("final", int(g.final_step.iloc[0]))] if g.final_step.iloc[0] >= 0 else []
-        points = final + [("at", s) for s in steps or [] if ("final", s) not in final]  # a step that is F: one row
-        for kind, step in points:
-            x = (scored(g).set_index("seed").final.sort_index() if kind == "final" else
-                 returns_at(df, experiment, task, step))
-            y = returns_at(df, baseline, task, step)
-            if len(x) and len(y):
-                rows.append({"experiment": experiment, "baseline": baseline, "task": task, "step": step, "kind": kind,
-                             "x": x, "y": y, **compare(x, y, ranges[task])})
-    return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "test", "n",
+    for experiment, baseline in pairs if pairs is not None else PAIRS:
+        for task, g in runs[runs.experiment == experiment].groupby("task"):
+            if not ((runs.experiment == baseline) & (runs.task == task)).any():
+                continue  # Y has no run on this task
+            final = [("final", int(g.final_step.iloc[0]))] if g.final_step.iloc[0] >= 0 else []
+            points = final + [("at", s) for s in steps or [] if ("final", s) not in final]  # a step that is F: one row
+            for kind, step in points:
+                x = (scored(g).set_index("seed").final.sort_index() if kind == "final" else
+                     returns_at(df, experiment, task, step))
+                y = returns_at(df, baseline, task, step)
+                if kind == "final" and not len(x):
+                    continue  # no used run: the verdicts say why
+                row = {"experiment": experiment, "baseline": baseline, "task": task, "step": step, "kind": kind, "x": x,
+                       "y": y, "last": tuple(int(last_step.get((e, task), -1)) for e in (experiment, baseline))}
+                rows.append({**row, **(compare(x, y, ranges[task]) if len(x) and len(y) else {
+                    "test": "-", "n": f"{len(x)} / {len(y)}", "difference": math.nan, "low": math.nan, "high": math.nan,
+                    "effect": math.nan, "p": math.nan, "verdict": "not reached"})})
+    return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "last", "test", "n",
                                        "difference", "low", "high", "effect", "p", "verdict"])
 
 
@@ -471,14 +527,14 @@ def normalized_finals(runs: pd.DataFrame, suite: str) -> tuple[dict[str, tuple[l
     return matrices, left_out
 
 
-def baseline_pairs(df: pd.DataFrame, runs: pd.DataFrame, suite: str
+def baseline_pairs(df: pd.DataFrame, runs: pd.DataFrame, suite: str, pairs: list[tuple[str, str]] | None = None
                    ) -> dict[str, tuple[np.ndarray, np.ndarray, list[str], int]]:
-    """'X > Y' -> X's and its baseline Y's (seeds x tasks) normalized returns at X's final step, on the tasks where
-    both have returns there, paired by seed (the first n shared seeds of each, n = the fewest shared), with those tasks
-    and n."""
+    """'X > Y' -> X's and Y's (seeds x tasks) normalized returns at X's final step, for each (X, Y) of `pairs` (as in
+    versus_baseline), on the tasks where both have returns there, paired by seed (the first n shared seeds of each,
+    n = the fewest shared), with those tasks and n."""
     part = runs[runs.suite == suite]
     random = random_returns(part)
-    table = versus_baseline(df, part)
+    table = versus_baseline(df, part, pairs=pairs)
     pairs = {}
     for (experiment, baseline), g in table[table.kind == "final"].groupby(["experiment", "baseline"]):
         shared = {r.task: (r, sorted(set(r.x.index) & set(r.y.index))) for r in g.itertuples()}
@@ -492,26 +548,34 @@ def baseline_pairs(df: pd.DataFrame, runs: pd.DataFrame, suite: str
     return pairs
 
 
+def bootstrap_ci(func, *scores: np.ndarray, reps: int) -> np.ndarray:
+    """The 95 % percentile interval of func(*scores) over `reps` stratified bootstrap resamples, each array's runs
+    (rows) resampled within each task (column): rliable's StratifiedBootstrap and, for two arrays, its
+    StratifiedIndependentBootstrap, drawn here from a generator seeded with 0: rliable 1.2's bootstraps draw from
+    numpy's global state whatever their random_state says (and arch has deprecated random_state)."""
+    rng = np.random.default_rng(0)
+    draws = [func(*(s[rng.integers(len(s), size=s.shape), np.arange(s.shape[1])] for s in scores)) for _ in range(reps)]
+    return np.percentile(draws, [2.5, 97.5], axis=0)
+
+
 def aggregates(matrices: dict[str, np.ndarray], pairs: dict[str, tuple[np.ndarray, np.ndarray]],
                reps: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """IQM and optimality gap per experiment, and the probability of improvement of each pair, with 95 % stratified
-    bootstrap CIs (rliable); `runs` is the runs per task behind each (for a pair, the fewer)."""
-    from rliable import library as rly, metrics  # imports arch, which is slow to load
+    """IQM and optimality gap per experiment, and the probability of improvement of each pair (rliable's metrics), with
+    95 % stratified bootstrap CIs (bootstrap_ci); `runs` is the runs per task behind each (for a pair, the fewer)."""
+    from rliable import metrics  # imports arch, which is slow to load
 
     def iqm_and_gap(scores):
         return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_optimality_gap(scores)])
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        points, cis = rly.get_interval_estimates(matrices, iqm_and_gap, reps=reps, random_state=np.random.RandomState(0))
-        poi = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps,
-                                         random_state=np.random.RandomState(0)) if pairs else ({}, {})
-    summary = pd.DataFrame([{"experiment": e, "runs": len(matrices[e]), "iqm": points[e][0], "iqm_low": cis[e][0, 0],
-                             "iqm_high": cis[e][1, 0], "gap": points[e][1], "gap_low": cis[e][0, 1],
-                             "gap_high": cis[e][1, 1]} for e in matrices])
-    improvements = pd.DataFrame([{"pair": pair, "runs": min(len(x), len(y)), "p": float(poi[0][pair]),
-                                  "low": float(poi[1][pair][0, 0]), "high": float(poi[1][pair][1, 0])}
-                                 for pair, (x, y) in pairs.items()], columns=["pair", "runs", "p", "low", "high"])
+    summary = pd.DataFrame([{"experiment": e, "runs": len(m), "iqm": point[0], "iqm_low": ci[0, 0], "iqm_high": ci[1, 0],
+                             "gap": point[1], "gap_low": ci[0, 1], "gap_high": ci[1, 1]}
+                            for e, m in matrices.items()
+                            for point, ci in [(iqm_and_gap(m), bootstrap_ci(iqm_and_gap, m, reps=reps))]])
+    improvements = pd.DataFrame([{"pair": pair, "runs": min(len(x), len(y)),
+                                  "p": float(metrics.probability_of_improvement(x, y)), "low": ci[0], "high": ci[1]}
+                                 for pair, (x, y) in pairs.items()
+                                 for ci in [bootstrap_ci(metrics.probability_of_improvement, x, y, reps=reps)]],
+                                columns=["pair", "runs", "p", "low", "high"])
     return summary, improvements
 
 
@@ -675,12 +739,16 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
              + ("a non-finite evaluation return" if from_csv else "a NaN/inf stop or a non-finite evaluation return")
              + " (counts as not improved: final = its last finite evaluation return or its step-0 one, whichever is "
              "lower); **unfinished**: neither (running, stopped, or crashed otherwise); **unreadable**: no record of "
-             "its event files could be read. *steps*: what it was asked for, and the rule that says so (--protocol "
-             "or --protocol-steps when given, else the last command its stdout.log records, else its finished.json). "
-             "*F*: the final evaluation step of its experiment and task, the furthest a finished run of it evaluated "
-             "at within its steps. A run the verdicts do not use says why; damage to its event files (read past, "
-             "never silently) is named with the last step read before it. *wall time*: the span of its event files' "
-             "records, summed over its attempts (the start and each resume)"
+             "its event files could be read; **absent**: --protocol plans it, but " + (
+                 "the CSV has no row of it" if from_csv else "there is no seed directory of it") + ". *steps*: what it "
+             "was asked for, and the rule that says so (--protocol or --protocol-steps when given, else the last "
+             "command its stdout.log records, else its finished.json). *F*: the final evaluation step of its "
+             "experiment and task, the furthest a finished run of it evaluated at within its steps. A run the "
+             "verdicts do not use says why; damage to its event files (read past, never silently) is named with the "
+             "last step read before it, and so are steps logged again without a purge (the later value kept, as "
+             "TensorBoard shows it) and run directories not read (of several in one seed directory, the newest by "
+             "its name's time is read). *wall time*: the span of its event files' records, summed over its attempts "
+             "(the start and each resume)"
              + (": not in a CSV (-)." if from_csv else "."), ""]
     counts = runs.groupby(["task", "experiment"]).state.value_counts().unstack(fill_value=0)
     experiments = sorted(runs.experiment.unique())
@@ -702,8 +770,11 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
     return lines
 
 
-def verdict_section(table: pd.DataFrame) -> list[str]:
+def verdict_section(table: pd.DataFrame, protocol: Protocol | None = None) -> list[str]:
+    """Per suite, each experiment and task's verdict, and k of N per experiment (with the tasks `protocol` plans for
+    it where they differ from N)."""
     counts = improvement_counts(table)
+    planned = protocol.budgets() if protocol else {}
     lines = ["## Improvement beyond random initialization (the paper's headline)", "",
              f"A row says **yes** when the final evaluation return (the mean over the evaluation episodes at its "
              f"experiment and task's final step F) is higher than the step-0 return (the random initialization) by a "
@@ -740,9 +811,9 @@ def verdict_section(table: pd.DataFrame) -> list[str]:
                            f"{'**yes**' if r.improved_bh else 'no'} (q={r.q:.3g})", n]
             rows.append([r.task, r.experiment, str(r.final_step) if r.final_step >= 0 else "-", *verdict,
                          "; ".join(f"seed {s}: {note}" for s, _, note in r.not_used)])
-        total = len(PAPER.tasks[suite])
         for e in sorted(part.experiment.unique()):
             k, k_bh, n = counts.get((suite, e), (0, 0, 0))
+            total = sum(e == x and suite_of(t) == suite for x, t in planned) if protocol else n
             rows.append(["**improved, k of N**", e, "", f"**{k} of {n}**" + (f" (protocol: {total} tasks)" if n != total else ""),
                          "", "", "", "", f"**{k_bh} of {n}**", "", ""] if n else
                         ["**improved, k of N**", e, "", "no verdict", *[""] * 7])
@@ -754,11 +825,15 @@ def verdict_section(table: pd.DataFrame) -> list[str]:
 
 def comparison_rows(table: pd.DataFrame) -> list[list[str]]:
     """A Markdown row per comparison of versus_baseline: each seed of both sides, the difference and the verdict."""
-    def seeds(values: pd.Series) -> str:
+    def seeds(values: pd.Series, last: int) -> str:
+        if not len(values):
+            return f"not reached (last evaluation: {last if last >= 0 else 'none'})"
         return ", ".join(f"{v:.1f}" for v in values) + f" (mean {values.mean():.1f})"
-    return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x), seeds(r.y),
+    return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x, r.last[0]), seeds(r.y, r.last[1]),
+             "-" if not np.isfinite(r.difference) else
              f"{r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" if np.isfinite(r.low) else f"{r.difference:+.1f}",
-             f"{r.effect:+.3f}", f"{r.test}, n {r.n}", f"{r.p:.3g}" if np.isfinite(r.p) else "-",
+             f"{r.effect:+.3f}" if np.isfinite(r.effect) else "-", f"{r.test}, n {r.n}",
+             f"{r.p:.3g}" if np.isfinite(r.p) else "-",
              {"better": "**better**", "worse": "**worse**"}.get(r.verdict, r.verdict)] for r in table.itertuples()]
 
 
@@ -766,36 +841,50 @@ COMPARISON_HEADER = ["task", "step", "X vs Y", "X by seed", "Y by seed", "X - Y 
                      "p", "verdict"]
 
 
-def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int]) -> list[str]:
-    """Each experiment against its baseline per task, at its final step and at `steps`, with the critic's gauge."""
-    table = versus_baseline(df, runs, steps)
+def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int],
+                     pairs: list[tuple[str, str]] | None = None) -> list[str]:
+    """Each experiment against its baseline (and each of `pairs`) per task, at its final step and at `steps`, with the
+    critic's gauge."""
+    table = versus_baseline(df, runs, steps, pairs)
     if table.empty:
         return []
     lines = ["## Against the baseline, per task", "",
-             f"Each experiment against the one it is measured against (MBPO and its variants: SAC) on each task, at the "
-             f"same env step: at the experiment's final step F (its used runs against the baseline's evaluations at F, "
-             f"finished or not)" + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there)"
-                                    if steps else "") + f". Paired by seed when both sides have the same seeds, else "
-             f"Welch's t-test; the difference's two-sided 95 % CI and the test's two-sided p; effect = the difference "
+             f"Each experiment X against Y, the one it is measured against (MBPO and its variants: SAC) and any other "
+             f"that its protocol names (--protocol's comparisons), on each task at the same env step: at X's final "
+             f"step F (its used runs against Y's evaluations at F, finished or not)"
+             + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there; not reached: a side has "
+                f"none there)" if steps else "") + f". Paired by seed when both sides have the same seeds, else Welch's "
+             f"t-test; the difference's two-sided 95 % CI and the test's two-sided p; effect = the difference "
              f"as a fraction of the task's range; **better** when p < {ALPHA} (the CI above 0) and the effect is at "
              f"least +{MIN_EFFECT:.2f}, **worse** the other way round, else not shown (- below 2 seeds a side). The "
              f"probability of improvement in the aggregates pools these tasks.", "",
-             markdown_table(COMPARISON_HEADER, comparison_rows(table.sort_values(["task", "experiment", "step"]))), ""]
-    gauge = df[df.tag.isin(["diagnostics/q_estimate", "diagnostics/mc_return"])]
+             markdown_table(COMPARISON_HEADER, comparison_rows(table.sort_values(["task", "experiment", "baseline",
+                                                                                  "step"]))), ""]
+    gauge = df[df.tag.isin([Q_TAG, MC_TAG])]
     if steps and len(gauge):
+        cell_runs = runs.groupby(["task", "experiment"]).size()
         rows = []
         for (task, experiment), g in gauge.groupby(["task", "experiment"]):
-            values = g.drop_duplicates(["seed", "step", "tag"], keep="last").groupby(["step", "tag"]).value.mean()
+            values = g.drop_duplicates(["seed", "step", "tag"], keep="last").pivot(index=["step", "seed"], columns="tag",
+                                                                                   values="value")
+            values = values.reindex(columns=[Q_TAG, MC_TAG]).dropna()  # the seeds that logged both at a step
+            of = int(cell_runs.get((task, experiment), 0))
             for step in steps:
-                q, mc = values.get((step, "diagnostics/q_estimate")), values.get((step, "diagnostics/mc_return"))
-                if q is not None and mc is not None:
-                    rows.append([task, experiment, str(step), f"{q:.1f}", f"{mc:.1f}", f"{q - mc:+.1f}"])
-        lines += ["The critic's gauge at those steps (mean over seeds), as the scripts log it: the critic's Q(s0, mu(s0)) "
+                if step not in values.index.get_level_values("step"):
+                    rows.append([task, experiment, str(step), f"not reached (last evaluation: {int(g.step.max())})",
+                                 "", ""])
+                    continue
+                both = values.xs(step, level="step")
+                n = f" ({len(both)} of {of} seeds)" if len(both) < of else ""
+                rows.append([task, experiment, f"{step}{n}", f"{both[Q_TAG].mean():.1f}", f"{both[MC_TAG].mean():.1f}",
+                             f"{(both[Q_TAG] - both[MC_TAG]).mean():+.1f}"])
+        lines += ["The critic's gauge at those steps, as the scripts log it: the critic's Q(s0, mu(s0)) "
                   "at the first states of the evaluation episodes beside a Monte-Carlo estimate of the same soft Q "
                   "(episodes that take mu(s0), then follow the stochastic policy; discounted rewards minus alpha log pi "
                   "of every later action, as the critic's target counts them; so with the initial temperature 1 it is "
                   "far below 0 before learning starts). A Q far above it is the overestimation that synthetic data can "
-                  "feed.", "",
+                  "feed. Each number is a mean over the seeds that logged both at that step, Q - MC the mean of each "
+                  "seed's own difference; (k of n seeds) where they are fewer than the task's runs.", "",
                   markdown_table(["task", "experiment", "step", "Q estimate", "MC return", "Q - MC"], rows), ""]
     return lines
 
@@ -827,7 +916,8 @@ def spread(p) -> str:
         if np.isfinite(p.low) and np.isfinite(p.high) else "-"
 
 
-def aggregate_section(df: pd.DataFrame, runs: pd.DataFrame, reps: int, out: Path) -> list[str]:
+def aggregate_section(df: pd.DataFrame, runs: pd.DataFrame, reps: int, out: Path,
+                      pairs: list[tuple[str, str]] | None = None) -> list[str]:
     random = random_returns(runs)
     lines = ["## Aggregate normalized returns (rliable)", "",
              f"Final returns normalized as (score - random) / (reference - random) per task. random: the mean step-0 "
@@ -846,7 +936,7 @@ def aggregate_section(df: pd.DataFrame, runs: pd.DataFrame, reps: int, out: Path
         if not (runs.suite == suite).any():
             continue
         matrices, left_out = normalized_finals(runs, suite)
-        pairs = baseline_pairs(df, runs, suite)
+        compared = baseline_pairs(df, runs, suite, pairs)
         failed = runs[(runs.suite == suite) & (runs.state == "failed")]
         notes = [f"Left out: {'; '.join(left_out)}."] if left_out else []
         if len(failed):
@@ -857,13 +947,13 @@ def aggregate_section(df: pd.DataFrame, runs: pd.DataFrame, reps: int, out: Path
             lines += [f"{SUITE_NAMES[suite]}: no used run; no aggregate.", "", *(f"{note}\n" for note in notes)]
             continue
         summary, improvements = aggregates({e: m for e, (_, m, _) in matrices.items()},
-                                           {pair: (x, y) for pair, (x, y, _, _) in pairs.items()}, reps)
+                                           {pair: (x, y) for pair, (x, y, _, _) in compared.items()}, reps)
         steps = runs[runs.used].groupby(["experiment", "task"]).final_step.first()
         coverage = [f"{e}: {plural(len(tasks), 'task')} ({', '.join(f'{t} at {steps[e, t]}' for t in tasks)}), "
                     f"{plural(len(m), 'seed')} per task" + (f"; seeds cut to the fewest: {', '.join(cut)}" if cut else "")
                     for e, (tasks, m, cut) in matrices.items()]
         coverage += [f"{pair}: {plural(len(tasks), 'task')} ({', '.join(tasks)}), {plural(n, 'seed')} per task, paired "
-                     f"by seed" for pair, (_, _, tasks, n) in pairs.items()]
+                     f"by seed" for pair, (_, _, tasks, n) in compared.items()]
         lines += [f"### {SUITE_NAMES[suite]}", "", "Coverage:", "", *(f"- {c}" for c in coverage), "",
                   *(f"{note}\n" for note in notes),
                   markdown_table(["experiment", "runs per task", "IQM [95 % CI]", "optimality gap [95 % CI]"], [
@@ -1045,9 +1135,11 @@ def series(evals: pd.DataFrame, experiment: str, task: str, seed: int) -> pd.Ser
 
 def render(df: pd.DataFrame, markers: dict[str, Marker], source: str, out: Path, reps: int,
            protocol_steps: int | None = None, from_csv: bool = False, steps: list[int] = (),
-           published: pd.DataFrame | None = None, returns: bool = True) -> str:
+           published: pd.DataFrame | None = None, returns: bool = True, protocol: Protocol | None = None) -> str:
     """The report's Markdown; writes its figures into `out`. Without `returns` (a protocol that measures the model,
-    not the policy: the atlas) no verdicts, comparisons or aggregates of returns."""
+    not the policy: the atlas) no verdicts, comparisons or aggregates of returns. `protocol`: the one the runs belong
+    to (its task counts beside k of N; its comparisons)."""
+    pairs = protocol.pairs() if protocol else None
     df = with_experiment(df)
     runs = run_table(df, markers, protocol_steps)
     lines = [f"# Sweep report: `{source}`", "",
@@ -1061,11 +1153,11 @@ def render(df: pd.DataFrame, markers: dict[str, Marker], source: str, out: Path,
     else:
         df_returns = df
     if returns:
-        lines += verdict_section(improvement(runs))
-        lines += baseline_section(df_returns, runs, list(steps))
+        lines += verdict_section(improvement(runs), protocol)
+        lines += baseline_section(df_returns, runs, list(steps), pairs)
         if published is not None:
             lines += published_section(df_returns, published)
-        lines += aggregate_section(df_returns, runs, reps, out)
+        lines += aggregate_section(df_returns, runs, reps, out, pairs)
     else:
         lines += ["This protocol measures the model, not the policy: no verdicts on returns, no comparisons and no "
                   "aggregates (its evaluations are in the curves only).", ""]
@@ -1074,30 +1166,59 @@ def render(df: pd.DataFrame, markers: dict[str, Marker], source: str, out: Path,
     return "\n".join(lines)
 
 
-def read_table(path: Path, flag: str, columns: list[str]) -> pd.DataFrame:
-    """The CSV given to `flag`, with exactly `columns`; exits with one line when it cannot be read or is not one."""
+KINDS = {"text": "a non-empty text", "text or empty": "a text or empty", "int": "a whole number >= 0",
+         "number": "a number (empty: NaN)", "finite": "a finite number", "finite or empty": "a finite number or empty"}
+
+
+def cell(text: str, kind: str) -> str | int | float | None:
+    """A CSV cell's text as the KINDS entry `kind` wants it; None when it is not one."""
+    if kind.startswith("text"):
+        return text if text or kind == "text or empty" else None
+    if not text and kind in ("number", "finite or empty"):
+        return math.nan
     try:
-        table = pd.read_csv(path, float_precision="round_trip")  # a runs.csv is written back unchanged
+        number = float(text)
+    except ValueError:
+        return None
+    if kind == "int":
+        return int(number) if math.isfinite(number) and number == int(number) and number >= 0 else None
+    return number if kind == "number" or math.isfinite(number) else None
+
+
+def read_table(path: Path, flag: str, columns: dict[str, str]) -> pd.DataFrame:
+    """The CSV given to `flag`, with exactly `columns` (name -> a KINDS entry) and at least one row, each cell of its
+    kind; exits with one line naming the first bad cell otherwise."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)  # every cell as written: checked, then converted
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         sys.exit(f"error: cannot read {flag} {path}: {e}")
-    if list(table.columns) != columns:
-        sys.exit(f"error: {flag} {path} has columns {list(table.columns)}, expected {columns}")
+    if list(table.columns) != list(columns):
+        sys.exit(f"error: {flag} {path} has columns {list(table.columns)}, expected {list(columns)}")
+    if table.empty:
+        sys.exit(f"error: {flag} {path} has no rows, only its header")
+    for column, kind in columns.items():
+        values = [cell(text, kind) for text in table[column]]
+        bad = next((i for i, value in enumerate(values) if value is None), None)
+        if bad is not None:
+            sys.exit(f"error: {flag} {path}: {column} {table[column][bad]!r} on line {bad + 2} is not {KINDS[kind]}")
+        if not kind.startswith("text"):
+            table[column] = pd.Series(values, index=table.index, dtype=int if kind == "int" else float)
     return table
 
 
 def read_csv(path: Path, tags: tuple[str, ...]) -> pd.DataFrame:
     """A runs.csv this script wrote, its rows with `tags`."""
-    df = read_table(path, "--from-csv", COLUMNS)
-    return df[df.tag.str.startswith(tags)].astype({"seed": int, "step": int, "value": float})
+    df = read_table(path, "--from-csv", RUNS_COLUMNS)
+    return df[df.tag.str.startswith(tags)].reset_index(drop=True)
 
 
-PUBLISHED_COLUMNS = ["experiment", "task", "step", "value", "low", "high", "spread_kind", "source"]
+PUBLISHED = {"experiment": "text", "task": "text", "step": "int", "value": "finite", "low": "finite or empty",
+             "high": "finite or empty", "spread_kind": "text or empty", "source": "text"}
 
 
 def read_published(path: Path) -> pd.DataFrame:
-    """A CSV of published numbers (PUBLISHED_COLUMNS; low/high may be empty)."""
-    return read_table(path, "--published", PUBLISHED_COLUMNS).astype({"step": int, "value": float, "low": float,
-                                                                       "high": float})
+    """A CSV of published numbers (the PUBLISHED columns; low, high and spread_kind may be empty)."""
+    return read_table(path, "--published", PUBLISHED)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -1115,7 +1236,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "the furthest evaluation of each experiment and task)")
     parser.add_argument("--steps", type=int, nargs="+", default=[], help="also compare each experiment with its "
                         "baseline at these env steps (e.g. 10000 20000 30000), with the critic's gauge")
-    parser.add_argument("--published", type=Path, help=f"a CSV of published numbers ({', '.join(PUBLISHED_COLUMNS)}) "
+    parser.add_argument("--published", type=Path, help=f"a CSV of published numbers ({', '.join(PUBLISHED)}) "
                         "to compare with and mark on the learning curves")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the CIs (default 2000)")
     parser.add_argument("--tags", nargs="*", default=list(TAGS), help=f"tag prefixes kept in runs.csv (default {' '.join(TAGS)}; '' = all)")
@@ -1136,7 +1257,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     tags = tuple(args.tags) + ("eval/return",)
-    planned = PROTOCOLS[args.protocol].budgets() if args.protocol else None
+    protocol = PROTOCOLS[args.protocol] if args.protocol else None
+    planned = protocol.budgets() if protocol else None
     published = read_published(args.published) if args.published else None
     if args.from_csv:
         df = read_csv(args.from_csv, tags)
@@ -1148,11 +1270,12 @@ def main(argv: list[str]) -> None:
     if df.empty and not markers:
         sys.exit(f"error: no runs in {source} (expected <root>/<experiment>/<task>/seed_<k>/<run>/events.out.tfevents.*, "
                  f"or a runs.csv with rows)")
+    if protocol:
+        markers |= absent_markers(markers, protocol)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "runs.csv", index=False)
-    returns = PROTOCOLS[args.protocol].returns if args.protocol else True
     text = render(df, markers, str(source), out, args.reps, args.protocol_steps, bool(args.from_csv), args.steps,
-                  published, returns)
+                  published, protocol.returns if protocol else True, protocol)
     (out / "report.md").write_text(text + "\n")
     print(f"wrote {out / 'report.md'}, {out / 'runs.csv'} ({len(df)} rows) and {len(list(out.glob('*.png')))} figures")
 

@@ -36,6 +36,12 @@ def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> 
     )
 
 
+def benchmark(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python benchmark/<script> <args>` from the repo root; returns the finished process."""
+    return subprocess.run([sys.executable, str(ROOT / "benchmark" / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def run_in_process(script: str, *args: str, log_dir: Path, timeout: int = 300) -> dict:
     """Run `script` as `__main__` inside this process and return its globals (networks, buffers, optimizers). A run
     still going after `timeout` seconds raises TimeoutError, so a regression fails the test instead of hanging it."""
@@ -44,9 +50,13 @@ def run_in_process(script: str, *args: str, log_dir: Path, timeout: int = 300) -
 
 def assert_same_weights(actual: dict, expected: dict, names, **close) -> None:
     """The networks `names` in two runs' globals hold the same weights: bit for bit, or, given `close` (rtol, atol),
-    to torch.testing.assert_close's tolerance. A failure names the network and the parameter."""
+    to torch.testing.assert_close's tolerance, with the same entries (a missing or extra one fails). A failure names the
+    network and the parameter."""
     for name in names:
-        for (key, a), e in zip(actual[name].state_dict().items(), expected[name].state_dict().values()):
+        a_state, e_state = actual[name].state_dict(), expected[name].state_dict()
+        assert a_state.keys() == e_state.keys(), f"{name}: entries not in both: {sorted(a_state.keys() ^ e_state.keys())}"
+        for key, a in a_state.items():
+            e = e_state[key]
             if close:
                 torch.testing.assert_close(a, e, **close, msg=f"{name}.{key}")
             else:

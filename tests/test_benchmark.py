@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_one_line_error, read_scalars
+from conftest import ROOT, assert_one_line_error, benchmark, read_scalars
 
 sys.path.insert(0, str(ROOT / "benchmark"))
 import protocol  # noqa: E402
 import sweep  # noqa: E402
 
 TINY = "--learning-starts 100 --eval-interval 100 --eval-episodes 1"
-
-
-def benchmark(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmark" / script), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def test_dry_run_lists_the_papers_runs():

@@ -84,11 +84,11 @@ def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(
     run = run_in_process("mbpo.py", "--env", "InvertedPendulum-v5", "--total-timesteps", "100", *MBPO_TINY,
                          "--model-batch-size", "32", *flags, log_dir=log_dir)  # only the setup runs
     batches, model_step = [], run["model_step"]
-    run["train_model"].__globals__["model_step"] = lambda batch, targets: (batches.append(batch), model_step(batch, targets))
+    run["train_model"].__globals__["model_step"] = lambda obs, *rest: (batches.append(obs), model_step(obs, *rest))
     run["train_model"]()
-    assert len(batches) == 20 and all(batch.shape[:-1] == rows for batch in batches)  # (B,) for all, or (members, B)
+    assert len(batches) == 20 and all(batch.shape[:-2] == rows for batch in batches)  # (B, .) for all, or (members, B, .)
     if not flags:  # drawn with replacement: 32 draws from 80 training rows repeat one with probability 0.998
-        assert any(len(batch.unique()) < 32 for batch in batches)
+        assert any(len(batch.unique(dim=0)) < 32 for batch in batches)
 
 
 def test_model_error_uses_the_new_elites(log_dir):

@@ -3,6 +3,7 @@ curves, the rebuild from a CSV and the model error by task."""
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -26,11 +27,11 @@ def run_report(*args: str) -> subprocess.CompletedProcess:
 
 
 def write_run(root, experiment, task, seed, evals: dict[int, float], extra: dict[str, dict[int, float]] = {},
-              finished: int | None = None, log: str | None = None):
+              finished: int | None = None, log: str | None = None, started: int = 1):
     """A seed directory in the sweep's layout with `eval/return` (and `extra` tags) at the given steps, a finished.json
-    for `finished` steps and a stdout.log ending with `log`."""
+    for `finished` steps and a stdout.log ending with `log`; its run directory's name says it started at `started`."""
     seed_dir = root / experiment / task.replace(":", "_") / f"seed_{seed}"
-    writer = SummaryWriter(str(seed_dir / f"{task.replace(':', '_')}__{experiment.split('_')[0]}__{seed}__1"))
+    writer = SummaryWriter(str(seed_dir / f"{task.replace(':', '_')}__{experiment.split('_')[0]}__{seed}__{started}"))
     for tag, values in {"eval/return": evals, **extra}.items():
         for step, value in values.items():
             writer.add_scalar(tag, value, step)
@@ -88,7 +89,7 @@ def test_report_reads_known_runs_into_csv_verdicts_and_counts(tmp_path):
         ("dmc", "mbpo"): (0, 0, 1), ("dmc", "sac"): (1, 1, 1), ("gym", "mbpo"): (1, 1, 1), ("gym", "sac"): (1, 1, 1)}
 
     markdown = (out / "report.md").read_text()
-    assert "**1 of 1** (protocol: 15 tasks)" in markdown
+    assert "| **1 of 1** |" in markdown and "(protocol:" not in markdown  # no --protocol: no planned task count
     assert "| dmc:walker-run | mbpo_no_rollouts | 200 | - (1 run used) | 20.0 -> 400.0 | +380.0 | +0.389 |" in markdown  # one seed: no test, the gain shown
     assert "| Hopper-v5 | 3 used of 3 | - | 2 used of 3; 1 unfinished |" in markdown
     assert "| sac | Hopper-v5 | 3 | unfinished | ? (not known) | 100 | 200 | no | unfinished at step 100 of ?" in markdown
@@ -263,9 +264,11 @@ def test_report_rebuilds_from_a_csv(tmp_path):
     (["--from-csv", "nowhere.csv"], "cannot read --from-csv nowhere.csv"),
     (["--from-csv", "benchmark/results/quick/runs.csv", "--protocol-steps", "0"], "--protocol-steps must be >= 1"),
     (["--from-csv", "{tmp}/runs.csv"], "runs.csv has columns ['step', 'value']"),
+    (["--from-csv", "{tmp}/header.csv"], "header.csv has no rows, only its header"),
 ])
 def test_report_bad_input_is_an_error_line(args, fragment, tmp_path):
     (tmp_path / "runs.csv").write_text("step,value\n0,1.0\n")
+    (tmp_path / "header.csv").write_text(",".join(report.COLUMNS) + "\n")
     with pytest.raises(SystemExit) as exit:
         report.main([arg.format(tmp=tmp_path) for arg in args])
     assert str(exit.value.code).startswith("error: ") and fragment in str(exit.value.code)
@@ -340,8 +343,9 @@ def test_unreadable_runs_are_listed_and_counted(tmp_path):
     runs = runs_of(tmp_path).set_index("seed")
     assert runs.loc[3, ["state", "used", "note"]].tolist() == ["unreadable", False, "no readable record; no event file"]
     assert runs.loc[4, "state"] == "finished" and "damaged bytes" in runs.loc[4, "note"]
+    assert not runs.loc[4, "used"] and "no step-0 evaluation" in runs.loc[4, "note"], runs.loc[4, "note"]  # cut off
     table = report.improvement(runs.reset_index()).set_index("task")
-    assert table.loc["Hopper-v5", ["runs", "seeds"]].tolist() == [4, 2 + runs.loc[4, "used"]]
+    assert table.loc["Hopper-v5", ["runs", "seeds"]].tolist() == [4, 2]  # seeds 1 and 2
     markdown = render(tmp_path, tmp_path / "report")
     assert "| Hopper-v5 | " in markdown and "used of 4; 1 unreadable |" in markdown
     assert "| sac | Hopper-v5 | 3 | unreadable | 200 (its finished.json) | none | 200 | no | no readable record; no event file |" in markdown
@@ -493,3 +497,141 @@ def test_the_atlas_headline_is_computed_with_its_uncertainty(tmp_path):
             in markdown) and "**not shown either way at this budget**" in markdown
     assert "## Improvement beyond" not in markdown and "## Aggregate" not in markdown
     assert "mbpo_atlas_ftfl and mbpo_atlas evaluated identically on all 6 runs (equal to the bit)" in markdown
+
+
+def write_attempt(run_dir, started: int, evals: dict[int, float], purge_step: int | None = None) -> "Path":
+    """One attempt's event file in `run_dir`, named as the scripts' SummaryWriter names it when started at `started`."""
+    writer = SummaryWriter(str(run_dir / "attempt"), purge_step=purge_step)
+    for step, value in evals.items():
+        writer.add_scalar("eval/return", value, step)
+    writer.close()
+    path = next((run_dir / "attempt").glob("events.out.tfevents.*")).rename(run_dir / f"events.out.tfevents.{started}.host.1.0")
+    (run_dir / "attempt").rmdir()
+    return path
+
+
+def test_a_resumed_run_is_read_in_name_order_whatever_its_files_times(tmp_path):
+    """Issue 34 item 1: after a copy that does not keep times the stopped attempt's file is the newer one; the resume's
+    purge still drops what the stopped attempt logged after the checkpoint, and a resume without a purge keeps each
+    step once, with the later value, and says so."""
+    for seed, purge_step in ((1, 1000), (2, None)):
+        run_dir = tmp_path / "sac" / "Hopper-v5" / f"seed_{seed}" / f"Hopper-v5__sac__{seed}__1"
+        run_dir.mkdir(parents=True)
+        stopped = write_attempt(run_dir, 1700000000, {0: 10.0, 500: 100.0, 1000: 150.0, 1500: 178.0})
+        write_attempt(run_dir, 1700000100, {1000: 160.0, 1500: 278.0, 2000: 300.0}, purge_step)
+        os.utime(stopped, (2e9, 2e9))  # modified after the resume
+    df, markers = report.read_sweep(tmp_path)
+    for seed in (1, 2):
+        evals = df[df.seed == seed]
+        assert dict(zip(evals.step, evals.value)) == {0: 10.0, 500: 100.0, 1000: 160.0, 1500: 278.0, 2000: 300.0}
+        assert len(evals) == 5  # each step once in runs.csv
+    assert markers["sac/Hopper-v5/seed_1"].problems == ()
+    assert markers["sac/Hopper-v5/seed_2"].problems == (
+        "events.out.tfevents.1700000100.host.1.0 logs steps 1000-1500 again without a purge (2 steps twice); the "
+        "later values kept, as TensorBoard shows them",)
+    runs = report.run_table(report.with_experiment(df), markers).set_index("seed")
+    assert "again without a purge" in runs.loc[2, "note"]
+
+
+def gauge_sweep(root):
+    """sac and mbpo on Hopper-v5, 3 seeds, evaluated at 0, 100, 200; Q - MC is +5 on every seed; mbpo's seed 3 has no
+    Q estimate at 200."""
+    for experiment in ("sac", "mbpo"):
+        for seed in (1, 2, 3):
+            q = {step: 10.0 * seed + step + 5 for step in (100, 200) if (experiment, seed, step) != ("mbpo", 3, 200)}
+            mc = {step: 10.0 * seed + step for step in (100, 200)}
+            write_run(root, experiment, "Hopper-v5", seed, {0: 1.0, 100: 50.0 * seed, 200: 100.0 * seed},
+                      {"diagnostics/q_estimate": q, "diagnostics/mc_return": mc}, finished=200)
+
+
+def test_the_critic_gauge_is_the_mean_of_each_seeds_own_difference(tmp_path):
+    """Issue 34 item 2: where a seed lacks the Q estimate, Q, MC and Q - MC rest on the seeds with both, and say so."""
+    gauge_sweep(tmp_path)
+    markdown = render(tmp_path, tmp_path / "report", steps=[100, 200])
+    assert "| Hopper-v5 | mbpo | 200 (2 of 3 seeds) | 220.0 | 215.0 | +5.0 |" in markdown  # seeds 1 and 2
+    assert "| Hopper-v5 | mbpo | 100 | 125.0 | 120.0 | +5.0 |" in markdown
+
+
+def test_a_step_no_run_reached_gets_a_row_that_says_so(tmp_path):
+    """Issue 34 item 3: --steps 5000, past every run's last evaluation (200)."""
+    gauge_sweep(tmp_path)
+    markdown = render(tmp_path, tmp_path / "report", steps=[100, 5000])
+    assert ("| Hopper-v5 | 5000 | mbpo vs sac | not reached (last evaluation: 200) | not reached (last evaluation: 200) "
+            "| - | - | -, n 0 / 0 | - | not reached |") in markdown
+    assert "| Hopper-v5 | sac | 5000 | not reached (last evaluation: 200) |  |  |" in markdown
+
+
+@pytest.mark.parametrize("rows, fragment", [
+    (["sac,dmc:cheetah-run,ten,213.5,118.5,265.8,,a"], "step 'ten' on line 2 is not a whole number >= 0"),
+    (["sac,dmc:cheetah-run,,213.5,118.5,265.8,,a"], "step '' on line 2 is not a whole number >= 0"),
+    (["sac,dmc:cheetah-run,100000,213.5,,,,a", "sac,dmc:walker-run,100000,n/a,,,,a"],
+     "value 'n/a' on line 3 is not a finite number"),
+    ([], "has no rows, only its header"),
+])
+def test_published_numbers_are_checked_like_every_other_input(rows, fragment, tmp_path):
+    """Issue 34 item 4: a non-numeric or empty step, a value that is not a number, a file with only its header."""
+    published = tmp_path / "published.csv"
+    published.write_text("\n".join(["experiment,task,step,value,low,high,spread_kind,source", *rows]) + "\n")
+    with pytest.raises(SystemExit) as exit:  # not a ValueError's traceback, not a report
+        report.main(["--from-csv", str(ROOT / "benchmark/results/quick/runs.csv"), "--out", str(tmp_path / "out"),
+                     "--published", str(published)])
+    message = str(exit.value.code)
+    assert message.startswith("error: --published ") and "\n" not in message and fragment in message
+
+
+def test_a_seed_with_two_run_directories_reads_the_newest_and_names_the_other(tmp_path):
+    """Issue 34 item 5: the older run directory (by its name's time) is the newer on disk; it is named, not read."""
+    write_run(tmp_path, "sac", "dmc:walker-run", 1, {0: 10.0, 1000: 20.0}, finished=1000, started=1700000100)
+    write_run(tmp_path, "sac", "dmc:walker-run", 1, {0: 500.0, 1000: 900.0}, started=1700000000)
+    older = tmp_path / "sac" / "dmc_walker-run" / "seed_1" / "dmc_walker-run__sac__1__1700000000"
+    os.utime(older, (2e9, 2e9))
+    runs = runs_of(tmp_path)
+    assert runs[["initial", "final"]].values.tolist() == [[10.0, 20.0]]
+    assert runs.note[0] == ("2 run directories here: read the newest by the name's time, dmc_walker-run__sac__1__1700000100; "
+                            "not read: dmc_walker-run__sac__1__1700000000")
+
+
+def test_planned_runs_without_a_directory_are_absent_and_tasks_counted_from_the_protocol(tmp_path):
+    """Issue 34 item 5: --protocol quick plans 18 runs; 2 are here. sac has 2 DMC tasks in it, not the paper's 15."""
+    for seed in (1, 2):
+        write_run(tmp_path, "sac", "dmc:walker-run", seed, {0: 10.0, 3000: 100.0 + seed}, finished=3000)
+    out = tmp_path / "report"
+    report.main([str(tmp_path), "--out", str(out), "--protocol", "quick", "--reps", "20"])
+    markdown = (out / "report.md").read_text()
+    assert markdown.count("| absent |") == 16
+    assert ("| mbpo | dmc:cheetah-run | 1 | absent | 3000 (the protocol) | none | - | no | planned by the protocol, "
+            "no run | - |") in markdown
+    assert "| dmc:walker-run | 0 used of 2; 2 absent | 0 used of 2; 2 absent | 2 used of 2 |" in markdown
+    assert "| **improved, k of N** | sac |  | **1 of 1** (protocol: 2 tasks) |" in markdown
+
+
+def test_two_reports_of_one_sweep_are_identical(tmp_path):
+    """Issue 34 item 6: the bootstrap intervals (3 runs per task: shown) come out the same twice, whatever numpy's
+    global random state in between."""
+    for seed in (1, 2, 3):
+        for experiment, gain in (("sac", 100.0), ("mbpo", 300.0)):
+            write_run(tmp_path / "runs", experiment, "Hopper-v5", seed, {0: 10.0, 200: gain * seed}, finished=200)
+    texts = []
+    for out in ("first", "second"):
+        report.main([str(tmp_path / "runs"), "--out", str(tmp_path / out), "--reps", "100"])
+        texts.append([(tmp_path / out / name).read_bytes() for name in ("report.md", "runs.csv")])
+    assert texts[0] == texts[1]
+    assert "| sac | 3 | 0.0" in texts[0][0].decode() and "[" in texts[0][0].decode().split("| sac | 3 | ")[1].split("|")[0]
+
+
+def test_a_protocols_comparisons_pair_experiments_beside_their_baselines(tmp_path):
+    """Issue 33: the evidence protocol also sets mbpo and the perfect model against sac_rr20, and the perfect model
+    against mbpo, paired by seed; without a protocol only the baselines."""
+    for seed in (1, 2):
+        for experiment, final in (("sac", 20.0), ("sac_rr20", 100.0), ("mbpo", 300.0), ("mbpo_perfect_model", 400.0)):
+            write_run(tmp_path, experiment, "dmc:cheetah-run", seed, {0: 5.0, 30000: final + seed}, finished=30000)
+    df, markers = report.read_sweep(tmp_path)
+    runs = report.run_table(report.with_experiment(df), markers)
+    compared = report.versus_baseline(report.with_experiment(df), runs, pairs=report.PROTOCOLS["evidence"].pairs())
+    assert sorted(zip(compared.experiment, compared.baseline)) == [
+        ("mbpo", "sac"), ("mbpo", "sac_rr20"), ("mbpo_perfect_model", "mbpo"), ("mbpo_perfect_model", "sac"),
+        ("mbpo_perfect_model", "sac_rr20"), ("sac_rr20", "sac")]
+    assert (compared.test == "paired").all() and compared.set_index(["experiment", "baseline"]).loc[
+        ("mbpo_perfect_model", "mbpo"), "difference"] == 100
+    plain = report.versus_baseline(report.with_experiment(df), runs)
+    assert set(plain.baseline) == {"sac"}
