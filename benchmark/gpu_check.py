@@ -2,7 +2,7 @@
 functions, and mbpo.py end to end (one and several processes), as one Markdown table that grows row by row.
 
     python benchmark/gpu_check.py --out gpu.md                # one GPU; keeps to --budget seconds (default 480)
-    python benchmark/gpu_check.py --parts e2e,processes      # a second call for what the first had to skip
+    python benchmark/gpu_check.py --parts e2e,processes       # a second call for what the first had to skip
     python benchmark/gpu_check.py --cpu-smoke --out smoke.md  # every part on the CPU, tiny sizes (the tests run it)
 
 Every row is printed (and flushed) the moment it is measured and appended to --out, below a header naming the device,
@@ -16,16 +16,19 @@ Columns, per device: on a GPU `--no-cuda-graph` (plain eager), default (the eage
 and `--compile` (compiled with fullgraph=True, replayed as CUDA graphs); on the CPU default (eager) and `--compile`.
 The parts (--parts), in this order:
 1. graph-breaks: each script (sac.py, mbpo.py, td3.py, alm.py, mbpo_perfect_model.py) runs in-process for two
-   learning steps with `--compile` (and `--no-cuda-graph`) and torch.compile replaced by a recorder, which keeps each
-   function the script compiles (its `update`; mbpo.py's `model_step` and `rollout_step` too) uncompiled, with the
-   arguments its loop passes. Each is then traced by `torch._dynamo.explain` on those arguments (with
-   `trace_autograd_ops`, as --compile sets): the count must be 0; if it is not, the row gives the first break reason.
+   learning steps (the first a logging one) with `--compile` (and `--no-cuda-graph`) and torch.compile replaced by a
+   recorder, which keeps each function the script compiles (its `update`; mbpo.py's `model_step` and `rollout_step`
+   too) uncompiled, with the arguments its loop passes. Each is then traced by `torch._dynamo.explain` on the first
+   call of each argument variant (td3.py's update with and without the actor, alm.py's with and without measuring
+   the model), with `trace_autograd_ops` as --compile sets it: the count, summed over the variants, must be 0; if it
+   is not, the row gives the first break reason.
 2. compare: per script, a run in each column for --compare-steps learning steps from the same seed (in-process, as
    benchmark/speed.py does; Hopper-v5 sizes at batch 256, alm.py at its 512, mbpo.py's model step at 7 members x 256
-   and its rollout at 400 x 1 step): the largest difference of every network weight and of log_alpha from the plain
-   eager run, absolute and relative (to the largest magnitude in that tensor; inductor's `fallback_random` makes the
-   compiled graphs draw the eager random numbers), then calls/s of each recorded function in each run, on the
-   recorded arguments in turn (--calls calls or --rate-seconds, whichever ends first, after one warm-up round).
+   and its rollout at 400 x 1 step): the largest difference of the networks' weights and buffers and of log_alpha
+   from the plain eager run, absolute and relative (to the largest magnitude in that tensor; inductor's
+   `fallback_random` makes the compiled graphs draw the eager random numbers), then calls/s of each recorded
+   function in each run, on the recorded arguments in turn (--calls calls or --rate-seconds, whichever ends first,
+   after one warm-up round).
 3. e2e: mbpo.py at the paper's defaults on Hopper-v5 after 1000 random steps, one subprocess per column (default
    first, the others at its number of learning steps), for model_train_freq + 1 = 251 learning steps, or as many as
    the budget allows: env steps/s over all of them (compilation, CUDA-graph capture and the first model retrain
@@ -108,9 +111,11 @@ class Budget:
         """Whether the part fits in what is left; if not, a row says it is skipped."""
         need = prior * max(self.ratios.get(kind, [1.0]))
         if need <= self.left():
-            print(f"[{time.monotonic() - START:.0f} s] {what}: ~{need:.0f} s of {self.left():.0f} s left", file=sys.stderr, flush=True)
+            print(f"[{time.monotonic() - START:.0f} s] {what}: ~{need:.0f} s of {self.left():.0f} s left",
+                  file=sys.stderr, flush=True)
             return True
-        self.table.row(f"skipped: {what}", note=f"needs ~{need:.0f} s, {max(0.0, self.left()):.0f} s of the budget left")
+        self.table.row(f"skipped: {what}",
+                       note=f"needs ~{need:.0f} s, {max(0.0, self.left()):.0f} s of the budget left")
         return False
 
     def took(self, kind: str, prior: float, seconds: float):
@@ -296,8 +301,8 @@ class Check:
         from mbpo import Args  # noqa: E402  (its defaults are the paper's)
 
         d = Args()
-        return {"learning_starts": 1000, "model_train_freq": d.model_train_freq, "model_train_steps": d.model_train_steps,
-                "replay_ratio": d.replay_ratio, "flags": []}
+        return {"learning_starts": 1000, "model_train_freq": d.model_train_freq,
+                "model_train_steps": d.model_train_steps, "replay_ratio": d.replay_ratio, "flags": []}
 
     def e2e_seconds(self, column: str, steps: int) -> float:
         """Predicted seconds of one end-to-end run in `column` for `steps` learning steps, from part 2's mbpo.py rates
@@ -340,7 +345,8 @@ class Check:
                            f"per {e['model_train_freq']})", {c: f"{steady:.2f}" for c, (_, steady) in results.items()})
         else:
             self.table.row("skipped: mbpo.py end to end, steady rate",
-                           note=f"needs {e['model_train_freq'] + 1} learning steps (a second retrain); the budget allowed {steps}")
+                           note=f"needs {e['model_train_freq'] + 1} learning steps (a second retrain); "
+                                f"the budget allowed {steps}")
         self.best = max(results, key=lambda c: results[c][1] or results[c][0])
         self.best_steps, one = steps, results[self.best][1] or results[self.best][0]
         self.table.row(f"1 mbpo.py process ({self.best}), {E2E_ENV}, seed-steps/s "
@@ -471,17 +477,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=200, help="timed calls per function and column, at most")
     parser.add_argument("--rate-seconds", type=float, default=2.0, help="seconds per function and column, at most")
     parser.add_argument("--compare-steps", type=int, default=20, help="learning steps before parameters are compared")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"the parts to run, in this order (default: {','.join(PARTS)})")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"the parts to run, in this order (default: {','.join(PARTS)})")
     a = parser.parse_args(argv)
     if a.budget <= 0 or a.calls < 1 or a.rate_seconds <= 0 or a.compare_steps < 1:
         sys.exit("error: --budget and --rate-seconds must be > 0, --calls and --compare-steps >= 1")
     a.parts = a.parts.split(",")
     if not set(a.parts) <= set(PARTS):
-        sys.exit(f"error: --parts {','.join(sorted(set(a.parts) - set(PARTS)))} unknown; the parts are {','.join(PARTS)}")
+        unknown = ",".join(sorted(set(a.parts) - set(PARTS)))
+        sys.exit(f"error: --parts {unknown} unknown; the parts are {','.join(PARTS)}")
     a.device = "cpu" if a.cpu_smoke else "cuda"
     if a.cpu_smoke:
         a.calls, a.rate_seconds, a.env = 3, 0.5, "InvertedPendulum-v5"
-        torch.compile = (lambda compile_: lambda fn=None, **kw: compile_(fn, **{**kw, "backend": "eager", "mode": None}))(torch.compile)
+        compile_ = torch.compile
+        torch.compile = lambda fn=None, **kw: compile_(fn, **{**kw, "backend": "eager", "mode": None})
     elif not torch.cuda.is_available():
         sys.exit("error: no GPU visible to torch; use --cpu-smoke to check the code paths on the CPU")
     try:
