@@ -184,7 +184,7 @@ def update_call(script: str, run: dict):
         count = itertools.count()
         return lambda data: update(data, next(count) % run_args.policy_frequency == 0), lambda: rb.sample(run_args.batch_size)
     if script == "alm.py":  # a minibatch of sequences and one of transitions, at the policy noise where it ends
-        std = run_args.exploration_noise_end
+        std = torch.tensor(run_args.exploration_noise_end, device=rb.obs.device)  # a tensor, as alm.py's loop passes it
         return (lambda data: update(data, std),
                 lambda: (rb.sample_sequences(run_args.batch_size, run_args.horizon), rb.sample(run_args.batch_size)))
     return update, lambda: rb.sample(run_args.batch_size)
