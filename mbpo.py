@@ -201,8 +201,10 @@ class EnsembleDynamicsModel(nn.Module):
         dims = [in_dim, hidden_dim, hidden_dim, hidden_dim, hidden_dim]
         self.layers = nn.ModuleList(VectorizedLinear(i, o, ensemble_size) for i, o in zip(dims[:-1], dims[1:]))
         self.head = VectorizedLinear(hidden_dim, 2 * out_dim, ensemble_size)
-        for layer in (*self.layers, self.head):  # the paper's code: LeCun normal (truncated at 2 std), zero biases
-            std = (1 / layer.weight.shape[1]) ** 0.5 / 0.87962566103423978  # flax's correction for the truncation
+        for layer in (*self.layers, self.head):  # the paper's code: flax's lecun_normal (truncated at 2 std), zero biases
+            # members in the fan-in: STFL's kernel is (members, in, out) and JAX counts the member axis as receptive field
+            fan_in = ensemble_size * layer.weight.shape[-2]  # --ensemble-size members, never seeds (STFL vmaps seeds apart)
+            std = (1 / fan_in) ** 0.5 / 0.87962566103423978  # jax's correction: the std after truncation is 1/sqrt(fan_in)
             nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
         # soft bounds of the log-variance at [-10, 0.5]: fixed in the paper's code, learned in official MBPO
         self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5), requires_grad=learned_logvar_bounds)

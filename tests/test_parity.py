@@ -1,9 +1,12 @@
 """Where freelunch follows the paper's own code (STFL) rather than official MBPO or CleanRL: each test fails on the
 choice it replaced. And the paper's two mitigations, resets and LayerNorm, as every script applies them."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
+import mbpo
 from conftest import TINY, assert_same_weights, read_scalars, run_in_process
 from utils import make_env
 from utils.envs import mujoco_model_data
@@ -63,6 +66,23 @@ def test_layer_norm_adds_one_after_each_critic_hidden_layer_and_nothing_else(scr
             assert layers(net).count("VectorizedLayerNorm") == 2, name
         elif isinstance(net, torch.nn.Module):
             assert layers(net) == layers(plain[name]), name
+
+
+@pytest.mark.parametrize("ensemble_size", [7, 3])
+def test_model_init_is_lecun_normal_truncated_at_2_std_with_the_members_in_the_fan_in(ensemble_size):
+    """STFL's EnsembleDense: flax's lecun_normal on a (members, in, out) kernel, whose fan-in JAX counts as members *
+    in, so every layer's std is 1/sqrt(members * in) (the truncated normal rescaled to it), values within 2 std of the
+    untruncated normal, zero biases."""
+    torch.manual_seed(0)
+    model = mbpo.EnsembleDynamicsModel(11, 3, 200, ensemble_size, learned_logvar_bounds=False)
+    for layer in (*model.layers, model.head):
+        weight = layer.weight.detach()
+        std = 1 / math.sqrt(ensemble_size * weight.shape[-2])
+        # 4 standard errors of a sample std (a kurtosis of at most 3's: a truncated normal has less)
+        assert weight.std().item() == pytest.approx(std, rel=4 / math.sqrt(2 * weight.numel())), tuple(weight.shape)
+        bound = 2 * std / 0.87962566103423978  # 2 std of the normal before truncation
+        assert bound * 0.99 < weight.abs().max().item() <= bound
+        assert (layer.bias == 0).all()
 
 
 def test_logvar_bounds_stay_fixed_by_default_and_learn_with_the_flag(log_dir):
