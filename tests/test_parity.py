@@ -64,6 +64,9 @@ def test_layer_norm_adds_one_after_each_critic_hidden_layer_and_nothing_else(scr
         if name in ("qf", "qf_target"):  # ALM's critics always have one after the first hidden layer
             assert layers(plain[name]).count("VectorizedLayerNorm") == (1 if script == "alm.py" else 0), name
             assert layers(net).count("VectorizedLayerNorm") == 2, name
+            # flax's epsilon for the paper's mitigation; ALM's own first one keeps official ALM's (torch's)
+            epsilons = [m.eps for m in net.modules() if type(m).__name__ == "VectorizedLayerNorm"]
+            assert epsilons == ([1e-5, 1e-6] if script == "alm.py" else [1e-6, 1e-6]), name
         elif isinstance(net, torch.nn.Module):
             assert layers(net) == layers(plain[name]), name
 
