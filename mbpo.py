@@ -880,6 +880,9 @@ if __name__ == "__main__":
                     param.copy_(best)
         return holdout, train, batch, epochs
 
+    # the paper's code ranks the elites on 50,000 draws from the holdout, 5,000 on Humanoid (train_parallel.py:210-212)
+    elite_draws = 5_000 if args.env.startswith("Humanoid-") else 50_000
+
     def train_model():
         """Fit the ensemble on the real buffer, as the paper's code or (--model-bootstrap) as official MBPO, then rank
         the elites by holdout MSE and measure the model with them."""
@@ -893,8 +896,8 @@ if __name__ == "__main__":
         targets = model_targets(rb.obs[: rb.size], rb.rewards[: rb.size], rb.next_obs[: rb.size])
         train_as = train_model_as_mbpo if args.model_bootstrap or args.model_early_stopping else train_model_as_paper
         holdout, train, last_batch, stats["train_epochs"] = train_as(targets)
-        if len(holdout) > 50_000:  # the paper's code ranks on 50,000 draws from the holdout; all of a smaller one here
-            holdout = holdout[torch.randint(0, len(holdout), (50_000,), device=device)]
+        if len(holdout) > elite_draws:  # the paper's code ranks on draws from the holdout; all of a smaller one here
+            holdout = holdout[torch.randint(0, len(holdout), (elite_draws,), device=device)]
         losses = holdout_losses(holdout, targets)
         new_elites = losses.argsort()[: args.num_elites]
         stats["holdout_loss"] = losses[new_elites].mean().item()

@@ -111,6 +111,22 @@ def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(
         assert any(len(batch.unique()) < 32 for batch in batches)
 
 
+@pytest.mark.parametrize("env_id,ranked", [("Humanoid-v5", 5000), ("Hopper-v5", 6000)])
+def test_elites_ranked_on_5000_holdout_draws_on_humanoid_else_on_a_smaller_whole_holdout(env_id, ranked, log_dir):
+    """The paper's code ranks on 5,000 draws from the holdout for Humanoid, 50,000 elsewhere
+    (train_parallel.py:210-212); 30,000 transitions hold out 6,000."""
+    run = run_in_process("mbpo.py", "--env", env_id, "--total-timesteps", "100", *MBPO_TINY, "--buffer-size", "30000",
+                         "--ensemble-size", "2", "--num-elites", "1", "--model-hidden-dim", "8", log_dir=log_dir)
+    rb, rng = run["rb"], np.random.default_rng(0)
+    obs = rng.normal(size=(30_000, rb.obs.shape[1]))
+    rb.add(obs, rng.uniform(-1, 1, size=(30_000, rb.actions.shape[1])), np.zeros(30_000), obs, np.zeros(30_000))
+    ranked_on, holdout_losses = [], run["holdout_losses"]
+    run["train_model"].__globals__["holdout_losses"] = (
+        lambda idx, targets: (ranked_on.append(len(idx)), holdout_losses(idx, targets))[1])
+    run["train_model"]()
+    assert ranked_on == [ranked]
+
+
 def test_model_error_uses_the_new_elites(log_dir):
     """The error logged at a retrain is measured with the elites that retrain picked, not the previous ones (at the
     first retrain these were members 0..num_elites-1)."""
