@@ -141,15 +141,17 @@ class VectorizedLinear(nn.Module):
 
 
 class VectorizedLayerNorm(nn.Module):
-    """LayerNorm over features with a separate gain and bias per member."""
+    """LayerNorm over features with a separate gain and bias per member; epsilon 1e-6 by default, as flax's LayerNorm
+    in the paper's code (networks/common.py:43), not torch's 1e-5."""
 
-    def __init__(self, features: int, num_members: int):
+    def __init__(self, features: int, num_members: int, eps: float = 1e-6):
         super().__init__()
+        self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_members, 1, features))
         self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
 
     def forward(self, x):
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
 def orthogonal_init(module: nn.Module) -> nn.Module:
@@ -257,7 +259,8 @@ class QNetwork(nn.Module):
         self.fc1 = VectorizedLinear(latent_dim + act_dim, hidden_dim, num_critics)
         self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_critics)
         self.fc3 = VectorizedLinear(hidden_dim, 1, num_critics)
-        self.norm1 = VectorizedLayerNorm(hidden_dim, num_critics)  # ALM: Dense -> LayerNorm -> Tanh, Dense -> ELU
+        # official ALM's own: Dense -> LayerNorm (torch's, epsilon 1e-5: models.py:97, 102) -> Tanh, Dense -> ELU
+        self.norm1 = VectorizedLayerNorm(hidden_dim, num_critics, eps=1e-5)
         self.norm2 = VectorizedLayerNorm(hidden_dim, num_critics) if layer_norm else nn.Identity()
 
     def forward(self, z, a):

@@ -161,15 +161,17 @@ class VectorizedLinear(nn.Module):
 
 
 class VectorizedLayerNorm(nn.Module):
-    """LayerNorm over features with a separate gain and bias per member."""
+    """LayerNorm over features with a separate gain and bias per member; epsilon 1e-6 by default, as flax's LayerNorm
+    in the paper's code (networks/common.py:43), not torch's 1e-5."""
 
-    def __init__(self, features: int, num_members: int):
+    def __init__(self, features: int, num_members: int, eps: float = 1e-6):
         super().__init__()
+        self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_members, 1, features))
         self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
 
     def forward(self, x):
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
 class SoftQNetwork(nn.Module):
@@ -203,8 +205,10 @@ class EnsembleDynamicsModel(nn.Module):
         dims = [in_dim, hidden_dim, hidden_dim, hidden_dim, hidden_dim]
         self.layers = nn.ModuleList(VectorizedLinear(i, o, ensemble_size) for i, o in zip(dims[:-1], dims[1:]))
         self.head = VectorizedLinear(hidden_dim, 2 * out_dim, ensemble_size)
-        for layer in (*self.layers, self.head):  # the paper's code: LeCun normal (truncated at 2 std), zero biases
-            std = (1 / layer.weight.shape[1]) ** 0.5 / 0.87962566103423978  # flax's correction for the truncation
+        for layer in (*self.layers, self.head):  # the paper's code: flax's lecun_normal (truncated at 2 std), zero biases
+            # members in the fan-in: STFL's kernel is (members, in, out) and JAX counts the member axis as receptive field
+            fan_in = ensemble_size * layer.weight.shape[-2]  # --ensemble-size members, never seeds (STFL vmaps seeds apart)
+            std = (1 / fan_in) ** 0.5 / 0.87962566103423978  # jax's correction: the std after truncation is 1/sqrt(fan_in)
             nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
         # soft bounds of the log-variance at [-10, 0.5]: fixed in the paper's code, learned in official MBPO
         self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5), requires_grad=learned_logvar_bounds)
@@ -953,6 +957,9 @@ if __name__ == "__main__":
                     param.copy_(best)
         return holdout, train, batch, epochs
 
+    # the paper's code ranks the elites on 50,000 draws from the holdout, 5,000 on Humanoid (train_parallel.py:210-212)
+    elite_draws = 5_000 if args.env.startswith("Humanoid-") else 50_000
+
     def train_model():
         """Fit the ensemble on the real buffer, as the paper's code or (--model-bootstrap) as official MBPO, then rank
         the elites by holdout MSE and measure the model with them."""
@@ -966,8 +973,8 @@ if __name__ == "__main__":
         targets = model_targets(rb.obs[: rb.size], rb.rewards[: rb.size], rb.next_obs[: rb.size])
         train_as = train_model_as_mbpo if args.model_bootstrap or args.model_early_stopping else train_model_as_paper
         holdout, train, last_batch, stats["train_epochs"] = train_as(targets)
-        if len(holdout) > 50_000:  # the paper's code ranks on 50,000 draws from the holdout; all of a smaller one here
-            holdout = holdout[torch.randint(0, len(holdout), (50_000,), device=device)]
+        if len(holdout) > elite_draws:  # the paper's code ranks on draws from the holdout; all of a smaller one here
+            holdout = holdout[torch.randint(0, len(holdout), (elite_draws,), device=device)]
         losses = holdout_losses(holdout, targets)
         new_elites = losses.argsort()[: args.num_elites]
         stats["holdout_loss"] = losses[new_elites].mean().item()

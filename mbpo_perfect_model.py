@@ -136,15 +136,17 @@ class VectorizedLinear(nn.Module):
 
 
 class VectorizedLayerNorm(nn.Module):
-    """LayerNorm over features with a separate gain and bias per member."""
+    """LayerNorm over features with a separate gain and bias per member; epsilon 1e-6 by default, as flax's LayerNorm
+    in the paper's code (networks/common.py:43), not torch's 1e-5."""
 
-    def __init__(self, features: int, num_members: int):
+    def __init__(self, features: int, num_members: int, eps: float = 1e-6):
         super().__init__()
+        self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_members, 1, features))
         self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
 
     def forward(self, x):
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
 class SoftQNetwork(nn.Module):

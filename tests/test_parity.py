@@ -1,11 +1,13 @@
 """Where freelunch follows the paper's own code (STFL) rather than official MBPO or CleanRL: each test fails on the
 choice it replaced. And the paper's two mitigations, resets and LayerNorm, as every script applies them."""
+import math
 import runpy
 
 import numpy as np
 import pytest
 import torch
 
+import mbpo
 from conftest import ROOT, TINY, assert_same_weights, read_scalars, run_in_process
 from utils import make_env
 from utils.envs import mujoco_model_data
@@ -64,8 +66,28 @@ def test_layer_norm_adds_one_after_each_critic_hidden_layer_and_nothing_else(scr
         if name in ("qf", "qf_target"):  # ALM's critics always have one after the first hidden layer
             assert layers(plain[name]).count("VectorizedLayerNorm") == (1 if script == "alm.py" else 0), name
             assert layers(net).count("VectorizedLayerNorm") == 2, name
+            # flax's epsilon for the paper's mitigation; ALM's own first one keeps official ALM's (torch's)
+            epsilons = [m.eps for m in net.modules() if type(m).__name__ == "VectorizedLayerNorm"]
+            assert epsilons == ([1e-5, 1e-6] if script == "alm.py" else [1e-6, 1e-6]), name
         elif isinstance(net, torch.nn.Module):
             assert layers(net) == layers(plain[name]), name
+
+
+@pytest.mark.parametrize("ensemble_size", [7, 3])
+def test_model_init_is_lecun_normal_truncated_at_2_std_with_the_members_in_the_fan_in(ensemble_size):
+    """STFL's EnsembleDense: flax's lecun_normal on a (members, in, out) kernel, whose fan-in JAX counts as members *
+    in, so every layer's std is 1/sqrt(members * in) (the truncated normal rescaled to it), values within 2 std of the
+    untruncated normal, zero biases."""
+    torch.manual_seed(0)
+    model = mbpo.EnsembleDynamicsModel(11, 3, 200, ensemble_size, learned_logvar_bounds=False)
+    for layer in (*model.layers, model.head):
+        weight = layer.weight.detach()
+        std = 1 / math.sqrt(ensemble_size * weight.shape[-2])
+        # 4 standard errors of a sample std (a kurtosis of at most 3's: a truncated normal has less)
+        assert weight.std().item() == pytest.approx(std, rel=4 / math.sqrt(2 * weight.numel())), tuple(weight.shape)
+        bound = 2 * std / 0.87962566103423978  # 2 std of the normal before truncation
+        assert bound * 0.99 < weight.abs().max().item() <= bound
+        assert (layer.bias == 0).all()
 
 
 def test_logvar_bounds_stay_fixed_by_default_and_learn_with_the_flag(log_dir):
@@ -89,6 +111,22 @@ def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(
     assert len(batches) == 20 and all(batch.shape[:-2] == rows for batch in batches)  # (B, .) for all, or (members, B, .)
     if not flags:  # drawn with replacement: 32 draws from 80 training rows repeat one with probability 0.998
         assert any(len(batch.unique(dim=0)) < 32 for batch in batches)
+
+
+@pytest.mark.parametrize("env_id,ranked", [("Humanoid-v5", 5000), ("Hopper-v5", 6000)])
+def test_elites_ranked_on_5000_holdout_draws_on_humanoid_else_on_a_smaller_whole_holdout(env_id, ranked, log_dir):
+    """The paper's code ranks on 5,000 draws from the holdout for Humanoid, 50,000 elsewhere
+    (train_parallel.py:210-212); 30,000 transitions hold out 6,000."""
+    run = run_in_process("mbpo.py", "--env", env_id, "--total-timesteps", "100", *MBPO_TINY, "--buffer-size", "30000",
+                         "--ensemble-size", "2", "--num-elites", "1", "--model-hidden-dim", "8", log_dir=log_dir)
+    rb, rng = run["rb"], np.random.default_rng(0)
+    obs = rng.normal(size=(30_000, rb.obs.shape[1]))
+    rb.add(obs, rng.uniform(-1, 1, size=(30_000, rb.actions.shape[1])), np.zeros(30_000), obs, np.zeros(30_000))
+    ranked_on, holdout_losses = [], run["holdout_losses"]
+    run["train_model"].__globals__["holdout_losses"] = (
+        lambda idx, targets: (ranked_on.append(len(idx)), holdout_losses(idx, targets))[1])
+    run["train_model"]()
+    assert ranked_on == [ranked]
 
 
 def test_model_error_uses_the_new_elites(log_dir):
