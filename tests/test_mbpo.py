@@ -126,8 +126,9 @@ def test_early_stopping_stops_long_before_the_cap(log_dir):
     run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "101", *TINY[SCRIPT],
                    "--model-early-stopping", "--model-train-steps", "5000", log_dir=log_dir)
     ((step, epochs),) = read_scalars(log_dir)["model/train_epochs"]
-    # at least 5 epochs without gain + 1 (one batch per epoch here); long before: within a tenth of the cap (~300 here)
-    assert step == 100 and 6 <= epochs <= 5000 // 10
+    # at least 5 epochs without gain + 1 (one batch per epoch here); long before: within a fifth of the cap. Measured
+    # with the paper code's model init: 682 epochs here (seeds 2, 3: 82, 73); a patience of 50 instead of 5: 1690
+    assert step == 100 and 6 <= epochs <= 5000 // 5
 
 
 def test_early_stopping_keeps_each_members_first_epoch_when_none_improves(log_dir):
