@@ -369,16 +369,16 @@ def write_checkpoint(state: dict, run_dir: str):
     os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
 
 
-def init_per_seed(make, seeds: list[int]) -> tuple:
+def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     """The modules `make(num_seeds)` returns, each seed's slice of every tensor (its leading, seed-major axis) drawn as
-    that seed's single-seed run draws `make(1)`: from its own generator at seed + 20_000, apart from the global stream."""
+    `make(1)` from a generator of its own, seeded with its entry of `generator_seeds`; the global stream untouched."""
     per_seed = []
-    for seed in seeds:
+    for generator_seed in generator_seeds:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 20_000)
+            torch.manual_seed(generator_seed)
             per_seed.append(make(1))
     with torch.random.fork_rng(devices=[]):
-        stacked = make(len(seeds))
+        stacked = make(len(generator_seeds))
     with torch.no_grad():
         for i, module in enumerate(stacked):
             for name, tensor in module.state_dict().items():
@@ -703,7 +703,8 @@ if __name__ == "__main__":
     # ALGO LOGIC: initialize agent here
     # each seed's initial weights from a seed of its own (seed + 20_000), apart from the global stream
     actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
-                                                 SoftQNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)), seeds)
+                                                 SoftQNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
+                              [seed + 20_000 for seed in seeds])
     qf_target = copy.deepcopy(qf)
     q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
     actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
