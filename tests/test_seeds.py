@@ -1,0 +1,146 @@
+"""--num-seeds S: S independent runs in one process, stacked on a leading seed axis. A seed's update reads and writes
+its own slice alone and equals the single-seed update; each seed's envs, initial weights, logs and run directory are
+its single-seed run's; a 2-seed run killed and resumed equals one that never stopped."""
+import copy
+import itertools
+import signal
+import time
+
+import pytest
+import torch
+import torch.utils._pytree as pytree
+
+import speed
+from conftest import TINY, read_scalars, run_in_process, run_script
+from test_resume import TINY as RESUME_TINY
+from test_resume import assert_same_state, start, wait_for
+
+SCRIPTS = ["sac.py", "mbpo.py"]
+# each script's learner state with a seed axis: every module and optimizer of `agent` (MBPO: and its model)
+STATE = {"sac.py": ("agent",), "mbpo.py": ("agent", "model", "model_optimizer")}
+
+
+def snapshot(run: dict) -> list:
+    """Copies of the state_dicts of every module and optimizer the update changes (and log_alpha where there is one):
+    all of them have a leading, seed-major axis but Adam's step count, which the seeds share."""
+    return copy.deepcopy([m.state_dict() for m in run["agent"]] + ([run["log_alpha"].detach()] if "log_alpha" in run else []))
+
+
+def restore(run: dict, saved: list):
+    for module, state in zip(run["agent"], saved):
+        module.load_state_dict(state)
+    if "log_alpha" in run:
+        run["log_alpha"].detach().copy_(saved[-1])
+
+
+def tensors(saved: list) -> list[torch.Tensor]:
+    return [x for x in pytree.tree_leaves(saved) if torch.is_tensor(x) and x.dim() > 0]
+
+
+def seed_slice(x: torch.Tensor, k: int, num_seeds: int) -> torch.Tensor:
+    return x.reshape(num_seeds, -1)[k]
+
+
+class SharedNoise:
+    """Every normal draw of the update (torch.distributions' and randn_like), the same for each seed: the i-th draw of
+    shape (S, ...) is a fixed (...) tensor repeated over the seed axis, so an S-seed update and a single-seed one see the
+    same noise."""
+
+    def __init__(self):
+        self.calls = itertools.count()
+
+    def __call__(self, shape, dtype=None, device=None, **_):
+        base = torch.randn(tuple(shape)[1:], generator=torch.Generator().manual_seed(next(self.calls)), dtype=dtype)
+        return base.to(device).expand(tuple(shape)).clone()
+
+    def like(self, x, **kwargs):
+        return self(x.shape, dtype=x.dtype, device=x.device)
+
+
+def tiny(script: str, *args: str) -> list[str]:
+    return ["--env", "InvertedPendulum-v5", *TINY[script], *args]
+
+
+@pytest.fixture(scope="module")
+def three_seed_runs(tmp_path_factory):
+    """Each script after 130 steps (30 of them learning) with seeds 1-3 in one process."""
+    return {script: run_in_process(script, *tiny(script, "--num-seeds", "3", "--total-timesteps", "130"),
+                                   log_dir=tmp_path_factory.mktemp(script)) for script in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_changing_one_seeds_minibatch_leaves_the_other_seeds_bit_identical(script, three_seed_runs):
+    run = three_seed_runs[script]
+    update, sample = speed.update_call(script, run)
+    before, data, other = snapshot(run), sample(), sample()
+    torch.manual_seed(0)
+    update(data)
+    after = tensors(snapshot(run))
+    restore(run, before)
+    changed = pytree.tree_map(lambda x, y: torch.cat([x[:1], y[1:2], x[2:]]), data, other)  # seed 2's minibatch alone
+    torch.manual_seed(0)
+    update(changed)
+    after_changed = tensors(snapshot(run))
+    restore(run, before)
+    moved = False
+    for a, b in zip(after, after_changed, strict=True):
+        for k in (0, 2):
+            assert torch.equal(seed_slice(a, k, 3), seed_slice(b, k, 3))
+        moved |= not torch.equal(seed_slice(a, 1, 3), seed_slice(b, 1, 3))
+    assert moved, "seed 2's new minibatch changed nothing"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_seeds_update_equals_the_single_seed_update(script, three_seed_runs, log_dir, monkeypatch):
+    """Seed k's slice after a 3-seed update equals a 1-seed run's update from seed k's state on seed k's minibatch, with
+    the same noise, to float32 round-off: the stacked matmuls may sum in another order (measured: <= 1e-6 apart)."""
+    stacked = three_seed_runs[script]
+    single = run_in_process(script, *tiny(script, "--total-timesteps", "130"), log_dir=log_dir)
+    stacked_update, sample = speed.update_call(script, stacked)
+    single_update, _ = speed.update_call(script, single)
+    before, data = snapshot(stacked), sample()
+    noise = SharedNoise()
+    monkeypatch.setattr(torch.distributions.normal, "_standard_normal", noise)
+    monkeypatch.setattr(torch, "randn_like", noise.like)
+    stacked_update(data)
+    after = tensors(snapshot(stacked))
+    restore(stacked, before)
+    single_before = snapshot(single)
+    for k in range(3):
+        restore(single, pytree.tree_map(lambda x, y: seed_slice(x, k, 3).reshape(y.shape) if y.dim() else x, before, single_before))
+        noise.calls = itertools.count()
+        single_update(pytree.tree_map(lambda x: x[k: k + 1], data))
+        for x, y in zip(after, tensors(snapshot(single)), strict=True):
+            torch.testing.assert_close(seed_slice(x, k, 3), y.flatten(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_seed_is_its_single_seed_run_in_envs_weights_and_logs(script, log_dir):
+    """Seeds 3 and 4 in one process: seed 4's transitions (random phase), initial weights, first evaluation and run
+    directory are those of `--seed 4` alone."""
+    args = tiny(script, "--total-timesteps", "90", "--learning-starts", "90")
+    pair = run_in_process(script, *args, "--seed", "3", "--num-seeds", "2", log_dir=log_dir / "pair" / "seed_{seed}")
+    alone = run_in_process(script, *args, "--seed", "4", log_dir=log_dir / "alone")
+    for field in pair["rb"].fields:
+        assert torch.equal(getattr(pair["rb"], field)[1, :90], getattr(alone["rb"], field)[0, :90]), field
+    networks = [m for m in (*pair["agent"], pair.get("model")) if isinstance(m, torch.nn.Module)]
+    networks_alone = [m for m in (*alone["agent"], alone.get("model")) if isinstance(m, torch.nn.Module)]
+    for net, net_alone in zip(networks, networks_alone, strict=True):  # no update ran: the initial weights
+        for x, y in zip(net.state_dict().values(), net_alone.state_dict().values(), strict=True):
+            assert torch.equal(seed_slice(x, 1, 2), y.flatten())
+    (run_dir,) = (log_dir / "pair" / "seed_4").iterdir()  # --log-dir's {seed} is each seed's number
+    assert run_dir.name.split("__")[2] == "4"
+    assert read_scalars(log_dir / "pair" / "seed_4")["eval/return"] == read_scalars(log_dir / "alone")["eval/return"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_seed_draws_its_own_minibatch_indices(script, three_seed_runs):
+    """The paper's code shares one minibatch's indices across its vmapped seeds; here each seed draws its own."""
+    run = three_seed_runs[script]
+    for rb in (run["rb"], run.get("synthetic_rb", run["rb"])):
+        saved = rb.rewards.clone()
+        rb.rewards.copy_(torch.arange(rb.rewards.shape[1]).expand_as(rb.rewards))  # each row's reward: its index
+        rewards = rb.sample(64)[2]
+        rb.rewards.copy_(saved)
+        assert rewards.shape == (3, 64)
+        assert not torch.equal(rewards[0], rewards[1]) and not torch.equal(rewards[1], rewards[2])
