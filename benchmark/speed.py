@@ -4,6 +4,7 @@ measured fp32 matmul peak allows, beside a textbook SAC update.
     python benchmark/speed.py                       # Hopper-v5 sizes, batch 256, CPU, 1 thread (the scripts' default)
     python benchmark/speed.py --mbpo-steps 250      # plus mbpo.py end to end (one model retrain and 250 env steps)
     python benchmark/speed.py --cuda                # on a GPU
+    python benchmark/speed.py --num-seeds 1 2 4     # plus seed-steps/s of sac.py and mbpo.py with --num-seeds 1, 2, 4
 
 What it does, in one process, so machine load hits every number alike (compare ratios, not absolute times):
 1. Peak: the best fp32 matmul rate over square sizes 256, 512 and 1024, measured before and after the timing rounds.
@@ -19,6 +20,9 @@ What it does, in one process, so machine load hits every number alike (compare r
 4. With --mbpo-steps N: mbpo.py at the paper's defaults (replay ratio 20, 5000 model steps every 250 env steps, 400
    rollouts per step) for N env steps after 1000 random ones; its env steps/s over the learning phase beside the rate
    its FLOPs per env step allow at the measured peak.
+5. With --num-seeds S1 S2 ...: sac.py (--seeds-steps learning steps after 1000 random ones) and mbpo.py (--mbpo-steps,
+   250 if unset) end to end with each --num-seeds, one process each at a time: seed-steps/s (env steps/s of the learning
+   phase, from the run's final progress line, times the seeds) and its ratio to --num-seeds 1.
 """
 import contextlib
 import io
@@ -64,6 +68,10 @@ class Args:
     """time on the GPU instead of the CPU"""
     mbpo_steps: int = 0
     """if > 0, also run mbpo.py end to end for this many learning env steps (250 = one model retrain and its steps)"""
+    num_seeds: tuple[int, ...] = ()
+    """if given, also run sac.py and mbpo.py end to end with each of these --num-seeds: seed-steps/s"""
+    seeds_steps: int = 1000
+    """learning env steps of each sac.py run of --num-seeds"""
 
 
 def forward_flops(dims: list[int]) -> int:
@@ -220,7 +228,7 @@ class TwoCriticsTextbook(nn.Module):
 def textbook_sac_update(env, device: torch.device, sample):
     """SAC's update written the textbook way (see the module docstring); same math as sac.py's."""
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    actor = sac.Actor(env, 256).to(device)
+    actor = sac.Actor(env, 256, 1).to(device)
     qf, qf_target = TwoCriticsTextbook(obs_dim + act_dim, 256).to(device), TwoCriticsTextbook(obs_dim + act_dim, 256).to(device)
     qf_target.load_state_dict(qf.state_dict())
     q_optimizer = torch.optim.Adam(qf.parameters(), lr=3e-4, foreach=False)
@@ -272,12 +280,26 @@ def mbpo_end_to_end(a: Args, log_dir: str) -> tuple[float, str]:
     return a.mbpo_steps / learning_seconds, split
 
 
+def seed_steps_per_second(script: str, num_seeds: int, steps: int, a: Args, log_dir: str) -> float:
+    """`script --num-seeds num_seeds` as a user runs it, at its defaults but for `steps` learning env steps after 1000
+    random ones: env steps/s of its learning phase (its final progress line's rate) times the seeds."""
+    warmup = 1000
+    command = [sys.executable, str(ROOT / script), "--env", a.env, "--num-seeds", str(num_seeds), "--learning-starts", str(warmup),
+               "--total-timesteps", str(warmup + steps), "--eval-interval", str(10**9), "--eval-episodes", "1",
+               "--checkpoint-interval", "0", "--torch-threads", str(a.torch_threads), "--log-dir", log_dir,
+               "--cuda" if a.cuda else "--no-cuda"]
+    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    final = [line for line in output.splitlines() if line.startswith(f"step {warmup + steps}/")][-1]
+    return num_seeds * float(re.search(r"\| learning \| SPS ([\d.e+]+)", final).group(1))
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.cuda and not torch.cuda.is_available():
         sys.exit("error: --cuda given but torch sees no GPU")
-    if min(args.batch_size, args.updates, args.alm_updates, args.rounds, args.torch_threads) < 1 or args.mbpo_steps < 0:
-        sys.exit("error: --batch-size, --updates, --alm-updates, --rounds and --torch-threads must be >= 1, --mbpo-steps >= 0")
+    if min(args.batch_size, args.updates, args.alm_updates, args.rounds, args.torch_threads, args.seeds_steps, *args.num_seeds) < 1 or args.mbpo_steps < 0:
+        sys.exit("error: --batch-size, --updates, --alm-updates, --rounds, --torch-threads, --seeds-steps and --num-seeds "
+                 "must be >= 1, --mbpo-steps >= 0")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))
     device = torch.device("cuda" if args.cuda else "cpu")
     log_dir = tempfile.mkdtemp(prefix="freelunch-speed-")
@@ -334,3 +356,12 @@ if __name__ == "__main__":
         print(f"\nmbpo.py, paper defaults, {args.mbpo_steps} learning steps: {steps_per_second:.2f} env steps/s; its "
               f"{step_flops / 1e9:.1f} GFLOP per env step allow {allowed:.2f}/s at the peak: "
               f"{100 * steps_per_second / allowed:.0f} % of it\n({split})")
+
+    if args.num_seeds:
+        print(f"\n| script | --num-seeds | learning env steps | seed-steps/s | per seed | vs --num-seeds {args.num_seeds[0]} (per seed) |\n|---|---|---|---|---|---|")
+        for script, steps in (("sac.py", args.seeds_steps), ("mbpo.py", args.mbpo_steps or 250)):
+            rates = {}
+            for num_seeds in args.num_seeds:
+                rates[num_seeds] = seed_steps_per_second(script, num_seeds, steps, args, log_dir)
+                per_seed, first = rates[num_seeds] / num_seeds, rates[args.num_seeds[0]] / args.num_seeds[0]
+                print(f"| {script} | {num_seeds} | {steps} | {rates[num_seeds]:.2f} | {per_seed:.2f} | {per_seed / first:.2f}x |", flush=True)
