@@ -34,6 +34,9 @@ class Args:
     """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
     seed: int = 1
     """seed of the experiment (python, numpy, torch, env)"""
+    num_seeds: int = 1
+    """independent runs in this one process, seeds --seed ... --seed + num-seeds - 1, each with its own envs, buffer,
+    networks and run directory; their networks stacked on a leading seed axis, one kernel for all (a GPU's gain)"""
     total_timesteps: Optional[int] = None
     """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
 
@@ -95,7 +98,7 @@ class Args:
     log_interval: int = 100
     """log training losses every this many env steps"""
     log_dir: str = "runs"
-    """TensorBoard logs go to {log_dir}/{run_name}"""
+    """TensorBoard logs go to {log_dir}/{run_name}, one run directory per seed ("{seed}" in it: that seed's number)"""
     checkpoint_interval: int = 2500
     """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
     resume: Optional[str] = None
@@ -125,18 +128,20 @@ class Args:
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out).
-    Initialized as the paper's code (its `default_init`): each member's weights orthogonal with gain sqrt(2), biases 0."""
+    """`num_members` independent linear layers computed as one batched matmul: (M, B, in) -> (M, B, out), or (S, B, in)
+    -> (M, B, out) where each of S seeds' input goes to its M / S members (members stored seed-major). Initialized as the
+    paper's code (its `default_init`): each member's weights orthogonal (gain sqrt(2) unless given), biases 0."""
 
-    def __init__(self, in_features: int, out_features: int, num_members: int):
+    def __init__(self, in_features: int, out_features: int, num_members: int, gain: float = math.sqrt(2)):
         super().__init__()
-        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), math.sqrt(2)).T for _ in range(num_members)]
+        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), gain).T for _ in range(num_members)]
         self.weight = nn.Parameter(torch.stack(weights))
         self.bias = nn.Parameter(torch.zeros(num_members, 1, out_features))
 
     def forward(self, x):
-        if x.dim() == 2:  # the same input for every member
-            x = x.expand(self.weight.shape[0], *x.shape)
+        members, seeds = self.weight.shape[0], x.shape[0]
+        if seeds != members:  # a seed's input shared by its members (the twin critics, the model's ensemble)
+            x = x.unsqueeze(1).expand(seeds, members // seeds, *x.shape[1:]).reshape(members, *x.shape[1:])
         return torch.baddbmm(self.bias, x, self.weight)  # bias added inside the batched matmul
 
 
@@ -152,20 +157,6 @@ class VectorizedLayerNorm(nn.Module):
 
     def forward(self, x):
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
-
-
-def orthogonal_init(module: nn.Module) -> nn.Module:
-    """ALM's initialization of every network: orthogonal weights, zero biases."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.orthogonal_(m.weight)
-                m.bias.zero_()
-            elif isinstance(m, VectorizedLinear):  # weight (members, in, out): each member's (out, in) matrix orthogonal
-                for weight in m.weight:
-                    weight.copy_(nn.init.orthogonal_(torch.empty(weight.T.shape)).T)
-                m.bias.zero_()
-    return module
 
 
 def rsample(mean, std):
@@ -218,31 +209,42 @@ class Adam:
         torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
-class GaussianMLP(nn.Module):
-    """Encoder q(z|s) and latent model m(z'|z,a): two ELU hidden layers, a diagonal Gaussian with the mean softly
-    bounded to +-30 and the std softly bounded to [0.1, 10] (official ALM)."""
+def seed_batched(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`net` (seeds, batch, in) -> (seeds, batch, out) on x (seeds, ..., in): the dimensions between seeds and features
+    flattened into its batch and restored after."""
+    return net(x.flatten(1, -2)).unflatten(1, x.shape[1:-1])
 
-    def __init__(self, in_dim: int, hidden_dim: int, latent_dim: int):
+
+class GaussianMLP(nn.Module):
+    """Encoder q(z|s) and latent model m(z'|z,a) of every seed, (seeds, ..., in) -> (seeds, ..., latent) twice: two ELU
+    hidden layers, a diagonal Gaussian with the mean softly bounded to +-30 and the std softly bounded to [0.1, 10]
+    (official ALM). ALM's initialization: orthogonal weights (gain 1), zero biases."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, latent_dim: int, num_seeds: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ELU(), nn.Linear(hidden_dim, hidden_dim), nn.ELU(),
-                                 nn.Linear(hidden_dim, 2 * latent_dim))
+        self.net = nn.Sequential(VectorizedLinear(in_dim, hidden_dim, num_seeds, gain=1.0), nn.ELU(),
+                                 VectorizedLinear(hidden_dim, hidden_dim, num_seeds, gain=1.0), nn.ELU(),
+                                 VectorizedLinear(hidden_dim, 2 * latent_dim, num_seeds, gain=1.0))
 
     def forward(self, x):
-        mean, std = self.net(x).chunk(2, -1)
+        mean, std = seed_batched(self.net, x).chunk(2, -1)
         std = 10.0 - F.softplus(10.0 - std)
         return 30 * torch.tanh(mean / 30), 0.1 + F.softplus(std - 0.1)
 
 
 class LatentMLP(nn.Module):
-    """Reward r(z,a) (1 output) and classifier C(z,a,z') (2 logits): Dense -> LayerNorm -> Tanh, Dense -> ELU, Dense."""
+    """Reward r(z,a) (1 output) and classifier C(z,a,z') (2 logits) of every seed, (seeds, ..., in) -> (seeds, ..., out):
+    Dense -> LayerNorm (torch's epsilon 1e-5) -> Tanh, Dense -> ELU, Dense; orthogonal weights (gain 1), zero biases."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_seeds: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.Tanh(),
-                                 nn.Linear(hidden_dim, hidden_dim), nn.ELU(), nn.Linear(hidden_dim, out_dim))
+        self.net = nn.Sequential(VectorizedLinear(in_dim, hidden_dim, num_seeds, gain=1.0),
+                                 VectorizedLayerNorm(hidden_dim, num_seeds, eps=1e-5), nn.Tanh(),
+                                 VectorizedLinear(hidden_dim, hidden_dim, num_seeds, gain=1.0), nn.ELU(),
+                                 VectorizedLinear(hidden_dim, out_dim, num_seeds, gain=1.0))
 
     def forward(self, *inputs):
-        return self.net(torch.cat(inputs, -1))
+        return seed_batched(self.net, torch.cat(inputs, -1))
 
 
 def classifier_reward(classifier, z, a, z_next):
@@ -252,33 +254,37 @@ def classifier_reward(classifier, z, a, z_next):
 
 
 class QNetwork(nn.Module):
-    """The twin critics Q1, Q2 on latents as one module: every layer holds both, so the math below is written once."""
+    """The twin critics Q1, Q2 on latents of every seed as one module: every layer holds them all, so the math below is
+    written once. ALM's initialization: orthogonal weights (gain 1), zero biases."""
 
-    def __init__(self, latent_dim: int, act_dim: int, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+    def __init__(self, latent_dim: int, act_dim: int, hidden_dim: int, layer_norm: bool, num_seeds: int, num_critics: int = 2):
         super().__init__()
-        self.fc1 = VectorizedLinear(latent_dim + act_dim, hidden_dim, num_critics)
-        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_critics)
-        self.fc3 = VectorizedLinear(hidden_dim, 1, num_critics)
+        self.num_seeds, members = num_seeds, num_seeds * num_critics
+        self.fc1 = VectorizedLinear(latent_dim + act_dim, hidden_dim, members, gain=1.0)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, members, gain=1.0)
+        self.fc3 = VectorizedLinear(hidden_dim, 1, members, gain=1.0)
         # official ALM's own: Dense -> LayerNorm (torch's, epsilon 1e-5: models.py:97, 102) -> Tanh, Dense -> ELU
-        self.norm1 = VectorizedLayerNorm(hidden_dim, num_critics, eps=1e-5)
-        self.norm2 = VectorizedLayerNorm(hidden_dim, num_critics) if layer_norm else nn.Identity()
+        self.norm1 = VectorizedLayerNorm(hidden_dim, members, eps=1e-5)
+        self.norm2 = VectorizedLayerNorm(hidden_dim, members) if layer_norm else nn.Identity()
 
     def forward(self, z, a):
-        x = torch.cat([z, a], -1)
+        x = torch.cat([z, a], -1)  # (seeds, batch, latent + act)
         x = torch.tanh(self.norm1(self.fc1(x)))
         x = F.elu(self.norm2(self.fc2(x)))
-        return self.fc3(x).squeeze(-1)  # (num_critics, batch)
+        return self.fc3(x).view(self.num_seeds, -1, x.shape[1])  # (seeds, num_critics, batch)
 
 
 class Actor(nn.Module):
-    """Deterministic policy on latents: tanh output, the action space [-1, 1] that make_env gives every env."""
+    """Deterministic policy on latents, one per seed, (seeds, batch, latent) -> (seeds, batch, act): tanh output, the
+    action space [-1, 1] that make_env gives every env. ALM's initialization: orthogonal weights (gain 1), zero biases."""
 
-    def __init__(self, env, latent_dim: int, hidden_dim: int):
+    def __init__(self, env, latent_dim: int, hidden_dim: int, num_seeds: int):
         super().__init__()
         act_dim = np.prod(env.action_space.shape)
-        self.fc1 = nn.Linear(latent_dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
-        self.fc_mu = nn.Linear(hidden_dim, act_dim)  # tanh's (-1, 1) is the action space: make_env rescales every env to it
+        self.fc1 = VectorizedLinear(latent_dim, hidden_dim, num_seeds, gain=1.0)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_seeds, gain=1.0)
+        # tanh's (-1, 1) is the action space: make_env rescales every env to it
+        self.fc_mu = VectorizedLinear(hidden_dim, act_dim, num_seeds, gain=1.0)
 
     def forward(self, z):
         x = F.elu(self.fc1(z))
@@ -286,8 +292,8 @@ class Actor(nn.Module):
         return torch.tanh(self.fc_mu(x))
 
     def sample(self, z, std: float, clip: Optional[float] = None):
-        """pi(z) plus Gaussian noise (std, clipped to +-clip), clamped to [-1, 1] with a straight-through gradient
-        (official ALM's TruncatedNormal)."""
+        """pi(z) plus Gaussian noise (std, the same for every seed, clipped to +-clip), clamped to [-1, 1] with a
+        straight-through gradient (official ALM's TruncatedNormal)."""
         mean = self(z)
         noise = torch.randn_like(mean) * std
         if clip is not None:
@@ -297,60 +303,66 @@ class Actor(nn.Module):
 
 
 class ReplayBuffer:
-    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip).
+    """One FIFO buffer of transitions per seed, filled in step, as one tensor per field with a leading seed axis:
+    preallocated on the training device and sampled there (no host round trip), each seed its own minibatch.
     `episode_ends` marks the last transition of each episode (terminated or truncated), so sequences stay inside one."""
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, num_seeds: int):
         self.capacity, self.size, self.pos = capacity, 0, 0
         try:
-            self.obs = torch.empty((capacity, obs_dim), device=device)
-            self.actions = torch.empty((capacity, act_dim), device=device)
-            self.rewards = torch.empty((capacity,), device=device)
-            self.next_obs = torch.empty((capacity, obs_dim), device=device)
-            self.terminations = torch.empty((capacity,), device=device)
-            self.episode_ends = torch.empty((capacity,), device=device)
+            self.obs = torch.empty((num_seeds, capacity, obs_dim), device=device)
+            self.actions = torch.empty((num_seeds, capacity, act_dim), device=device)
+            self.rewards = torch.empty((num_seeds, capacity), device=device)
+            self.next_obs = torch.empty((num_seeds, capacity, obs_dim), device=device)
+            self.terminations = torch.empty((num_seeds, capacity), device=device)
+            self.episode_ends = torch.empty((num_seeds, capacity), device=device)
         except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
-            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
-                     f"({capacity * (2 * obs_dim + act_dim + 3) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
+            sys.exit(f"error: cannot allocate a buffer of {num_seeds} x {capacity} transitions "
+                     f"({num_seeds * capacity * (2 * obs_dim + act_dim + 3) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
+        self.seeds = torch.arange(num_seeds, device=device)[:, None]  # row index of each seed's minibatch
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminations", "episode_ends")
 
     def add(self, obs, actions, rewards, next_obs, terminations, episode_ends):
-        """Add a batch of transitions (leading dimension = number of transitions)."""
-        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
+        """Add a batch of transitions for every seed (seeds, number of transitions, ...)."""
+        idx = (self.pos + torch.arange(len(obs[0]), device=self.obs.device)) % self.capacity
         for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations, episode_ends)):
             storage = getattr(self, name)
-            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
-        self.pos = (self.pos + len(obs)) % self.capacity
-        self.size = min(self.size + len(obs), self.capacity)
+            storage[:, idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
+        self.pos = (self.pos + len(obs[0])) % self.capacity
+        self.size = min(self.size + len(obs[0]), self.capacity)
 
     def state_dict(self) -> dict:
         """The filled rows only, so a young run's checkpoint stays small."""
-        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
+        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[:, : self.size].to("cpu", copy=True) for name in self.fields}}
 
     def load_state_dict(self, state: dict):
         self.size, self.pos = state["size"], state["pos"]
         for name in self.fields:
-            getattr(self, name)[: self.size] = state[name]
+            getattr(self, name)[:, : self.size] = state[name]
 
     def sample(self, batch_size: int):
-        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
-        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+        """A minibatch (seeds, batch_size, ...): each seed's own indices into its own transitions."""
+        idx = torch.randint(0, self.size, (len(self.seeds), batch_size), device=self.obs.device)
+        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
+                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
 
     def sample_sequences(self, batch_size: int, length: int):
-        """`batch_size` runs of `length` consecutive transitions from one episode each: obs, actions, next_obs as
-        (length, batch, dim). An episode may end at a run's last transition only (official ALM's sample_seq)."""
+        """For every seed `batch_size` runs of `length` consecutive transitions from one episode each, at its own
+        indices: obs, actions, next_obs as (seeds, length, batch, dim). An episode may end at a run's last transition
+        only (official ALM's sample_seq)."""
         oldest = (self.pos - self.size) % self.capacity
         offsets = torch.arange(length, device=self.obs.device)
-        start = torch.randint(0, self.size - length + 1, (batch_size,), device=self.obs.device)
+        start = torch.randint(0, self.size - length + 1, (len(self.seeds), batch_size), device=self.obs.device)
         while True:  # redraw the runs that cross an episode end (a handful at most)
-            idx = (oldest + start[:, None] + offsets) % self.capacity  # (batch, length)
-            crossing = self.episode_ends[idx[:, :-1]].any(1)
+            idx = (oldest + start[..., None] + offsets) % self.capacity  # (seeds, batch, length)
+            crossing = self.episode_ends[self.seeds[..., None], idx[..., :-1]].any(-1)
             if not crossing.any():
                 break
             start[crossing] = torch.randint(0, self.size - length + 1, (int(crossing.sum()),), device=self.obs.device)
-        idx = idx.T  # (length, batch)
-        return self.obs[idx], self.actions[idx], self.next_obs[idx]
+        idx = idx.transpose(1, 2)  # (seeds, length, batch)
+        rows = self.seeds[..., None]
+        return self.obs[rows, idx], self.actions[rows, idx], self.next_obs[rows, idx]
 
 
 # Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
@@ -360,7 +372,7 @@ class ReplayBuffer:
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 3  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; older ones cannot be resumed
+CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
 
 
 def parse_args() -> Args:
@@ -378,7 +390,7 @@ def parse_args() -> Args:
 def check_args(args: Args) -> None:
     """Exit with one line naming the bad value and what is allowed."""
     at_least = [  # integer flags with a plain lower bound: (flag, minimum, what the minimum means)
-        ("total_timesteps", 1, ""), ("learning_starts", 0, ""), ("buffer_size", 1, ""), ("batch_size", 1, ""),
+        ("num_seeds", 1, ""), ("total_timesteps", 1, ""), ("learning_starts", 0, ""), ("buffer_size", 1, ""), ("batch_size", 1, ""),
         ("hidden_dim", 1, ""), ("replay_ratio", 1, ""), ("reset_interval", 0, " (0 = off)"), ("eval_interval", 1, ""),
         ("eval_episodes", 1, ""), ("log_interval", 1, ""), ("torch_threads", 1, ""),
         ("checkpoint_interval", 0, " (0 = only on SIGTERM/SIGINT)"), ("video_interval", 1, ""),
@@ -388,7 +400,10 @@ def check_args(args: Args) -> None:
                f"--{name.replace('_', '-')} must be >= {minimum}{meaning}, got {getattr(args, name)}")
               for name, minimum, meaning in at_least]
     errors += [
-        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
+        (not 0 <= args.seed <= 2**32 - 20_000 - args.num_seeds,  # numpy's range, less our offsets and the other seeds
+         f"--seed must be in [0, {2**32 - 20_000 - args.num_seeds}] with --num-seeds {args.num_seeds}, got {args.seed}"),
+        (args.track and args.num_seeds > 1, f"--track takes one seed per process (W&B mirrors one run's TensorBoard logs), got "
+         f"--num-seeds {args.num_seeds}; use --num-seeds 1, or afterwards `wandb sync --sync-tensorboard <run dir>` for each seed"),
         (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
         (not all(0 < lr < math.inf for lr in (args.model_lr, args.reward_lr, args.policy_lr, args.q_lr)),
@@ -406,8 +421,8 @@ def check_args(args: Args) -> None:
             sys.exit(f"error: {message}")
 
 
-def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
-    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
+def load_checkpoint(args: Args) -> tuple[dict, Args, list[str]]:
+    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directories.
     Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
     path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
     try:
@@ -430,7 +445,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
     run_args = Args(**{**saved, **changed})
     if run_args.total_timesteps < checkpoint["next_step"]:
         sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
-    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
+    first = os.path.dirname(os.path.abspath(path))  # the first seed's, which holds the checkpoint
+    return checkpoint, run_args, [os.path.normpath(os.path.join(first, run_dir)) for run_dir in checkpoint["run_dirs"]]
 
 
 def write_checkpoint(state: dict, run_dir: str):
@@ -447,6 +463,23 @@ def write_checkpoint(state: dict, run_dir: str):
         reason = "the disk is full" if full else f"{type(e).__name__}: {' '.join(str(e).split())}"
         sys.exit(f"error: cannot write a checkpoint in {run_dir} ({reason}); run stopped (last good checkpoint: {kept})")
     os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
+
+
+def init_per_seed(make, seeds: list[int]) -> tuple:
+    """The modules `make(num_seeds)` returns, each seed's slice of every tensor (its leading, seed-major axis) drawn as
+    that seed's single-seed run draws `make(1)`: from its own generator at seed + 20_000, apart from the global stream."""
+    per_seed = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 20_000)
+            per_seed.append(make(1))
+    with torch.random.fork_rng(devices=[]):
+        stacked = make(len(seeds))
+    with torch.no_grad():
+        for i, module in enumerate(stacked):
+            for name, tensor in module.state_dict().items():
+                tensor.copy_(torch.cat([modules[i].state_dict()[name] for modules in per_seed]))
+    return stacked
 
 
 def load_states(objects, states):
@@ -512,14 +545,17 @@ def set_rng_state(state: tuple, device: torch.device):
         torch.cuda.set_rng_state_all(state[3])
 
 
-def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str):
-    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter stops the run, keeping the last
-    checkpoint (written before it). One host sync per tensor: call it rarely."""
+def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str, seeds: list[int]):
+    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter (any seed's: every tensor has
+    a leading seed-major axis) stops the run naming the seed, keeping the last checkpoint (written before it). One host
+    sync per tensor: call it rarely."""
     named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
-    bad = next((name for name, tensor in named if not torch.isfinite(tensor).all()), None)
-    if bad:
-        kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-        sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
+    for name, tensor in named:
+        finite = torch.isfinite(tensor.detach().reshape(len(seeds), -1)).all(1)
+        if not finite.all():
+            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
+            sys.exit(f"error: {name} is NaN or inf at step {step} in seed {seeds[int((~finite).nonzero()[0])]}; "
+                     f"run stopped (last good checkpoint: {kept})")
 
 
 def start_wandb(args: Args, run_name: str, run_dir: str, run_id: Optional[str]):
@@ -553,7 +589,7 @@ def record_episode(env: gym.Env, policy, path: str) -> np.ndarray:
 
 
 class ProgressLine:
-    """Prints `step, phase, SPS, ETA, last eval` at most every `every` seconds (and always when `force`). Rate and ETA
+    """Prints `step, phase, SPS, ETA, last eval` (the seeds' mean) at most every `every` seconds (and always when `force`). Rate and ETA
     come from the current phase alone (random actions, then learning, which can be 100x slower) over its last `window`
     seconds, from its first step on (the step-0 evaluation before it does not count; a phase's first step does)."""
 
@@ -561,7 +597,7 @@ class ProgressLine:
         self.total, self.learning_starts, self.every, self.window = total, learning_starts, every, window
         self.samples, self.last = [], 0.0  # (time, step), at most one per second
 
-    def __call__(self, step: int, eval_return: float, force: bool = False):
+    def __call__(self, step: int, eval_returns: np.ndarray, force: bool = False):
         now = time.time()
         phase = "random" if step <= self.learning_starts else "learning"
         if self.samples and (self.samples[-1][1] <= self.learning_starts) != (phase == "random"):
@@ -582,7 +618,8 @@ class ProgressLine:
         else:
             eta = duration((self.total - step) / sps)
         print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {phase} | SPS {sps or 0:.3g} | ETA {eta} | "
-              f"last eval return {eval_return:.1f}", flush=True)
+              f"last eval return {np.mean(eval_returns):.1f}" + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""),
+              flush=True)
 
 
 def duration(seconds: float) -> str:
@@ -592,19 +629,23 @@ def duration(seconds: float) -> str:
 if __name__ == "__main__":
     args = parse_args()
     check_args(args)
+    seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
     checkpoint = None
-    if args.resume:  # the run's own settings, directory and state
-        checkpoint, args, run_dir = load_checkpoint(args)
-        run_name = checkpoint["run_name"]
+    if args.resume:  # the run's own settings, directories and state
+        checkpoint, args, run_dirs = load_checkpoint(args)
+        seeds = list(range(args.seed, args.seed + args.num_seeds))
     if args.total_timesteps is None:
         args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
     if checkpoint is None:
-        run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir = f"{args.log_dir}/{run_name}"
-        try:
-            os.makedirs(run_dir)
-        except OSError as e:
-            sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+        started = int(time.time())
+        run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
+                    for seed in seeds]
+        for run_dir in run_dirs:
+            try:
+                os.makedirs(run_dir)
+            except OSError as e:
+                sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+    run_dir = run_dirs[0]  # the first seed's: it holds the checkpoint of them all
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -617,27 +658,30 @@ if __name__ == "__main__":
 
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
-    # env setup: one env for training, a separate one for evaluation
+    # env setup: for each seed one env for training, a separate one for evaluation
     try:
-        env = make_env(args.env, args.seed)
+        envs = [make_env(args.env, seed) for seed in seeds]
     except ValueError as e:
         sys.exit(f"error: {e}")
-    eval_env = make_env(args.env, args.seed + 10_000)
+    eval_envs = [make_env(args.env, seed + 10_000) for seed in seeds]
+    env = envs[0]
     if not isinstance(env.action_space, gym.spaces.Box):
         sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
     obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
 
     start_step = checkpoint["next_step"] if checkpoint else 0
-    # a resumed run writes on in the same directory; purge_step drops what the stopped run logged after its checkpoint
+    # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
     # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-    wandb_run = start_wandb(args, run_name, run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
-    writer = SummaryWriter(run_dir, purge_step=start_step if checkpoint else None)
+    wandb_run = start_wandb(args, os.path.basename(run_dir), run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
+    writers = [SummaryWriter(run_dir, purge_step=start_step if checkpoint else None) for run_dir in run_dirs]
     if checkpoint is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-        )
-    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}"
+        for seed, writer in zip(seeds, writers):  # each seed's run as a single-seed run with that seed logs it
+            writer.add_text(
+                "hyperparameters",
+                "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
+            )
+    print(f"run {os.path.basename(run_dir)}: {args.env} for {args.total_timesteps} steps on {device}"
+          + (f", seeds {seeds[0]}-{seeds[-1]} in one process" if len(seeds) > 1 else "")
           + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
     stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -647,70 +691,89 @@ if __name__ == "__main__":
     # and the loop's state when it is called)
     # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
     try:
-        video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+        video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in seeds] if args.capture_video else None
     except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
         sys.exit(f"error: --capture-video: {e}")
 
     def record_video(step: int):
-        """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
-        def policy(obs):
-            with torch.no_grad():  # the mean action: no random number drawn
-                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-                return actor(encoder(x)[0])[0].cpu().numpy()
+        """For each seed one deterministic episode as videos/step_<step>.mp4 in its run directory and a TensorBoard (and
+        W&B) video."""
+        for k, (video_env, writer) in enumerate(zip(video_envs, writers)):
+            def policy(obs):
+                with torch.no_grad():  # the mean action: no random number drawn
+                    x = torch.as_tensor(obs, dtype=torch.float32, device=device).expand(len(seeds), 1, -1)
+                    return actor(encoder(x)[0])[k, 0].cpu().numpy()
 
-        frames = record_episode(video_env, policy, f"{run_dir}/videos/step_{step}.mp4")
-        stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-        clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-        writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+            frames = record_episode(video_env, policy, f"{run_dirs[k]}/videos/step_{step}.mp4")
+            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
 
     def evaluate():
-        """Mean return of deterministic episodes on the eval env, and the critic's Q(s0, pi(s0)) beside the
-        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge)."""
-        returns, q_estimates, mc_returns = [], [], []
-        for _ in range(args.eval_episodes):
-            obs, _ = eval_env.reset()
-            obs0 = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-            done, episode_return, mc_return, discount = False, 0.0, 0.0, 1.0
-            while not done:
-                with torch.no_grad():  # deterministic: the encoder's mean latent, the actor's mean action
-                    action = actor(encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0])
-                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
-                episode_return += reward
-                mc_return += discount * reward
-                discount *= args.gamma
-                done = terminated or truncated
-            with torch.no_grad():
-                z0 = encoder(obs0)[0]
-                q_estimates.append(qf(z0, actor(z0)).min(0).values.item())  # min over the twin, as in the target
-            returns.append(episode_return)
-            mc_returns.append(mc_return)
-        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+        """Each seed's mean return of deterministic episodes on its eval env, and the critic's Q(s0, pi(s0)) beside the
+        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge). The seeds' episodes run in
+        step (one forward pass for all), a seed that is done waiting for the others."""
+        def policy(obs):
+            with torch.no_grad():  # deterministic: the encoder's mean latent, the actor's mean action
+                return actor(encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])[0])
 
-    def log_eval(step: int) -> float:
-        eval_return, q_estimate, mc_return = evaluate()
-        writer.add_scalar("eval/return", eval_return, step)
-        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+        def reset():
+            return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(len(seeds), dtype=bool)
+
+        def step(actions, live):
+            """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+            rewards = np.zeros(len(seeds))
+            for k in np.flatnonzero(live):
+                obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
+                done[k] = terminated or truncated
+            return rewards
+
+        returns, q_estimates, mc_returns = (np.zeros((args.eval_episodes, len(seeds))) for _ in range(3))
+        for episode in range(args.eval_episodes):
+            (obs, done), discount = reset(), np.ones(len(seeds))
+            with torch.no_grad():
+                z0 = encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])[0]
+                q_estimates[episode] = qf(z0, actor(z0)).min(1).values[:, 0].cpu().numpy()  # min over the twin, as in the target
+            while not done.all():
+                live = ~done
+                rewards = step(policy(obs)[:, 0].cpu().numpy(), live)
+                returns[episode] += rewards
+                mc_returns[episode] += discount * rewards
+                discount = np.where(live, discount * args.gamma, discount)
+        return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
+
+    def log_eval(step: int) -> np.ndarray:
+        eval_returns, q_estimates, mc_returns = evaluate()
+        for writer, eval_return, q_estimate, mc_return in zip(writers, eval_returns, q_estimates, mc_returns):
+            writer.add_scalar("eval/return", eval_return, step)
+            writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+            writer.add_scalar("diagnostics/mc_return", mc_return, step)
         if args.capture_video and step // args.eval_interval % args.video_interval == 0:
             record_video(step)
-        return eval_return
+        return eval_returns
+
+    def log_scalars(values: dict, step: int):
+        """Each seed's value (one host sync per name) to its own run's TensorBoard."""
+        for name, value in values.items():
+            for writer, x in zip(writers, value.tolist()):
+                writer.add_scalar(name, x, step)
 
     def save_checkpoint(next_step: int):
-        """Everything the run's future depends on."""
+        """Everything the run's future depends on, for every seed."""
         write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
-            "wandb_id": wandb_run.id if wandb_run else None,
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "next_step": next_step,
+            "run_dirs": [os.path.relpath(d, run_dir) for d in run_dirs], "wandb_id": wandb_run.id if wandb_run else None,
             "agent": [m.state_dict() for m in agent], "rb": rb.state_dict(),
-            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
-            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
+            "env": [get_env_state(env) for env in envs], "eval_env": [get_env_state(env) for env in eval_envs],
+            "loop": (obs, episode_returns, episode_lengths, last_evals), "rng": rng_state(device),
         }, run_dir)
 
     def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
+        """Continue exactly where the checkpoint left off: networks, optimizers, buffers, envs, RNGs; returns the loop state."""
         load_states(agent, checkpoint["agent"])
         rb.load_state_dict(checkpoint["rb"])
-        set_env_state(env, checkpoint["env"])
-        set_env_state(eval_env, checkpoint["eval_env"])
+        for env, state in zip(envs + eval_envs, checkpoint["env"] + checkpoint["eval_env"], strict=True):
+            set_env_state(env, state)
         set_rng_state(checkpoint["rng"], device)
         if len(checkpoint["loop"]) != 4:  # alm.py before issue 18 kept an update count in it
             sys.exit(f"error: {args.resume!r} was written by an older alm.py (its loop state holds an update count) and "
@@ -719,25 +782,22 @@ if __name__ == "__main__":
 
     def check_finite(step: int):
         stop_if_nonfinite({name: metrics[name] for name in ("alm_loss", "qf_loss", "actor_loss")},
-                          {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, step, run_dir)
+                          {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, step, run_dir, seeds)
 
     # ALGO LOGIC: initialize agent here
-    with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
-        torch.manual_seed(args.seed + 20_000)
-        encoder = orthogonal_init(GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim)).to(device)
-        encoder_target = GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim).to(device)
-        encoder_target.load_state_dict(encoder.state_dict())
-        model = orthogonal_init(GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim)).to(device)
-        reward_net = orthogonal_init(LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1)).to(device)
-        classifier = orthogonal_init(LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2)).to(device)
-        actor = orthogonal_init(Actor(env, args.latent_dim, args.hidden_dim)).to(device)
-        qf = orthogonal_init(QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm)).to(device)
-        qf_target = QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        model_optimizer = Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr)
-        reward_optimizer = Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr)
-        q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
-        actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
+    # each seed's initial weights from a seed of its own (seed + 20_000), apart from the global stream
+    encoder, model, reward_net, classifier, actor, qf = init_per_seed(lambda num_seeds: (
+        GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim, num_seeds).to(device),
+        GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim, num_seeds).to(device),
+        LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1, num_seeds).to(device),
+        LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2, num_seeds).to(device),
+        Actor(env, args.latent_dim, args.hidden_dim, num_seeds).to(device),
+        QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm, num_seeds).to(device)), seeds)
+    encoder_target, qf_target = copy.deepcopy(encoder), copy.deepcopy(qf)
+    model_optimizer = Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr)
+    reward_optimizer = Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr)
+    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
     agent = (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target,
              model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)  # what a checkpoint holds
     # the paper's resets return every network and target to these initial weights, with fresh optimizers (ALM keeps
@@ -745,41 +805,46 @@ if __name__ == "__main__":
     initial_agent = copy.deepcopy([m.state_dict() for m in agent])
 
     def exploration_std(step: int) -> float:
-        """Policy noise std: linear from exploration_noise_start at learning_starts to exploration_noise_end."""
+        """Policy noise std, the same for every seed: linear from exploration_noise_start at learning_starts to
+        exploration_noise_end."""
         progress = min((step - args.learning_starts) / args.exploration_noise_steps, 1.0)
         return args.exploration_noise_start + progress * (args.exploration_noise_end - args.exploration_noise_start)
 
     def clip_grad_step(optimizer, loss):
-        """One clipped Adam step on `loss` (every ALM network clips its gradient norm to max_grad_norm, as
-        clip_grad_norm_ does), from the gradients of the optimizer's own parameters only: no other network's weights
-        get one, though the loss may run through them."""
-        grads = torch.autograd.grad(loss, optimizer.params)
-        norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-        torch._foreach_mul_(grads, (args.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
-        optimizer.step(grads)
+        """One clipped Adam step on each seed's `loss` (seeds,): every ALM network clips its gradient norm to
+        max_grad_norm, as clip_grad_norm_ does, each seed's norm over its own slice of the stacked parameters; from
+        the gradients of the optimizer's own parameters only: no other network's weights get one, though the loss
+        may run through them."""
+        grads = torch.autograd.grad(loss.sum(), optimizer.params)
+        per_seed = [g.reshape(len(seeds), -1) for g in grads]  # seed-major: a seed's members are its rows
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1) for g in per_seed]), dim=0)
+        scale = (args.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)[:, None]
+        optimizer.step([(g * scale).view_as(grad) for g, grad in zip(per_seed, grads)])
 
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
 
     def update(data, std: torch.Tensor, measure: bool = False) -> dict:
-        """One gradient update of encoder and latent model (the ALM objective), reward and classifier, critics, actor
-        and targets on `data` (a minibatch of sequences, one of transitions); `std`: the policy noise (a tensor, so that
-        its decay recompiles nothing). Returns the losses, and with `measure` the latent model's error too. Tensor ops
-        only, no host sync: it compiles to one graph (--compile) and replays as one CUDA graph (--cuda-graph)."""
+        """One gradient update of every seed's encoder and latent model (the ALM objective), reward and classifier,
+        critics, actor and targets on its minibatches in `data` (one of sequences (seeds, horizon, batch, ...), one of
+        transitions (seeds, batch, ...)); `std`: the policy noise (a tensor, so that its decay recompiles nothing).
+        Each seed's loss is its own; their sum's gradient is each seed's own gradient, so one Adam over the stacked
+        parameters is one Adam per seed. Returns the losses (seeds,), and with `measure` the latent model's error too.
+        Tensor ops only, no host sync: it compiles to one graph (--compile) and replays as one CUDA graph (--cuda-graph)."""
         (seq_obs, seq_actions, seq_next_obs), (data_obs, data_actions, data_rewards, data_next_obs, data_terminations) = data
         # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
         # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
         with torch.no_grad():
-            next_mean, next_std = encoder_target(seq_next_obs)  # (horizon, batch, latent)
-        z, latents, kl = rsample(*encoder(seq_obs[0])), [], 0.0
+            next_mean, next_std = encoder_target(seq_next_obs)  # (seeds, horizon, batch, latent)
+        z, latents, kl = rsample(*encoder(seq_obs[:, 0])), [], 0.0
         for t in range(args.horizon):
             latents.append(z)
-            prior_mean, prior_std = model(torch.cat([z, seq_actions[t]], -1))
-            kl = kl + gaussian_kl(prior_mean, prior_std, next_mean[t], next_std[t])
+            prior_mean, prior_std = model(torch.cat([z, seq_actions[:, t]], -1))
+            kl = kl + gaussian_kl(prior_mean, prior_std, next_mean[:, t], next_std[:, t])
             z = rsample(prior_mean, prior_std)
         with torch.no_grad():
             last_actions = actor.sample(z, std, args.noise_clip)
-        model_rewards = reward_net(torch.stack(latents), seq_actions).squeeze(-1).sum(0)
-        alm_loss = (kl - model_rewards - qf(z, last_actions).min(0).values).mean()
+        model_rewards = reward_net(torch.stack(latents, 1), seq_actions).squeeze(-1).sum(1)
+        alm_loss = (kl - model_rewards - qf(z, last_actions).min(1).values).mean(1)
         clip_grad_step(model_optimizer, alm_loss)
 
         with torch.no_grad():  # the rest learns on latents of the target encoder, a fresh sample for each use
@@ -788,22 +853,22 @@ if __name__ == "__main__":
 
         # reward regression, and the classifier: real next latents (label 1) vs the model's (label 0), half each
         z = rsample(*z_dist)
-        reward_loss = F.mse_loss(reward_net(z, data_actions).squeeze(-1), data_rewards)
-        fake = torch.randperm(args.batch_size, device=device)[: args.batch_size // 2]
-        z_next, labels = rsample(*z_next_dist), torch.ones(args.batch_size, dtype=torch.long, device=device)
-        z_next[fake], labels[fake] = z_next_model[fake], 0
-        classifier_loss = F.cross_entropy(classifier(z, data_actions, z_next), labels)
+        reward_loss = F.mse_loss(reward_net(z, data_actions).squeeze(-1), data_rewards, reduction="none").mean(1)
+        fake = torch.rand(data_rewards.shape, device=device).argsort(1) < args.batch_size // 2  # each seed's own half
+        z_next = torch.where(fake[..., None], z_next_model, rsample(*z_next_dist))
+        logits = classifier(z, data_actions, z_next)  # (seeds, batch, 2)
+        classifier_loss = F.cross_entropy(logits.movedim(-1, 1), (~fake).long(), reduction="none").mean(1)
         clip_grad_step(reward_optimizer, reward_loss + classifier_loss)
 
         # twin critics on latents; target actions carry the clipped exploration noise (no target actor in ALM)
         with torch.no_grad():
             z_next = rsample(*z_next_dist)
             next_state_actions = actor.sample(z_next, std, args.noise_clip)
-            qf_next_target = qf_target(z_next, next_state_actions).min(0).values
+            qf_next_target = qf_target(z_next, next_state_actions).min(1).values
             next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
 
         qf_values = qf(rsample(*z_dist), data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values))  # the twin losses' mean
+        qf_loss = F.mse_loss(qf_values, next_q_value[:, None].expand_as(qf_values), reduction="none").mean((1, 2))  # the twin losses' mean
         clip_grad_step(q_optimizer, qf_loss)
 
         z = rsample(*z_dist)
@@ -815,18 +880,18 @@ if __name__ == "__main__":
                 actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
                 if t < args.horizon:
                     latents.append(rsample(*model(torch.cat([latents[-1], actions[-1]], -1))))
-            z_seq, a_seq = torch.stack(latents), torch.stack(actions)  # (horizon + 1, batch, .)
-            imagined_rewards = reward_net(z_seq[:-1], a_seq[:-1]).squeeze(-1) + args.lambda_cost * \
-                classifier_reward(classifier, z_seq[:-1], a_seq[:-1], z_seq[1:].detach())
-            q_seq = qf(z_seq.flatten(0, 1), a_seq.detach().flatten(0, 1)).min(0).values.view(args.horizon + 1, -1)
-            returns, ret = [], q_seq[-1]
+            z_seq, a_seq = torch.stack(latents, 1), torch.stack(actions, 1)  # (seeds, horizon + 1, batch, .)
+            imagined_rewards = reward_net(z_seq[:, :-1], a_seq[:, :-1]).squeeze(-1) + args.lambda_cost * \
+                classifier_reward(classifier, z_seq[:, :-1], a_seq[:, :-1], z_seq[:, 1:].detach())
+            q_seq = qf(z_seq.flatten(1, 2), a_seq.detach().flatten(1, 2)).min(1).values.unflatten(1, z_seq.shape[1:3])
+            returns, ret = [], q_seq[:, -1]
             for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
-                ret = imagined_rewards[t] + args.gamma * ((1 - args.return_lambda) * q_seq[t + 1] + args.return_lambda * ret)
+                ret = imagined_rewards[:, t] + args.gamma * ((1 - args.return_lambda) * q_seq[:, t + 1] + args.return_lambda * ret)
                 returns.insert(0, ret)
             discounts = args.gamma ** torch.arange(args.horizon, device=device)
-            actor_loss = -(discounts[:, None] * torch.stack(returns)).mean()
+            actor_loss = -(discounts[:, None] * torch.stack(returns, 1)).mean((1, 2))
         else:  # no synthetic rollouts: the actor ascends min Q on encoded real states only
-            actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(0).values.mean()
+            actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(1).values.mean(1)
         clip_grad_step(actor_optimizer, actor_loss)
 
         # update the target networks (one fused op over all parameters)
@@ -839,7 +904,7 @@ if __name__ == "__main__":
         if measure:  # the model's mean from the real latent vs the target encoder's of the real next state
             with torch.no_grad():
                 predicted = model(torch.cat([z_dist[0], data_actions], -1))[0]
-                metrics["latent_error"] = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean()
+                metrics["latent_error"] = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean(1)
         return {name: value.detach() for name, value in metrics.items()}
 
     if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
@@ -849,41 +914,42 @@ if __name__ == "__main__":
         update = as_cuda_graph(update)
 
     if checkpoint:
-        obs, episode_return, episode_length, last_eval = restore(checkpoint)
+        obs, episode_returns, episode_lengths, last_evals = restore(checkpoint)
     else:  # TRY NOT TO MODIFY: start the game
-        obs, _ = env.reset(seed=args.seed)
-        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
+        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)])
+        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
     progress = ProgressLine(args.total_timesteps, args.learning_starts, start_step)
     start_time = time.time()
 
     for global_step in range(start_step, args.total_timesteps):
         if global_step % args.eval_interval == 0:
-            last_eval = log_eval(global_step)
+            last_evals = log_eval(global_step)
 
         # ALGO LOGIC: put action logic here
         if global_step < args.learning_starts:
-            actions = env.action_space.sample()
+            actions = np.stack([env.action_space.sample() for env in envs])
         else:
-            with torch.no_grad():  # a sampled latent, the actor's action plus decaying Gaussian noise (official ALM)
-                z = rsample(*encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[None]))
+            with torch.no_grad():  # a sampled latent, the actor's action plus decaying Gaussian noise (official ALM), every seed's in one forward pass
+                z = rsample(*encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None]))
                 actions = actor.sample(z, exploration_std(global_step))
-            actions = actions[0].cpu().numpy()
+            actions = actions[:, 0].cpu().numpy()
 
         # TRY NOT TO MODIFY: execute the game and log data.
-        next_obs, reward, terminated, truncated, info = env.step(actions)
-        episode_return += reward
-        episode_length += 1
+        next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(envs, actions))))
+        episode_returns += rewards
+        episode_lengths += 1
 
         # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
-        rb.add(obs[None], actions[None], [reward], next_obs[None], [float(terminated)], [float(terminated or truncated)])
+        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float),
+               (terminations | truncations)[:, None].astype(float))
 
         # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
         obs = next_obs
-        if terminated or truncated:
-            writer.add_scalar("charts/episodic_return", episode_return, global_step)
-            writer.add_scalar("charts/episodic_length", episode_length, global_step)
-            obs, _ = env.reset()
-            episode_return, episode_length = 0.0, 0
+        for k in np.flatnonzero(terminations | truncations):
+            writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
+            writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
+            obs[k], _ = envs[k].reset()
+            episode_returns[k], episode_lengths[k] = 0.0, 0
 
         # ALGO LOGIC: training.
         if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
@@ -896,23 +962,21 @@ if __name__ == "__main__":
                 metrics = update(data, std, measure)
 
             if global_step % args.log_interval == 0:
-                writer.add_scalar("model/latent_error", metrics["latent_error"].item(), global_step)
-                writer.add_scalar("losses/alm_loss", metrics["alm_loss"].item(), global_step)
-                writer.add_scalar("losses/kl", metrics["kl"].mean().item() / args.horizon, global_step)
-                writer.add_scalar("losses/reward_loss", metrics["reward_loss"].item(), global_step)
-                writer.add_scalar("losses/classifier_loss", metrics["classifier_loss"].item(), global_step)
-                writer.add_scalar("losses/qf_values", metrics["qf_values"].mean().item(), global_step)
-                writer.add_scalar("losses/qf_loss", metrics["qf_loss"].item(), global_step)
-                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
-                writer.add_scalar("charts/exploration_noise", std, global_step)
+                log_scalars({"model/latent_error": metrics["latent_error"], "losses/alm_loss": metrics["alm_loss"],
+                             "losses/kl": metrics["kl"].mean(1) / args.horizon, "losses/reward_loss": metrics["reward_loss"],
+                             "losses/classifier_loss": metrics["classifier_loss"], "losses/qf_values": metrics["qf_values"].mean((1, 2)),
+                             "losses/qf_loss": metrics["qf_loss"], "losses/actor_loss": metrics["actor_loss"],
+                             "charts/exploration_noise": std.expand(len(seeds))}, global_step)
                 check_finite(global_step)
         if global_step % args.log_interval == 0:
-            writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
+            for writer in writers:
+                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
             load_states(agent, initial_agent)
-            writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
+            for writer in writers:
+                writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
 
         if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
@@ -921,15 +985,16 @@ if __name__ == "__main__":
         if stop_signal:
             sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
                      f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
-        progress(global_step + 1, last_eval)
+        progress(global_step + 1, last_evals)
 
     if args.total_timesteps % args.eval_interval == 0:
-        last_eval = log_eval(args.total_timesteps)
+        last_evals = log_eval(args.total_timesteps)
     if args.capture_video and not os.path.exists(f"{run_dir}/videos/step_{args.total_timesteps}.mp4"):
         record_video(args.total_timesteps)  # the final policy
-    progress(args.total_timesteps, last_eval, force=True)
-    env.close()
-    eval_env.close()
-    writer.close()
+    progress(args.total_timesteps, last_evals, force=True)
+    for env in envs + eval_envs:
+        env.close()
+    for writer in writers:
+        writer.close()
     if wandb_run:
         wandb_run.finish()
