@@ -465,16 +465,16 @@ def write_checkpoint(state: dict, run_dir: str):
     os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
 
 
-def init_per_seed(make, seeds: list[int]) -> tuple:
+def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     """The modules `make(num_seeds)` returns, each seed's slice of every tensor (its leading, seed-major axis) drawn as
-    that seed's single-seed run draws `make(1)`: from its own generator at seed + 20_000, apart from the global stream."""
+    `make(1)` from a generator of its own, seeded with its entry of `generator_seeds`; the global stream untouched."""
     per_seed = []
-    for seed in seeds:
+    for generator_seed in generator_seeds:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 20_000)
+            torch.manual_seed(generator_seed)
             per_seed.append(make(1))
     with torch.random.fork_rng(devices=[]):
-        stacked = make(len(seeds))
+        stacked = make(len(generator_seeds))
     with torch.no_grad():
         for i, module in enumerate(stacked):
             for name, tensor in module.state_dict().items():
@@ -792,7 +792,7 @@ if __name__ == "__main__":
         LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1, num_seeds).to(device),
         LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2, num_seeds).to(device),
         Actor(env, args.latent_dim, args.hidden_dim, num_seeds).to(device),
-        QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm, num_seeds).to(device)), seeds)
+        QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm, num_seeds).to(device)), [seed + 20_000 for seed in seeds])
     encoder_target, qf_target = copy.deepcopy(encoder), copy.deepcopy(qf)
     model_optimizer = Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr)
     reward_optimizer = Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr)
