@@ -150,7 +150,7 @@ def sac_run(tmp_path_factory) -> Path:
     (["--total-timesteps", "0"], "--total-timesteps must be >= 1, got 0"),
     (["--total-timesteps", "-5"], "--total-timesteps must be >= 1, got -5"),
     (["--learning-starts", "-1"], "--learning-starts must be >= 0"),
-    (["--buffer-size", str(10**12)], "1000000000000 transitions"),
+    (["--buffer-size", str(10**12)], "cannot allocate a buffer of 1 x 1000000000000 transitions"),
     (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
     (["--tau", "0"], "--tau must be in (0, 1], got 0.0"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
