@@ -33,6 +33,7 @@ from dataclasses import dataclass
 FINISHED = "finished.json"  # written into a seed directory after its run exits 0
 LOG = "stdout.log"  # the run's stdout and stderr, every attempt's, each after a '# <date> <command>' line
 CHECKPOINT = "checkpoint.pt"  # what every algorithm script saves in its run directory
+PROCESS = "process.json"  # the seeds of the process last started for a seed directory (sweep.py --seeds-per-run)
 
 GYM = [f"{name}-v5" for name in ("InvertedPendulum", "Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid")]
 DMC15 = [f"dmc:{task}" for task in (

@@ -15,9 +15,22 @@ While it runs, its worker and the script hold a lock on `<seed dir>/lock`, and a
 the run to them (listed as running in another sweep, exit status 1).
 Runs are submitted seed by seed, so an early report already covers every task and experiment.
 
+`--seeds-per-run S` runs up to S consecutive seeds of an experiment and task in one process (for GPU sweeps: the
+process's kernels carry all S seeds at once), `python sac.py ... --seed 3 --num-seeds 2 --log-dir
+<root>/sac/dmc_walker-run/seed_{seed}`: the script replaces `{seed}` by each seed, so every seed keeps its seed
+directory and run directory. The first seed's directory holds the process's checkpoint (of all its seeds), its
+stdout.log (the other seeds' stdout.log get the command and point there) and the STOP file; the worker and the script
+lock every seed's directory, and every seed gets FINISHED when the process exits 0. `process.json` in a seed directory
+names the seeds of the process last started for it. A process keeps its seeds until it finishes: a seed whose process
+has a checkpoint is resumed in that process whatever --seeds-per-run says now (a checkpoint of a sweep without it is a
+process of one seed); only the other seeds are grouped anew, in runs of consecutive seeds (seeds 1-5 and 7 by 2: 1-2,
+3-4, 5, 7). Asking for some seeds of such a process but not all is refused with one line. `--cpus-per-run` and
+`--gpus-per-run` are per process.
+
     python benchmark/sweep.py --quick                       # the quick protocol on a local Ray instance (~1.3 h here)
     python benchmark/sweep.py --address auto --gpus-per-run 0.25 --extra-flags=--cuda   # the paper's, on a cluster
     python benchmark/sweep.py --experiments sac mbpo --tasks dmc:walker-run --seeds 1 2 --dry-run
+    python benchmark/sweep.py --address auto --experiments sac --seeds-per-run 6 --gpus-per-run 0.5 --extra-flags=--cuda
 
 With no `--address` Ray starts a local instance using this machine's cores (`--num-cpus` caps it); `--address` joins
 an existing cluster, whose nodes must see this repository and the log root at the same paths (a shared filesystem).
@@ -39,10 +52,11 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import CHECKPOINT, FINISHED, LOG, PROTOCOLS, Experiment, Protocol, task_dir
+from protocol import CHECKPOINT, FINISHED, LOG, PROCESS, PROTOCOLS, Experiment, Protocol, task_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP = "stop"  # written into a seed directory by a stopping sweep: its run saves a checkpoint and exits
@@ -69,28 +83,6 @@ class Run:
     flags: tuple[str, ...]  # the protocol's, the experiment's, then --extra-flags
     log_dir: Path  # <root>/<experiment>/<task>/seed_<k>: the script's --log-dir
 
-    def command(self) -> list[str]:
-        """The command line of a fresh run (without the python executable)."""
-        return [f"{self.experiment.algorithm}.py", "--env", self.task, "--seed", str(self.seed),
-                "--total-timesteps", str(self.total_timesteps), "--log-dir", str(self.log_dir), *self.flags]
-
-    def resume_command(self, run_dir: Path, extra_flags: tuple[str, ...]) -> list[str]:
-        """Continue `run_dir`; the checkpoint holds every other setting."""
-        return [f"{self.experiment.algorithm}.py", "--resume", str(run_dir),
-                "--total-timesteps", str(self.total_timesteps), *extra_flags]
-
-    def state(self) -> tuple[str, Path | None]:
-        """('finished', None), ('resume', run dir holding the newest checkpoint) or ('start', None)."""
-        if self.finished():
-            return "finished", None
-        checkpoints = sorted(self.log_dir.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
-        return ("resume", checkpoints[-1].parent) if checkpoints else ("start", None)
-
-    def next_command(self, extra_flags: tuple[str, ...]) -> tuple[str, list[str]]:
-        """The run's state and the command that continues it (resumes its newest checkpoint, or starts it)."""
-        state, run_dir = self.state()
-        return state, self.resume_command(run_dir, extra_flags) if state == "resume" else self.command()
-
     def finished(self) -> bool:
         """A FINISHED marker for at least the requested steps. An unreadable one (truncated by a kill mid-write, before
         sweeps wrote it atomically) counts as none: the run is resumed or started again."""
@@ -111,8 +103,72 @@ class Run:
             return True
         return False
 
+
+def newest_checkpoint(seed_dir: Path) -> Path | None:
+    """The run directory holding the newest checkpoint in `seed_dir` (None: none there)."""
+    checkpoints = sorted(seed_dir.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
+    return checkpoints[-1].parent if checkpoints else None
+
+
+def process_seeds(seed_dir: Path) -> tuple[int, ...]:
+    """The seeds of the process last started for `seed_dir` (its PROCESS file; without a readable one, as sweeps wrote
+    before --seeds-per-run: its own seed alone)."""
+    try:
+        seeds = json.loads((seed_dir / PROCESS).read_text())["seeds"]
+        if isinstance(seeds, list) and seeds and all(isinstance(seed, int) for seed in seeds):
+            return tuple(seeds)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return (int(seed_dir.name.removeprefix("seed_")),)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Consecutive seeds of one experiment and task that one process runs (`--seed <first> --num-seeds <n>`). The first
+    seed's directory holds what is the process's: its checkpoint (of every seed), stdout.log and the STOP file."""
+    runs: tuple[Run, ...]
+
+    @property
+    def first(self) -> Run:
+        return self.runs[0]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(run.seed for run in self.runs)
+
+    def command(self) -> list[str]:
+        """The command line of a fresh process (without the python executable); the script puts each seed's run
+        directory under the --log-dir it gets with `{seed}` replaced by that seed."""
+        run, many = self.first, len(self.runs) > 1
+        return [f"{run.experiment.algorithm}.py", "--env", run.task, "--seed", str(run.seed),
+                *(("--num-seeds", str(len(self.runs))) if many else ()), "--total-timesteps", str(run.total_timesteps),
+                "--log-dir", str(run.log_dir.parent / "seed_{seed}" if many else run.log_dir), *run.flags]
+
+    def resume_command(self, run_dir: Path, extra_flags: tuple[str, ...]) -> list[str]:
+        """Continue `run_dir` (the first seed's); its checkpoint holds every other setting, the other seeds' included."""
+        return [f"{self.first.experiment.algorithm}.py", "--resume", str(run_dir),
+                "--total-timesteps", str(self.first.total_timesteps), *extra_flags]
+
+    def state(self) -> tuple[str, Path | None]:
+        """('finished', None) when every seed is, ('resume', run dir holding the newest checkpoint) when the first seed's
+        directory has one written by a process of exactly these seeds, else ('start', None)."""
+        if all(run.finished() for run in self.runs):
+            return "finished", None
+        run_dir = newest_checkpoint(self.first.log_dir)
+        return ("resume", run_dir) if run_dir and process_seeds(self.first.log_dir) == self.seeds else ("start", None)
+
+    def next_command(self, extra_flags: tuple[str, ...]) -> tuple[str, list[str]]:
+        """The process's state and the command that continues it (resumes its newest checkpoint, or starts it)."""
+        state, run_dir = self.state()
+        return state, self.resume_command(run_dir, extra_flags) if state == "resume" else self.command()
+
+    def running(self) -> bool:
+        """Whether another sweep runs one of its seeds now."""
+        return any(run.running() for run in self.runs)
+
     def label(self) -> str:
-        return f"{self.experiment.name} {self.task} seed {self.seed}"
+        seeds = f"seed {self.seeds[0]}" if len(self.runs) == 1 else f"seeds {self.seeds[0]}-{self.seeds[-1]}"
+        return f"{self.first.experiment.name} {self.first.task} {seeds}"
 
 
 def plan(protocol: Protocol, root: Path, experiments: list[str] | None = None, tasks: list[str] | None = None,
@@ -134,6 +190,47 @@ def plan(protocol: Protocol, root: Path, experiments: list[str] | None = None, t
                                         (*protocol.flags, *e.flags, *wandb, *extra_flags),
                                         root / e.name / task_dir(task) / f"seed_{seed}"))
     return runs
+
+
+def consecutive(runs: list[Run], size: int) -> list[Group]:
+    """`runs` (one experiment and task, by seed) in groups of up to `size` consecutive seeds (--num-seeds takes a range)."""
+    groups = []
+    for run in runs:
+        last = groups[-1] if groups else None
+        if last and len(last) < size and run.seed == last[-1].seed + 1:
+            last.append(run)
+        else:
+            groups.append([run])
+    return [Group(tuple(group)) for group in groups]
+
+
+def group(runs: list[Run], seeds_per_run: int) -> list[Group]:
+    """The processes that run `runs`, per experiment and task: seeds that a started process holds in its checkpoint stay
+    in it (resumed as started, whatever --seeds-per-run says now); the seeds still to do, and apart from them the
+    finished ones, go in groups of up to `seeds_per_run` consecutive seeds. Ordered by first seed, then as `plan` orders
+    runs. Exits with one line when a process to resume holds a seed not asked for (it would run that seed too)."""
+    cells, order = {}, {run: i for i, run in enumerate(runs)}
+    for run in runs:
+        cells.setdefault((run.experiment, run.task), {})[run.seed] = run
+    groups = []
+    for by_seed in cells.values():
+        kept = []  # the started processes with a checkpoint
+        for seed, run in sorted(by_seed.items()):
+            if run.finished() or any(seed in g.seeds for g in kept):
+                continue
+            seeds = process_seeds(run.log_dir)
+            first = run.log_dir.parent / f"seed_{seeds[0]}"
+            if process_seeds(first) != seeds or newest_checkpoint(first) is None:  # not started, or restarted since
+                continue
+            if missing := [s for s in seeds if s not in by_seed]:
+                sys.exit(f"error: {run.experiment.name} {run.task}: seeds {seeds[0]}-{seeds[-1]} run in one process (its "
+                         f"checkpoint is in {first}), but seeds {missing} are not asked for; ask for all of them "
+                         "(--seeds), or remove their seed directories to start them afresh")
+            kept.append(Group(tuple(by_seed[s] for s in seeds)))
+        rest = [run for seed, run in sorted(by_seed.items()) if not any(seed in g.seeds for g in kept)]
+        groups += (kept + consecutive([run for run in rest if run.finished()], seeds_per_run)
+                   + consecutive([run for run in rest if not run.finished()], seeds_per_run))
+    return sorted(groups, key=lambda g: (g.first.seed, order[g.first]))
 
 
 def flag_value(flags: tuple[str, ...], name: str, default: int) -> int:
@@ -166,11 +263,13 @@ def cpu_seconds(run: Run) -> float | None:
             + evals * flag_value(run.flags, "--eval-episodes", 10) * EVAL_EPISODE_S)
 
 
-def estimate(runs: list[Run], slots: int) -> str:
-    """Total CPU time and the wall time on `slots` parallel runs (longest first to the least loaded slot)."""
-    seconds = [cpu_seconds(run) for run in runs]
-    unknown = sorted({run.experiment.algorithm for run, s in zip(runs, seconds) if s is None})
-    known = sorted((s for s in seconds if s is not None), reverse=True)
+def estimate(groups: list[Group], slots: int) -> str:
+    """Total CPU time and the wall time on `slots` parallel processes (longest first to the least loaded slot); a
+    process of several seeds is counted as their runs one after the other."""
+    runs = [run for g in groups for run in g.runs]
+    unknown = sorted({run.experiment.algorithm for run in runs if cpu_seconds(run) is None})
+    known = sorted((sum(cpu_seconds(run) for run in g.runs) for g in groups
+                    if all(cpu_seconds(run) is not None for run in g.runs)), reverse=True)
     loads = [0.0] * slots
     for s in known:
         loads[loads.index(min(loads))] += s
@@ -179,37 +278,46 @@ def estimate(runs: list[Run], slots: int) -> str:
     return text + (f"; no CPU speed known for {', '.join(unknown)}: not counted" if unknown else "")
 
 
-def execute(root: str, run: Run, extra_flags: tuple[str, ...]) -> int | str | None:
+def execute(root: str, group: Group, extra_flags: tuple[str, ...]) -> int | str | None:
     """Run one script to its end on a Ray worker: its exit status (None: stopped before it started; BUSY: another
-    sweep holds the run). This worker and the script hold the run's LOCK until both have ended. A STOP file from the
-    sweep, or this worker's death (Linux), SIGTERMs the script, which saves a checkpoint and exits. Writes FINISHED
-    after exit 0."""
-    log_dir = run.log_dir
-    with open(log_dir / LOCK, "a") as lock:
+    sweep holds one of its seeds). This worker and the script hold every seed's LOCK until both have ended. A STOP file
+    from the sweep in the first seed's directory, or this worker's death (Linux), SIGTERMs the script, which saves a
+    checkpoint and exits. Writes FINISHED into every seed's directory after exit 0."""
+    log_dir = group.first.log_dir
+    with ExitStack() as held:
+        locks = [held.enter_context(open(run.log_dir / LOCK, "a")) for run in group.runs]
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for lock in locks:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return BUSY
         if (log_dir / STOP).exists():
             return None
-        state, command = run.next_command(extra_flags)  # again under the lock: another sweep may have advanced it
+        state, command = group.next_command(extra_flags)  # again under the locks: another sweep may have advanced it
         if state == "finished":
             return 0
-        (log_dir / FINISHED).unlink(missing_ok=True)
-        if state == "start":  # killed before its first checkpoint: nothing to resume, its partial logs would count twice
-            for stale in log_dir.iterdir():
-                if stale.is_dir():
-                    shutil.rmtree(stale)
+        for run in group.runs:
+            (run.log_dir / FINISHED).unlink(missing_ok=True)
+            if state == "start":  # killed before its first checkpoint: nothing to resume, its partial logs would count twice
+                for stale in run.log_dir.iterdir():
+                    if stale.is_dir():
+                        shutil.rmtree(stale)
+                (run.log_dir / f"{PROCESS}.tmp").write_text(json.dumps({"seeds": list(group.seeds)}) + "\n")
+                os.replace(run.log_dir / f"{PROCESS}.tmp", run.log_dir / PROCESS)
         env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         command = [sys.executable, *command]
         # resolved here, not in the forked child, where loading a library could deadlock on another thread's lock
         prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
         start = time.time()
+        header = f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}"
+        for run in group.runs[1:]:  # the process's output goes to the first seed's log only
+            with open(run.log_dir / LOG, "a") as log:
+                log.write(f"{header}  # {group.label()} in one process, its output in {log_dir / LOG}\n")
         with open(log_dir / LOG, "a") as log:
-            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
+            log.write(header + "\n")
             log.flush()
             process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       pass_fds=(lock.fileno(),),  # the script holds the lock until it ends
+                                       pass_fds=[lock.fileno() for lock in locks],  # the script holds them until it ends
                                        preexec_fn=(lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)) if prctl else None)
             try:
                 while process.poll() is None:
@@ -222,9 +330,11 @@ def execute(root: str, run: Run, extra_flags: tuple[str, ...]) -> int | str | No
                 process.wait()
                 raise
         if process.returncode == 0:  # written whole or not at all: a kill mid-write leaves no truncated marker
-            marker = {"total_timesteps": run.total_timesteps, "command": command, "wall_s": round(time.time() - start, 1)}
-            (log_dir / f"{FINISHED}.tmp").write_text(json.dumps(marker) + "\n")
-            os.replace(log_dir / f"{FINISHED}.tmp", log_dir / FINISHED)
+            marker = {"total_timesteps": group.first.total_timesteps, "seeds": list(group.seeds), "command": command,
+                      "wall_s": round(time.time() - start, 1)}
+            for run in group.runs:
+                (run.log_dir / f"{FINISHED}.tmp").write_text(json.dumps(marker) + "\n")
+                os.replace(run.log_dir / f"{FINISHED}.tmp", run.log_dir / FINISHED)
         return process.returncode
 
 
@@ -269,17 +379,19 @@ def watch_local_ray(driver: int, started: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def sweep(runs: list[Run], args: argparse.Namespace) -> int:
-    """Start or resume every unfinished run on Ray; 0 when all runs are finished. Ctrl-C or SIGTERM stops the runs at
-    a checkpoint (a second one quits at once): STOP files tell each run's task to SIGTERM it. Runs another sweep is
-    running (their LOCK is held) are left to it."""
-    states = {run: run.state() for run in runs}
-    busy = [run for run in runs if states[run][0] != "finished" and run.running()]
-    todo = [run for run in runs if states[run][0] != "finished" and run not in busy]
-    count = {state: sum(states[run][0] == state for run in todo) for state in ("resume", "start")}
-    print(f"{len(runs)} runs: {sum(s == 'finished' for s, _ in states.values())} finished (skipped), "
-          + (f"{len(busy)} {BUSY} (skipped), " if busy else "") + f"{count['resume']} to resume, {count['start']} to start",
-          flush=True)
+def sweep(groups: list[Group], args: argparse.Namespace) -> int:
+    """Start or resume every unfinished process on Ray; 0 when all runs are finished. Ctrl-C or SIGTERM stops the
+    processes at a checkpoint (a second one quits at once): STOP files tell each one's task to SIGTERM it. Processes
+    another sweep is running (one of their LOCKs is held) are left to it."""
+    states = {g: g.state() for g in groups}
+    busy = [g for g in groups if states[g][0] != "finished" and g.running()]
+    todo = [g for g in groups if states[g][0] != "finished" and g not in busy]
+    runs = {state: sum(len(g.runs) for g in groups if states[g][0] == state and g not in busy)
+            for state in ("finished", "resume", "start")}
+    print(f"{sum(len(g.runs) for g in groups)} runs: {runs['finished']} finished (skipped), "
+          + (f"{sum(len(g.runs) for g in busy)} {BUSY} (skipped), " if busy else "")
+          + f"{runs['resume']} to resume, {runs['start']} to start"
+          + (f", in {len(todo)} process(es)" if any(len(g.runs) > 1 for g in todo) else ""), flush=True)
     failed, stopped, signals = [], [], []  # signals: SIGINT/SIGTERM received
     if todo:
         started = None  # the write end of a pipe to watch_local_ray
@@ -314,44 +426,46 @@ def sweep(runs: list[Run], args: argparse.Namespace) -> int:
         task = ray.remote(execute).options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=0,
                                            runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}})
         pending = {}
-        for run in todo:
-            run.log_dir.mkdir(parents=True, exist_ok=True)
-            (run.log_dir / STOP).unlink(missing_ok=True)
-            pending[task.remote(str(ROOT), run, tuple(args.extra_flags))] = run
+        for g in todo:
+            for run in g.runs:
+                run.log_dir.mkdir(parents=True, exist_ok=True)
+            (g.first.log_dir / STOP).unlink(missing_ok=True)
+            pending[task.remote(str(ROOT), g, tuple(args.extra_flags))] = g
         # a flag, not an exception: Ray's cancel stops working once a signal interrupted the driver (seen with 2.60)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: signals.append(signum))
         stopping = False
         try:
             while pending:
+                left = sum(len(g.runs) for g in pending.values())
                 if len(signals) > 1:
-                    sys.exit(f"quit: {len(pending)} runs killed; the same command resumes them from their last checkpoint")
+                    sys.exit(f"quit: {left} runs killed; the same command resumes them from their last checkpoint")
                 if signals and not stopping:
                     stopping = True
-                    for run in pending.values():
-                        (run.log_dir / STOP).touch()
-                    print(f"stopping {len(pending)} runs at a checkpoint (signal again to quit at once)", flush=True)
+                    for g in pending.values():
+                        (g.first.log_dir / STOP).touch()
+                    print(f"stopping {left} runs at a checkpoint (signal again to quit at once)", flush=True)
                 for ref in ray.wait(list(pending), num_returns=1, timeout=1.0)[0]:
-                    run = pending.pop(ref)
+                    g = pending.pop(ref)
                     try:
                         status = ray.get(ref)
                     except ray.exceptions.RayError as e:
                         status = type(e).__name__
                     if status == BUSY:  # another sweep took it since the check above
-                        busy.append(run)
+                        busy.append(g)
                     else:
-                        (stopped if signals and status != 0 else failed if status != 0 else []).append(run)
+                        (stopped if signals and status != 0 else failed if status != 0 else []).append(g)
                     outcome = ("finished" if status == 0 else f"{BUSY} (skipped)" if status == BUSY
                                else "stopped" if signals else f"FAILED (exit {status})")
-                    print(f"[{len(todo) - len(pending)}/{len(todo)}] {run.label()}: {outcome}", flush=True)
+                    print(f"[{len(todo) - len(pending)}/{len(todo)}] {g.label()}: {outcome}", flush=True)
         finally:
             ray.shutdown()
-    for run in failed:
-        print(f"failed: {run.label()}: {run.log_dir / LOG}")
-    for run in busy:
-        print(f"{BUSY}: {run.label()}: {run.log_dir / LOG}")
+    for g in failed:
+        print(f"failed: {g.label()}: {g.first.log_dir / LOG}")
+    for g in busy:
+        print(f"{BUSY}: {g.label()}: {g.first.log_dir / LOG}")
     if signals:
-        sys.exit(f"interrupted: {len(stopped)} runs stopped; the same command resumes them")
+        sys.exit(f"interrupted: {sum(len(g.runs) for g in stopped)} runs stopped; the same command resumes them")
     return 1 if failed or busy else 0
 
 
@@ -380,15 +494,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="every run logs to Weights & Biases too (--track), in a group per experiment and task")
     parser.add_argument("--address", help="an existing Ray cluster (`auto`, or host:port); default: start a local one")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all of this machine's)")
-    parser.add_argument("--cpus-per-run", type=float, default=1, help="Ray CPUs reserved per run (default 1)")
-    parser.add_argument("--gpus-per-run", type=float, default=0, help="Ray GPUs reserved per run (default 0; 0.25 shares a GPU by 4)")
-    parser.add_argument("--dry-run", action="store_true", help="print the runs and their count, start nothing")
+    parser.add_argument("--seeds-per-run", type=int, default=1,
+                        help="up to this many consecutive seeds of an experiment and task in one process (the script's "
+                             "--num-seeds; default 1). For GPU sweeps; on CPUs keep 1, one single-seed process per core")
+    parser.add_argument("--cpus-per-run", type=float, default=1, help="Ray CPUs reserved per process (default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=0,
+                        help="Ray GPUs reserved per process (default 0: CPU only; 0.25 shares a GPU by 4)")
+    parser.add_argument("--dry-run", action="store_true", help="print the processes, their seeds and count, start nothing")
     args = parser.parse_args(argv)
     if args.quick:
         args.protocol = "quick"
     protocol_name, protocol = args.protocol, PROTOCOLS[args.protocol]
     names = [e.name for e in protocol.experiments]
     tasks = [t for suite_tasks in protocol.tasks.values() for t in suite_tasks]
+    single = sorted({f"{e.algorithm}.py" for e in protocol.experiments if (not args.experiments or e.name in args.experiments)
+                     and "\n    num_seeds: " not in (ROOT / f"{e.algorithm}.py").read_text()})  # scripts without --num-seeds
     checks = [
         (args.experiments and set(args.experiments) - set(names), f"--experiments: unknown {sorted(set(args.experiments or []) - set(names))}; the protocol has {', '.join(names)}"),
         (args.tasks and set(args.tasks) - set(tasks), f"--tasks: unknown {sorted(set(args.tasks or []) - set(tasks))}; the protocol has {', '.join(tasks)}"),
@@ -397,12 +517,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         (args.num_cpus is not None and args.num_cpus < 1, f"--num-cpus must be >= 1, got {args.num_cpus}"),
         (args.cpus_per_run <= 0, f"--cpus-per-run must be > 0, got {args.cpus_per_run}"),
         (args.gpus_per_run < 0, f"--gpus-per-run must be >= 0, got {args.gpus_per_run}"),
+        (args.seeds_per_run < 1, f"--seeds-per-run must be >= 1, got {args.seeds_per_run}"),
+        (args.seeds_per_run > 1 and args.track, "--track takes one seed per process (the scripts refuse --num-seeds with "
+         "it); leave --seeds-per-run at 1"),
+        (args.seeds_per_run > 1 and single, f"--seeds-per-run {args.seeds_per_run}: {', '.join(single)} take no "
+         "--num-seeds yet; narrow --experiments or leave --seeds-per-run at 1"),
         (args.address and args.num_cpus, "--num-cpus sizes a local Ray instance; a cluster given by --address has its own"),
     ]
     for bad, message in checks:
         if bad:
             parser.error(message)
     args.protocol = protocol
+    args.seeds = list(dict.fromkeys(args.seeds)) if args.seeds else None  # a seed given twice is one run
     args.root = args.root or ROOT / "runs" / ("sweep" if protocol_name == "paper" else f"sweep_{protocol_name}")
     return args
 
@@ -411,11 +537,15 @@ if __name__ == "__main__":
     args = parse_args(sys.argv[1:])
     runs = plan(args.protocol, args.root.resolve(), args.experiments, args.tasks, args.seeds, args.total_timesteps,
                 tuple(args.extra_flags), args.track)
+    groups = group(runs, args.seeds_per_run)
     if args.dry_run:
-        for run in runs:
-            state, command = run.next_command(tuple(args.extra_flags))
-            print(f"{'running' if state != 'finished' and run.running() else state:8} python {shlex.join(command)}")
+        for g in groups:
+            state, command = g.next_command(tuple(args.extra_flags))
+            print(f"{'running' if state != 'finished' and g.running() else state:8} python {shlex.join(command)}"
+                  + (f"  # seeds {g.seeds[0]}-{g.seeds[-1]}" if len(g.runs) > 1 else ""))
         slots = max(1, int((args.num_cpus or os.cpu_count()) // args.cpus_per_run))
-        print(f"{len(runs)} runs ({sum(run.state()[0] == 'finished' for run in runs)} finished); {estimate(runs, slots)}")
+        print(f"{len(runs)} runs ({sum(run.finished() for run in runs)} finished)"
+              + (f" in {len(groups)} process(es)" if any(len(g.runs) > 1 for g in groups) else "")
+              + f"; {estimate(groups, slots)}")
         sys.exit(0)
-    sys.exit(sweep(runs, args))
+    sys.exit(sweep(groups, args))

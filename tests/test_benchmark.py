@@ -106,6 +106,54 @@ def test_dry_run_takes_a_truncated_finished_marker_for_none(tmp_path):
     assert lines[2].startswith("2 runs (0 finished)")
 
 
+def test_dry_run_groups_consecutive_seeds_into_one_process_each(tmp_path):
+    cell = tmp_path / "sac" / "Hopper-v5"
+    (cell / "seed_4").mkdir(parents=True)
+    with open(cell / "seed_4" / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another sweep runs seed 4: its process is the one of seeds 3-4
+        result = benchmark("sweep.py", "--experiments", "sac", "--tasks", "Hopper-v5", "--seeds", "1", "2", "3", "4", "5",
+                           "7", "--seeds-per-run", "2", "--root", str(tmp_path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"start    python sac.py --env Hopper-v5 --seed 1 --num-seeds 2 --total-timesteps 300000 "
+                               f"--log-dir '{cell}/seed_{{seed}}' ") and lines[0].endswith("  # seeds 1-2")
+    assert lines[1].startswith("running  python sac.py --env Hopper-v5 --seed 3 --num-seeds 2 ") and lines[1].endswith("# seeds 3-4")
+    # 7 is no neighbour of 5: --num-seeds takes a range
+    assert lines[2] == f"start    python sac.py --env Hopper-v5 --seed 5 --total-timesteps 300000 --log-dir {cell}/seed_5"
+    assert lines[3] == f"start    python sac.py --env Hopper-v5 --seed 7 --total-timesteps 300000 --log-dir {cell}/seed_7"
+    assert lines[4].startswith("6 runs (0 finished) in 4 process(es)") and len(lines) == 5
+
+
+def test_dry_run_resumes_a_process_of_seeds_as_it_was_started(tmp_path):
+    """Seeds 1-2 ran in one process (its checkpoint in seed 1's run dir), 3-4 finished in another, 6 alone has a
+    checkpoint of its own (a sweep without --seeds-per-run): --seeds-per-run 3 keeps those and groups the rest."""
+    cell = tmp_path / "sac" / "Hopper-v5"
+    for seed in range(1, 7):
+        (cell / f"seed_{seed}").mkdir(parents=True)
+    for seeds in ([1, 2], [3, 4]):
+        for seed in seeds:
+            (cell / f"seed_{seed}" / "process.json").write_text(json.dumps({"seeds": seeds}))
+            (cell / f"seed_{seed}" / f"Hopper-v5__sac__{seed}__100").mkdir()
+    (cell / "seed_1" / "Hopper-v5__sac__1__100" / "checkpoint.pt").write_bytes(b"")
+    for seed in (3, 4):
+        (cell / f"seed_{seed}" / "finished.json").write_text(json.dumps({"total_timesteps": 300_000}))
+    (cell / "seed_6" / "Hopper-v5__sac__6__100").mkdir()
+    (cell / "seed_6" / "Hopper-v5__sac__6__100" / "checkpoint.pt").write_bytes(b"")
+    args = ("--experiments", "sac", "--tasks", "Hopper-v5", "--root", str(tmp_path), "--seeds-per-run", "3", "--dry-run")
+    result = benchmark("sweep.py", *args, "--seeds", *map(str, range(1, 9)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"resume   python sac.py --resume {cell}/seed_1/Hopper-v5__sac__1__100 --total-timesteps 300000  # seeds 1-2"
+    assert lines[1].startswith("finished python sac.py --env Hopper-v5 --seed 3 --num-seeds 2 ")
+    assert lines[2].startswith("start    python sac.py --env Hopper-v5 --seed 5 --total-timesteps 300000 ")  # 6 is taken
+    assert lines[3] == f"resume   python sac.py --resume {cell}/seed_6/Hopper-v5__sac__6__100 --total-timesteps 300000"
+    assert lines[4].startswith("start    python sac.py --env Hopper-v5 --seed 7 --num-seeds 2 ") and lines[4].endswith("# seeds 7-8")
+    assert lines[5].startswith("8 runs (2 finished) in 5 process(es)")
+    # seed 2 alone would be a new process while seed 1's checkpoint holds it too
+    assert_one_line_error(benchmark("sweep.py", *args, "--seeds", "2"),
+                          "seeds 1-2 run in one process (its checkpoint is in")
+
+
 def test_atlas_dry_run_lists_every_task_and_ftfl_on_the_failing_ones(tmp_path):
     result = benchmark("sweep.py", "--protocol", "atlas", "--dry-run", "--root", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -146,6 +194,29 @@ def test_sweep_runs_on_local_ray_then_skips_finished_runs(tmp_path):
     again = benchmark("sweep.py", *args)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == ["2 runs: 2 finished (skipped), 0 to resume, 0 to start"]
+
+
+def test_a_process_of_two_seeds_logs_each_and_resumes_from_the_first_seeds_checkpoint(tmp_path):
+    args = ("--experiments", "sac", "--tasks", "InvertedPendulum-v5", "--seeds", "1", "2", "--seeds-per-run", "2",
+            "--root", str(tmp_path), "--num-cpus", "1", f"--extra-flags={TINY} --batch-size 32 --checkpoint-interval 100")
+    result = benchmark("sweep.py", *args, "--total-timesteps", "300")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "2 runs: 0 finished (skipped), 0 to resume, 2 to start, in 1 process(es)"
+    seed_dirs = [tmp_path / "sac" / "InvertedPendulum-v5" / f"seed_{seed}" for seed in (1, 2)]
+    assert "seeds 1-2 in one process" in (seed_dirs[0] / "stdout.log").read_text()
+    assert f"in one process, its output in {seed_dirs[0] / 'stdout.log'}" in (seed_dirs[1] / "stdout.log").read_text()
+    [checkpoint] = [p.relative_to(tmp_path) for p in tmp_path.rglob("checkpoint.pt")]  # the first seed's, of both
+    assert checkpoint.parts[2] == "seed_1"
+    result = benchmark("sweep.py", *args, "--total-timesteps", "400")  # both markers are for fewer steps: resumed
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "2 runs: 0 finished (skipped), 2 to resume, 0 to start, in 1 process(es)"
+    assert f"python sac.py --resume {tmp_path / checkpoint.parent} " in (seed_dirs[0] / "stdout.log").read_text()
+    for seed, seed_dir in zip((1, 2), seed_dirs):
+        marker = json.loads((seed_dir / "finished.json").read_text())
+        assert marker["total_timesteps"] == 400 and marker["seeds"] == [1, 2]
+        [run_dir] = {events.parent for events in seed_dir.glob("*/events.out.tfevents.*")}  # the resume wrote on in it
+        assert run_dir.name.startswith(f"InvertedPendulum-v5__sac__{seed}__")
+        assert sorted(step for step, _ in read_scalars(seed_dir)["eval/return"]) == list(range(0, 401, 100))
 
 
 def test_a_run_locked_by_another_sweep_is_left_to_it(tmp_path):
@@ -212,6 +283,9 @@ def test_killed_sweep_leaves_no_process_behind_and_its_rerun_logs_each_evaluatio
     (("--experiments", "ppo"), "--experiments: unknown ['ppo']"),
     (("--tasks", "Hopper-v4"), "--tasks: unknown ['Hopper-v4']"),
     (("--cpus-per-run", "0"), "--cpus-per-run must be > 0"),
+    (("--seeds-per-run", "0"), "--seeds-per-run must be >= 1"),
+    (("--seeds-per-run", "2"), "--seeds-per-run 2: alm.py, mbpo.py, mbpo_perfect_model.py, td3.py take no --num-seeds"),
+    (("--experiments", "sac", "--seeds-per-run", "2", "--track"), "--track takes one seed per process"),
 ])
 def test_sweep_bad_input_is_one_line(args, fragment):
     assert_one_line_error(benchmark("sweep.py", *args, "--dry-run"), fragment)
