@@ -329,6 +329,11 @@ def execute(root: str, group: Group, extra_flags: tuple[str, ...]) -> int | str 
                 process.terminate()
                 process.wait()
                 raise
+        if process.returncode != 0 and len(group.runs) > 1:  # the process's last line ends every seed's log too:
+            lines = [line for line in (log_dir / LOG).read_text(errors="replace").splitlines() if line.strip()]
+            for run in group.runs[1:]:  # a NaN stop (naming its seed) stopped them all, and report.py reads it there
+                with open(run.log_dir / LOG, "a") as log:
+                    log.write((lines[-1] if lines else f"exit {process.returncode}") + "\n")
         if process.returncode == 0:  # written whole or not at all: a kill mid-write leaves no truncated marker
             marker = {"total_timesteps": group.first.total_timesteps, "seeds": list(group.seeds), "command": command,
                       "wall_s": round(time.time() - start, 1)}

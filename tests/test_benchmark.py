@@ -219,6 +219,17 @@ def test_a_process_of_two_seeds_logs_each_and_resumes_from_the_first_seeds_check
         assert sorted(step for step, _ in read_scalars(seed_dir)["eval/return"]) == list(range(0, 401, 100))
 
 
+def test_a_process_of_two_seeds_stopped_by_nan_in_one_ends_both_seeds_logs_with_its_line(tmp_path):
+    args = ("--experiments", "sac", "--tasks", "InvertedPendulum-v5", "--seeds", "1", "2", "--seeds-per-run", "2",
+            "--root", str(tmp_path), "--num-cpus", "1", "--total-timesteps", "400",
+            f"--extra-flags={TINY} --batch-size 32 --q-lr 1e30 --log-interval 5")
+    result = benchmark("sweep.py", *args)
+    assert result.returncode != 0
+    lines = [(tmp_path / "sac" / "InvertedPendulum-v5" / f"seed_{seed}" / "stdout.log").read_text().splitlines()[-1]
+             for seed in (1, 2)]
+    assert lines[0] == lines[1] and "is NaN or inf at step" in lines[0] and " in seed " in lines[0], lines
+
+
 def test_a_run_locked_by_another_sweep_is_left_to_it(tmp_path):
     seed_dir = tmp_path / "sac" / "Hopper-v5" / "seed_1"
     seed_dir.mkdir(parents=True)

@@ -15,9 +15,7 @@ from conftest import TINY, read_scalars, run_in_process, run_script
 from test_resume import TINY as RESUME_TINY
 from test_resume import assert_same_state, start, wait_for
 
-SCRIPTS = ["sac.py", "mbpo.py"]
-# each script's learner state with a seed axis: every module and optimizer of `agent` (MBPO: and its model)
-STATE = {"sac.py": ("agent",), "mbpo.py": ("agent", "model", "model_optimizer")}
+SCRIPTS = ["sac.py", "td3.py", "mbpo.py", "alm.py"]
 
 
 def snapshot(run: dict) -> list:
@@ -42,19 +40,26 @@ def seed_slice(x: torch.Tensor, k: int, num_seeds: int) -> torch.Tensor:
 
 
 class SharedNoise:
-    """Every normal draw of the update (torch.distributions' and randn_like), the same for each seed: the i-th draw of
-    shape (S, ...) is a fixed (...) tensor repeated over the seed axis, so an S-seed update and a single-seed one see the
-    same noise."""
+    """Every random draw of the updates (torch.distributions' normal, randn_like, rand), the same for each seed: the
+    i-th draw of shape (S, ...) is a fixed (...) tensor repeated over the seed axis, so an S-seed update and a
+    single-seed one see the same noise."""
 
-    def __init__(self):
+    def __init__(self, monkeypatch):
         self.calls = itertools.count()
+        draw = torch.randn, torch.rand
+        monkeypatch.setattr(torch.distributions.normal, "_standard_normal", lambda shape, **kw: self.draw(draw[0], shape, **kw))
+        monkeypatch.setattr(torch, "randn_like", lambda x, **kw: self.draw(draw[0], x.shape, dtype=x.dtype, device=x.device))
+        monkeypatch.setattr(torch, "rand", lambda *shape, **kw: self.draw(draw[1], shape[0] if len(shape) == 1 else shape, **kw))
 
-    def __call__(self, shape, dtype=None, device=None, **_):
-        base = torch.randn(tuple(shape)[1:], generator=torch.Generator().manual_seed(next(self.calls)), dtype=dtype)
-        return base.to(device).expand(tuple(shape)).clone()
+    def draw(self, sample, shape, dtype=None, device=None, **_):
+        shape = tuple(shape)
+        base = sample(shape[1:], generator=torch.Generator().manual_seed(next(self.calls)), dtype=dtype)
+        return base.to(device).expand(shape).clone()
 
-    def like(self, x, **kwargs):
-        return self(x.shape, dtype=x.dtype, device=x.device)
+
+def updater(script: str, run: dict):
+    """The update as the script's loop calls it, fresh (td3.py's first call updates the actor too)."""
+    return speed.update_call(script, run)[0]
 
 
 def tiny(script: str, *args: str) -> list[str]:
@@ -71,15 +76,15 @@ def three_seed_runs(tmp_path_factory):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_changing_one_seeds_minibatch_leaves_the_other_seeds_bit_identical(script, three_seed_runs):
     run = three_seed_runs[script]
-    update, sample = speed.update_call(script, run)
+    _, sample = speed.update_call(script, run)
     before, data, other = snapshot(run), sample(), sample()
     torch.manual_seed(0)
-    update(data)
+    updater(script, run)(data)
     after = tensors(snapshot(run))
     restore(run, before)
     changed = pytree.tree_map(lambda x, y: torch.cat([x[:1], y[1:2], x[2:]]), data, other)  # seed 2's minibatch alone
     torch.manual_seed(0)
-    update(changed)
+    updater(script, run)(changed)
     after_changed = tensors(snapshot(run))
     restore(run, before)
     moved = False
@@ -96,20 +101,17 @@ def test_each_seeds_update_equals_the_single_seed_update(script, three_seed_runs
     the same noise, to float32 round-off: the stacked matmuls may sum in another order (measured: <= 1e-6 apart)."""
     stacked = three_seed_runs[script]
     single = run_in_process(script, *tiny(script, "--total-timesteps", "130"), log_dir=log_dir)
-    stacked_update, sample = speed.update_call(script, stacked)
-    single_update, _ = speed.update_call(script, single)
+    _, sample = speed.update_call(script, stacked)
     before, data = snapshot(stacked), sample()
-    noise = SharedNoise()
-    monkeypatch.setattr(torch.distributions.normal, "_standard_normal", noise)
-    monkeypatch.setattr(torch, "randn_like", noise.like)
-    stacked_update(data)
+    noise = SharedNoise(monkeypatch)
+    updater(script, stacked)(data)
     after = tensors(snapshot(stacked))
     restore(stacked, before)
     single_before = snapshot(single)
     for k in range(3):
         restore(single, pytree.tree_map(lambda x, y: seed_slice(x, k, 3).reshape(y.shape) if y.dim() else x, before, single_before))
         noise.calls = itertools.count()
-        single_update(pytree.tree_map(lambda x: x[k: k + 1], data))
+        updater(script, single)(pytree.tree_map(lambda x: x[k: k + 1], data))
         for x, y in zip(after, tensors(snapshot(single)), strict=True):
             torch.testing.assert_close(seed_slice(x, k, 3), y.flatten(), rtol=1e-5, atol=1e-6)
 
