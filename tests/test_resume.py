@@ -83,8 +83,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(script, tmp_path):
 
     a, b = (torch.load(run_dir(tmp_path / d) / "checkpoint.pt", weights_only=False) for d in "ab")
     assert a["next_step"] == b["next_step"] == 600
-    assert_same_state({k: v for k, v in a.items() if k not in ("args", "run_name")},
-                      {k: v for k, v in b.items() if k not in ("args", "run_name")})
+    assert_same_state({k: v for k, v in a.items() if k not in ("args", "run_dirs")},
+                      {k: v for k, v in b.items() if k not in ("args", "run_dirs")})
     scalars_a, scalars_b = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")
     assert [v for _, v in scalars_a["eval/return"]] == [v for _, v in scalars_b["eval/return"]]
     for tag in scalars_a:  # same steps (none duplicated by the resume), same values
@@ -104,7 +104,7 @@ def test_restore_puts_back_every_entry_of_the_checkpoint(script, log_dir):
     run["restore"](saved)
     run["save_checkpoint"](120)
     again = torch.load(path, weights_only=False)
-    assert_same_state(*({k: v for k, v in c.items() if k not in ("args", "run_name", "loop")} for c in (saved, again)))
+    assert_same_state(*({k: v for k, v in c.items() if k not in ("args", "run_dirs", "loop")} for c in (saved, again)))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -150,7 +150,7 @@ def sac_run(tmp_path_factory) -> Path:
     (["--total-timesteps", "0"], "--total-timesteps must be >= 1, got 0"),
     (["--total-timesteps", "-5"], "--total-timesteps must be >= 1, got -5"),
     (["--learning-starts", "-1"], "--learning-starts must be >= 0"),
-    (["--buffer-size", str(10**12)], "cannot allocate a buffer of 1000000000000 transitions"),
+    (["--buffer-size", str(10**12)], "cannot allocate a buffer of 1 x 1000000000000 transitions"),
     (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
     (["--tau", "0"], "--tau must be in (0, 1], got 0.0"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),

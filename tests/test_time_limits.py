@@ -11,8 +11,8 @@ SCRIPTS = sorted(TINY)
 
 def episode_ends(rb) -> torch.Tensor:
     """Where an episode ended in the buffer: the next stored transition does not start from this one's next_obs (the
-    env was reset). The last stored transition has no successor and is left out."""
-    return (rb.next_obs[: rb.size - 1] != rb.obs[1: rb.size]).any(1)
+    env was reset), in the first seed's buffer. The last stored transition has no successor and is left out."""
+    return (rb.next_obs[0, : rb.size - 1] != rb.obs[0, 1: rb.size]).any(1)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -23,7 +23,7 @@ def test_a_dmc_time_limit_is_stored_as_not_terminal(script, log_dir):
     rb = run["rb"]
     assert rb.size == 1001
     assert episode_ends(rb).nonzero().flatten().tolist() == [999]  # the time limit, and the only end
-    terminal = rb.terminations[: rb.size].nonzero().flatten().tolist()
+    terminal = rb.terminations[0, : rb.size].nonzero().flatten().tolist()
     assert terminal == [], f"stored as terminal at {terminal}"
     if script == "alm.py":  # its sequences still stop at the episode's end
         assert rb.episode_ends[: rb.size].nonzero().flatten().tolist() == [999]
@@ -37,6 +37,6 @@ def test_a_gym_termination_is_stored_as_terminal(script, log_dir):
     rb = run["rb"]
     ends = episode_ends(rb).nonzero().flatten().tolist()
     assert len(ends) >= 3
-    assert rb.terminations[: rb.size - 1].nonzero().flatten().tolist() == ends  # terminal exactly where it fell
+    assert rb.terminations[0, : rb.size - 1].nonzero().flatten().tolist() == ends  # terminal exactly where it fell
     if script == "alm.py":
         assert rb.episode_ends[: rb.size - 1].nonzero().flatten().tolist() == ends
