@@ -35,6 +35,9 @@ class Args:
     """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
     seed: int = 1
     """seed of the experiment (python, numpy, torch, env)"""
+    num_seeds: int = 1
+    """independent runs in this one process, seeds --seed ... --seed + num-seeds - 1, each with its own envs, buffer,
+    networks and run directory; their networks stacked on a leading seed axis, one kernel for all (a GPU's gain)"""
     total_timesteps: Optional[int] = None
     """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
 
@@ -90,7 +93,7 @@ class Args:
     log_interval: int = 100
     """log training losses every this many env steps"""
     log_dir: str = "runs"
-    """TensorBoard logs go to {log_dir}/{run_name}"""
+    """TensorBoard logs go to {log_dir}/{run_name}, one run directory per seed ("{seed}" in it: that seed's number)"""
     checkpoint_interval: int = 2_500
     """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
     resume: Optional[str] = None
@@ -120,18 +123,20 @@ class Args:
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (B, in) or (M, B, in) -> (M, B, out).
-    Initialized as the paper's code (its `default_init`): each member's weights orthogonal with gain sqrt(2), biases 0."""
+    """`num_members` independent linear layers computed as one batched matmul: (M, B, in) -> (M, B, out), or (S, B, in)
+    -> (M, B, out) where each of S seeds' input goes to its M / S members (members stored seed-major). Initialized as the
+    paper's code (its `default_init`): each member's weights orthogonal (gain sqrt(2) unless given), biases 0."""
 
-    def __init__(self, in_features: int, out_features: int, num_members: int):
+    def __init__(self, in_features: int, out_features: int, num_members: int, gain: float = math.sqrt(2)):
         super().__init__()
-        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), math.sqrt(2)).T for _ in range(num_members)]
+        weights = [nn.init.orthogonal_(torch.empty(out_features, in_features), gain).T for _ in range(num_members)]
         self.weight = nn.Parameter(torch.stack(weights))
         self.bias = nn.Parameter(torch.zeros(num_members, 1, out_features))
 
     def forward(self, x):
-        if x.dim() == 2:  # the same input for every member
-            x = x.expand(self.weight.shape[0], *x.shape)
+        members, seeds = self.weight.shape[0], x.shape[0]
+        if seeds != members:  # a seed's input shared by its members (the twin critics, the model's ensemble)
+            x = x.unsqueeze(1).expand(seeds, members // seeds, *x.shape[1:]).reshape(members, *x.shape[1:])
         return torch.baddbmm(self.bias, x, self.weight)  # bias added inside the batched matmul
 
 
@@ -150,22 +155,23 @@ class VectorizedLayerNorm(nn.Module):
 
 
 class SoftQNetwork(nn.Module):
-    """The twin critics Q1, Q2 as one module: every layer holds both, so the math below is written once."""
+    """The twin critics Q1, Q2 of every seed as one module: every layer holds them all, so the math below is written once."""
 
-    def __init__(self, env, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+    def __init__(self, env, hidden_dim: int, layer_norm: bool, num_seeds: int, num_critics: int = 2):
         super().__init__()
         obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
-        self.fc1 = VectorizedLinear(obs_dim + act_dim, hidden_dim, num_critics)
-        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_critics)
-        self.fc3 = VectorizedLinear(hidden_dim, 1, num_critics)
-        norm = (lambda: VectorizedLayerNorm(hidden_dim, num_critics)) if layer_norm else nn.Identity
+        self.num_seeds, members = num_seeds, num_seeds * num_critics
+        self.fc1 = VectorizedLinear(obs_dim + act_dim, hidden_dim, members)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, members)
+        self.fc3 = VectorizedLinear(hidden_dim, 1, members)
+        norm = (lambda: VectorizedLayerNorm(hidden_dim, members)) if layer_norm else nn.Identity
         self.norm1, self.norm2 = norm(), norm()  # paper: Dense -> LayerNorm -> ReLU
 
     def forward(self, x, a):
-        x = torch.cat([x, a], -1)
+        x = torch.cat([x, a], -1)  # (seeds, batch, obs + act)
         x = F.relu(self.norm1(self.fc1(x)))
         x = F.relu(self.norm2(self.fc2(x)))
-        return self.fc3(x).squeeze(-1)  # (num_critics, batch)
+        return self.fc3(x).view(self.num_seeds, -1, x.shape[1])  # (seeds, num_critics, batch)
 
 
 LOG_STD_MAX = 2
@@ -173,18 +179,17 @@ LOG_STD_MIN = -10  # the paper's code (jaxrl policies.py)
 
 
 class Actor(nn.Module):
-    def __init__(self, env, hidden_dim: int):
+    """One policy per seed, (seeds, batch, obs) -> (seeds, batch, act)."""
+
+    def __init__(self, env, hidden_dim: int, num_seeds: int):
         super().__init__()
         obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
-        self.fc1 = nn.Linear(obs_dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
-        self.fc_mean = nn.Linear(hidden_dim, act_dim)
-        self.fc_logstd = nn.Linear(hidden_dim, act_dim)
         # the paper's code: orthogonal weights (gain sqrt(2); 1 for the log-std head), zero biases. Actions need no
         # rescaling: make_env gives every env the action space [-1, 1], tanh's range.
-        for layer, gain in ((self.fc1, math.sqrt(2)), (self.fc2, math.sqrt(2)), (self.fc_mean, math.sqrt(2)), (self.fc_logstd, 1.0)):
-            nn.init.orthogonal_(layer.weight, gain)
-            nn.init.zeros_(layer.bias)
+        self.fc1 = VectorizedLinear(obs_dim, hidden_dim, num_seeds)
+        self.fc2 = VectorizedLinear(hidden_dim, hidden_dim, num_seeds)
+        self.fc_mean = VectorizedLinear(hidden_dim, act_dim, num_seeds)
+        self.fc_logstd = VectorizedLinear(hidden_dim, act_dim, num_seeds, gain=1.0)
 
     def forward(self, x):
         x = F.relu(self.fc1(x))
@@ -246,43 +251,47 @@ class Adam:
 
 
 class ReplayBuffer:
-    """FIFO buffer of transitions, preallocated on the training device and sampled there (no host round trip)."""
+    """One FIFO buffer of transitions per seed, filled in step, as one tensor per field with a leading seed axis:
+    preallocated on the training device and sampled there (no host round trip), each seed its own minibatch."""
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, num_seeds: int):
         self.capacity, self.size, self.pos = capacity, 0, 0
         try:
-            self.obs = torch.empty((capacity, obs_dim), device=device)
-            self.actions = torch.empty((capacity, act_dim), device=device)
-            self.rewards = torch.empty((capacity,), device=device)
-            self.next_obs = torch.empty((capacity, obs_dim), device=device)
-            self.terminations = torch.empty((capacity,), device=device)
+            self.obs = torch.empty((num_seeds, capacity, obs_dim), device=device)
+            self.actions = torch.empty((num_seeds, capacity, act_dim), device=device)
+            self.rewards = torch.empty((num_seeds, capacity), device=device)
+            self.next_obs = torch.empty((num_seeds, capacity, obs_dim), device=device)
+            self.terminations = torch.empty((num_seeds, capacity), device=device)
         except (RuntimeError, MemoryError):  # a --buffer-size beyond the device's memory
-            sys.exit(f"error: cannot allocate a buffer of {capacity} transitions "
-                     f"({capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
+            sys.exit(f"error: cannot allocate a buffer of {num_seeds} x {capacity} transitions "
+                     f"({num_seeds * capacity * (2 * obs_dim + act_dim + 2) * 4 / 1e9:.1f} GB) on {device}; lower --buffer-size")
+        self.seeds = torch.arange(num_seeds, device=device)[:, None]  # row index of each seed's minibatch
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminations")
 
     def add(self, obs, actions, rewards, next_obs, terminations):
-        """Add a batch of transitions (leading dimension = number of transitions)."""
-        idx = (self.pos + torch.arange(len(obs), device=self.obs.device)) % self.capacity
+        """Add a batch of transitions for every seed (seeds, number of transitions, ...)."""
+        idx = (self.pos + torch.arange(len(obs[0]), device=self.obs.device)) % self.capacity
         for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
             storage = getattr(self, name)
-            storage[idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
-        self.pos = (self.pos + len(obs)) % self.capacity
-        self.size = min(self.size + len(obs), self.capacity)
+            storage[:, idx] = torch.as_tensor(value, dtype=storage.dtype, device=storage.device)
+        self.pos = (self.pos + len(obs[0])) % self.capacity
+        self.size = min(self.size + len(obs[0]), self.capacity)
 
     def state_dict(self) -> dict:
         """The filled rows only, so a young run's checkpoint stays small."""
-        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[: self.size].to("cpu", copy=True) for name in self.fields}}
+        return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[:, : self.size].to("cpu", copy=True) for name in self.fields}}
 
     def load_state_dict(self, state: dict):
         self.size, self.pos = state["size"], state["pos"]
         for name in self.fields:
-            getattr(self, name)[: self.size] = state[name]
+            getattr(self, name)[:, : self.size] = state[name]
 
     def sample(self, batch_size: int):
-        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
-        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx]
+        """A minibatch (seeds, batch_size, ...): each seed's own indices into its own transitions."""
+        idx = torch.randint(0, self.size, (len(self.seeds), batch_size), device=self.obs.device)
+        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
+                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
 
 
 def parse_rollout_schedule(args: Args) -> tuple[int, int, int, int]:
@@ -337,6 +346,42 @@ def simulator_step(sim: gym.Env, states: np.ndarray, actions: np.ndarray):
     return np.stack(next_obs), np.array(rewards), np.array(terminations), np.stack(next_states)
 
 
+class SyntheticReplayBuffer(ReplayBuffer):
+    """The synthetic transitions: a ReplayBuffer whose seeds fill at their own pace (their rollouts end apart), so
+    positions and sizes are per seed and on the device (no host sync); rows a seed does not add go to a scratch row."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, num_seeds: int):
+        super().__init__(capacity + 1, obs_dim, act_dim, device, num_seeds)  # + the scratch row
+        self.capacity = capacity
+        self.size, self.pos = (torch.zeros(num_seeds, dtype=torch.long, device=device) for _ in range(2))
+
+    def add(self, obs, actions, rewards, next_obs, terminations, valid=None):
+        """Add each seed's transitions (seeds, n, ...) for which `valid` (seeds, n) holds (all, if None)."""
+        valid = torch.ones(terminations.shape, dtype=torch.bool, device=self.obs.device) if valid is None else valid
+        idx = torch.where(valid, (self.pos[:, None] + valid.cumsum(1) - 1) % self.capacity, self.capacity)
+        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
+            storage = getattr(self, name)
+            storage[self.seeds, idx] = value.to(storage.dtype)
+        added = valid.sum(1)
+        self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
+
+    def state_dict(self) -> dict:
+        filled = int(self.size.max())
+        return {"size": self.size.cpu(), "pos": self.pos.cpu(), **{name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}}
+
+    def load_state_dict(self, state: dict):
+        self.size.copy_(state["size"])
+        self.pos.copy_(state["pos"])
+        for name in self.fields:
+            getattr(self, name)[:, : state[name].shape[1]] = state[name]
+
+    def sample(self, batch_size: int):
+        """As ReplayBuffer's, each seed's indices below its own size."""
+        idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
+        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
+                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
+
+
 # Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
 # checkpoints, the NaN guard and the progress line.
 
@@ -344,7 +389,7 @@ def simulator_step(sim: gym.Env, states: np.ndarray, actions: np.ndarray):
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 3  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; older ones cannot be resumed
+CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
 
 
 def parse_args() -> Args:
@@ -362,7 +407,7 @@ def parse_args() -> Args:
 def check_args(args: Args) -> None:
     """Exit with one line naming the bad value and what is allowed."""
     at_least = [  # integer flags with a plain lower bound: (flag, minimum, what the minimum means)
-        ("total_timesteps", 1, ""), ("learning_starts", 0, ""), ("buffer_size", 1, ""), ("batch_size", 1, ""),
+        ("num_seeds", 1, ""), ("total_timesteps", 1, ""), ("learning_starts", 0, ""), ("buffer_size", 1, ""), ("batch_size", 1, ""),
         ("hidden_dim", 1, ""), ("replay_ratio", 1, ""), ("reset_interval", 0, " (0 = off)"), ("eval_interval", 1, ""),
         ("eval_episodes", 1, ""), ("log_interval", 1, ""), ("torch_threads", 1, ""),
         ("checkpoint_interval", 0, " (0 = only on SIGTERM/SIGINT)"), ("video_interval", 1, ""),
@@ -372,7 +417,10 @@ def check_args(args: Args) -> None:
                f"--{name.replace('_', '-')} must be >= {minimum}{meaning}, got {getattr(args, name)}")
               for name, minimum, meaning in at_least]
     errors += [
-        (not 0 <= args.seed < 2**32 - 20_000, f"--seed must be in [0, {2**32 - 20_000}), got {args.seed}"),  # numpy's range, less our offsets
+        (not 0 <= args.seed <= 2**32 - 20_000 - args.num_seeds,  # numpy's range, less our offsets and the other seeds
+         f"--seed must be in [0, {2**32 - 20_000 - args.num_seeds}] with --num-seeds {args.num_seeds}, got {args.seed}"),
+        (args.track and args.num_seeds > 1, f"--track takes one seed per process (W&B mirrors one run's TensorBoard logs), got "
+         f"--num-seeds {args.num_seeds}; use --num-seeds 1, or afterwards `wandb sync --sync-tensorboard <run dir>` for each seed"),
         (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
         (not (0 < args.policy_lr < math.inf and 0 < args.q_lr < math.inf), f"learning rates must be finite and > 0, got {args.policy_lr} and {args.q_lr}"),
@@ -386,8 +434,8 @@ def check_args(args: Args) -> None:
     parse_rollout_schedule(args)
 
 
-def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
-    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directory.
+def load_checkpoint(args: Args) -> tuple[dict, Args, list[str]]:
+    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directories.
     Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
     path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
     try:
@@ -410,7 +458,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, str]:
     run_args = Args(**{**saved, **changed})
     if run_args.total_timesteps < checkpoint["next_step"]:
         sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
-    return checkpoint, run_args, os.path.dirname(os.path.abspath(path))
+    first = os.path.dirname(os.path.abspath(path))  # the first seed's, which holds the checkpoint
+    return checkpoint, run_args, [os.path.normpath(os.path.join(first, run_dir)) for run_dir in checkpoint["run_dirs"]]
 
 
 def write_checkpoint(state: dict, run_dir: str):
@@ -427,6 +476,23 @@ def write_checkpoint(state: dict, run_dir: str):
         reason = "the disk is full" if full else f"{type(e).__name__}: {' '.join(str(e).split())}"
         sys.exit(f"error: cannot write a checkpoint in {run_dir} ({reason}); run stopped (last good checkpoint: {kept})")
     os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
+
+
+def init_per_seed(make, generator_seeds: list[int]) -> tuple:
+    """The modules `make(num_seeds)` returns, each seed's slice of every tensor (its leading, seed-major axis) drawn as
+    `make(1)` from a generator of its own, seeded with its entry of `generator_seeds`; the global stream untouched."""
+    per_seed = []
+    for generator_seed in generator_seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(generator_seed)
+            per_seed.append(make(1))
+    with torch.random.fork_rng(devices=[]):
+        stacked = make(len(generator_seeds))
+    with torch.no_grad():
+        for i, module in enumerate(stacked):
+            for name, tensor in module.state_dict().items():
+                tensor.copy_(torch.cat([modules[i].state_dict()[name] for modules in per_seed]))
+    return stacked
 
 
 def load_states(objects, states):
@@ -492,14 +558,17 @@ def set_rng_state(state: tuple, device: torch.device):
         torch.cuda.set_rng_state_all(state[3])
 
 
-def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str):
-    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter stops the run, keeping the last
-    checkpoint (written before it). One host sync per tensor: call it rarely."""
+def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str, seeds: list[int]):
+    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter (any seed's: every tensor has
+    a leading seed-major axis) stops the run naming the seed, keeping the last checkpoint (written before it). One host
+    sync per tensor: call it rarely."""
     named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
-    bad = next((name for name, tensor in named if not torch.isfinite(tensor).all()), None)
-    if bad:
-        kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-        sys.exit(f"error: {bad} is NaN or inf at step {step}; run stopped (last good checkpoint: {kept})")
+    for name, tensor in named:
+        finite = torch.isfinite(tensor.detach().reshape(len(seeds), -1)).all(1)
+        if not finite.all():
+            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
+            sys.exit(f"error: {name} is NaN or inf at step {step} in seed {seeds[int((~finite).nonzero()[0])]}; "
+                     f"run stopped (last good checkpoint: {kept})")
 
 
 def start_wandb(args: Args, run_name: str, run_dir: str, run_id: Optional[str]):
@@ -533,7 +602,7 @@ def record_episode(env: gym.Env, policy, path: str) -> np.ndarray:
 
 
 class ProgressLine:
-    """Prints `step, phase, SPS, ETA, last eval` at most every `every` seconds (and always when `force`). Rate and ETA
+    """Prints `step, phase, SPS, ETA, last eval` (the seeds' mean) at most every `every` seconds (and always when `force`). Rate and ETA
     come from the current phase alone (random actions, then learning, which can be 100x slower) over its last `window`
     seconds, from its first step on (the step-0 evaluation before it does not count; a phase's first step does)."""
 
@@ -541,7 +610,7 @@ class ProgressLine:
         self.total, self.learning_starts, self.every, self.window = total, learning_starts, every, window
         self.samples, self.last = [], 0.0  # (time, step), at most one per second
 
-    def __call__(self, step: int, eval_return: float, force: bool = False):
+    def __call__(self, step: int, eval_returns: np.ndarray, force: bool = False):
         now = time.time()
         phase = "random" if step <= self.learning_starts else "learning"
         if self.samples and (self.samples[-1][1] <= self.learning_starts) != (phase == "random"):
@@ -562,7 +631,8 @@ class ProgressLine:
         else:
             eta = duration((self.total - step) / sps)
         print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {phase} | SPS {sps or 0:.3g} | ETA {eta} | "
-              f"last eval return {eval_return:.1f}", flush=True)
+              f"last eval return {np.mean(eval_returns):.1f}" + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""),
+              flush=True)
 
 
 def duration(seconds: float) -> str:
@@ -572,19 +642,23 @@ def duration(seconds: float) -> str:
 if __name__ == "__main__":
     args = parse_args()
     check_args(args)
+    seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
     checkpoint = None
-    if args.resume:  # the run's own settings, directory and state
-        checkpoint, args, run_dir = load_checkpoint(args)
-        run_name = checkpoint["run_name"]
+    if args.resume:  # the run's own settings, directories and state
+        checkpoint, args, run_dirs = load_checkpoint(args)
+        seeds = list(range(args.seed, args.seed + args.num_seeds))
     if args.total_timesteps is None:
         args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
     if checkpoint is None:
-        run_name = f"{args.env.replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir = f"{args.log_dir}/{run_name}"
-        try:
-            os.makedirs(run_dir)
-        except OSError as e:
-            sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+        started = int(time.time())
+        run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
+                    for seed in seeds]
+        for run_dir in run_dirs:
+            try:
+                os.makedirs(run_dir)
+            except OSError as e:
+                sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+    run_dir = run_dirs[0]  # the first seed's: it holds the checkpoint of them all
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -598,27 +672,30 @@ if __name__ == "__main__":
 
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
-    # env setup: one env for training, a separate one for evaluation
+    # env setup: for each seed one env for training, a separate one for evaluation
     try:
-        env = make_env(args.env, args.seed)
+        envs = [make_env(args.env, seed) for seed in seeds]
     except ValueError as e:
         sys.exit(f"error: {e}")
-    eval_env = make_env(args.env, args.seed + 10_000)
+    eval_envs = [make_env(args.env, seed + 10_000) for seed in seeds]
+    env = envs[0]
     if not isinstance(env.action_space, gym.spaces.Box):
         sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
     obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
 
     start_step = checkpoint["next_step"] if checkpoint else 0
-    # a resumed run writes on in the same directory; purge_step drops what the stopped run logged after its checkpoint
+    # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
     # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-    wandb_run = start_wandb(args, run_name, run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
-    writer = SummaryWriter(run_dir, purge_step=start_step if checkpoint else None)
+    wandb_run = start_wandb(args, os.path.basename(run_dir), run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
+    writers = [SummaryWriter(run_dir, purge_step=start_step if checkpoint else None) for run_dir in run_dirs]
     if checkpoint is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-        )
-    print(f"run {run_name}: {args.env} for {args.total_timesteps} steps on {device}"
+        for seed, writer in zip(seeds, writers):  # each seed's run as a single-seed run with that seed logs it
+            writer.add_text(
+                "hyperparameters",
+                "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
+            )
+    print(f"run {os.path.basename(run_dir)}: {args.env} for {args.total_timesteps} steps on {device}"
+          + (f", seeds {seeds[0]}-{seeds[-1]} in one process" if len(seeds) > 1 else "")
           + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
     stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -628,118 +705,138 @@ if __name__ == "__main__":
     # and the loop's state when it is called)
     # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
     try:
-        video_env = make_env(args.env, args.seed + 20_000, render_mode="rgb_array") if args.capture_video else None
+        video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in seeds] if args.capture_video else None
     except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
         sys.exit(f"error: --capture-video: {e}")
 
     def record_video(step: int):
-        """One deterministic episode as videos/step_<step>.mp4 in the run directory and a TensorBoard (and W&B) video."""
-        def policy(obs):
-            with torch.no_grad():  # the mean action: no random number drawn
-                x = torch.as_tensor(obs, dtype=torch.float32, device=device)[None]
-                return torch.tanh(actor(x)[0])[0].cpu().numpy()
+        """For each seed one deterministic episode as videos/step_<step>.mp4 in its run directory and a TensorBoard (and
+        W&B) video."""
+        for k, (video_env, writer) in enumerate(zip(video_envs, writers)):
+            def policy(obs):
+                with torch.no_grad():  # the mean action: no random number drawn
+                    x = torch.as_tensor(obs, dtype=torch.float32, device=device).expand(len(seeds), 1, -1)
+                    return torch.tanh(actor(x)[0])[k, 0].cpu().numpy()
 
-        frames = record_episode(video_env, policy, f"{run_dir}/videos/step_{step}.mp4")
-        stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-        clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-        writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+            frames = record_episode(video_env, policy, f"{run_dirs[k]}/videos/step_{step}.mp4")
+            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
 
     def evaluate():
-        """Mean return of deterministic episodes on the eval env; and the paper's over/under-estimation gauge: the
-        critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take mu(s0)
-        and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target does.
+        """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation
+        gauge: the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take
+        mu(s0) and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target
+        does. The seeds' episodes run in step (one forward pass for all), a seed that is done waiting for the others.
         Every step draws the policy's sample, taken or not, as training's random stream expects."""
         def policy(obs):
             with torch.no_grad():
-                return actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                return actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
 
-        returns = []
-        for _ in range(args.eval_episodes):  # the deterministic policy's return
-            (obs, _), done, total = eval_env.reset(), False, 0.0
-            while not done:
+        def reset():
+            return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(len(seeds), dtype=bool)
+
+        def step(actions, live):
+            """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+            rewards = np.zeros(len(seeds))
+            for k in np.flatnonzero(live):
+                obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
+                done[k] = terminated or truncated
+            return rewards
+
+        returns = np.zeros((args.eval_episodes, len(seeds)))
+        for episode in range(args.eval_episodes):  # the deterministic policy's return
+            obs, done = reset()
+            while not done.all():
                 _, _, mean = policy(obs)
-                obs, reward, terminated, truncated, _ = eval_env.step(mean[0].cpu().numpy())
-                total, done = total + reward, terminated or truncated
-            returns.append(total)
+                returns[episode] += step(mean[:, 0].cpu().numpy(), ~done)
 
-        alpha, q_estimates, mc_returns = log_alpha.exp().item(), [], []
-        for _ in range(args.eval_episodes):  # the gauge
-            (obs, _), done, total, discount = eval_env.reset(), False, 0.0, 1.0
+        alpha = log_alpha.exp().detach().cpu().numpy()
+        q_estimates, mc_returns = np.zeros((args.eval_episodes, len(seeds))), np.zeros((args.eval_episodes, len(seeds)))
+        for episode in range(args.eval_episodes):  # the gauge
+            (obs, done), discount = reset(), np.ones(len(seeds))
             _, _, action = policy(obs)
             with torch.no_grad():
-                q_estimates.append(qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[None], action)
-                                   .min(0).values.item())  # min over the twin, as in the target
-            while not done:
-                obs, reward, terminated, truncated, _ = eval_env.step(action[0].cpu().numpy())
-                total, discount, done = total + discount * reward, discount * args.gamma, terminated or truncated
-                if not done:
+                q_estimates[episode] = (qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None], action)
+                                        .min(1).values[:, 0].cpu().numpy())  # min over the twin, as in the target
+            while not done.all():
+                live = ~done
+                mc_returns[episode] += discount * step(action[:, 0].cpu().numpy(), live)
+                discount = np.where(live, discount * args.gamma, discount)
+                if not done.all():
                     action, log_pi, _ = policy(obs)
-                    total -= discount * alpha * log_pi.item()  # the entropy bonus inside the soft Q
-            mc_returns.append(total)
-        return np.mean(returns), np.mean(q_estimates), np.mean(mc_returns)
+                    # the entropy bonus inside the soft Q
+                    mc_returns[episode] -= np.where(done, 0.0, discount * alpha * log_pi[:, 0].cpu().numpy())
+        return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
 
-    def log_eval(step: int) -> float:
-        eval_return, q_estimate, mc_return = evaluate()
-        writer.add_scalar("eval/return", eval_return, step)
-        writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-        writer.add_scalar("diagnostics/mc_return", mc_return, step)
+    def log_eval(step: int) -> np.ndarray:
+        eval_returns, q_estimates, mc_returns = evaluate()
+        for writer, eval_return, q_estimate, mc_return in zip(writers, eval_returns, q_estimates, mc_returns):
+            writer.add_scalar("eval/return", eval_return, step)
+            writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
+            writer.add_scalar("diagnostics/mc_return", mc_return, step)
         if args.capture_video and step // args.eval_interval % args.video_interval == 0:
             record_video(step)
-        return eval_return
+        return eval_returns
+
+    def log_scalars(values: dict, step: int):
+        """Each seed's value (one host sync per name) to its own run's TensorBoard."""
+        for name, value in values.items():
+            for writer, x in zip(writers, value.tolist()):
+                writer.add_scalar(name, x, step)
 
     def save_checkpoint(next_step: int):
-        """Everything the run's future depends on."""
+        """Everything the run's future depends on, for every seed."""
         write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "run_name": run_name, "next_step": next_step,
-            "wandb_id": wandb_run.id if wandb_run else None,
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "next_step": next_step,
+            "run_dirs": [os.path.relpath(d, run_dir) for d in run_dirs], "wandb_id": wandb_run.id if wandb_run else None,
             "agent": [m.state_dict() for m in agent], "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
-            "states": states[: rb.size].copy(), "synthetic_rb": synthetic_rb.state_dict(),
-            "env": get_env_state(env), "eval_env": get_env_state(eval_env),
-            "loop": (obs, episode_return, episode_length, last_eval), "rng": rng_state(device),
+            "states": states[:, : rb.size].copy(), "synthetic_rb": synthetic_rb.state_dict(),
+            "env": [get_env_state(env) for env in envs], "eval_env": [get_env_state(env) for env in eval_envs],
+            "loop": (obs, episode_returns, episode_lengths, last_evals), "rng": rng_state(device),
         }, run_dir)
 
     def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffer, envs, RNGs; returns the loop state."""
+        """Continue exactly where the checkpoint left off: networks, optimizers, buffers, envs, RNGs; returns the loop state."""
         load_states(agent, checkpoint["agent"])
         log_alpha.detach().copy_(checkpoint["log_alpha"])
         rb.load_state_dict(checkpoint["rb"])
-        states[: rb.size] = checkpoint["states"]
+        states[:, : rb.size] = checkpoint["states"]
         synthetic_rb.load_state_dict(checkpoint["synthetic_rb"])
-        set_env_state(env, checkpoint["env"])
-        set_env_state(eval_env, checkpoint["eval_env"])
+        for env, state in zip(envs + eval_envs, checkpoint["env"] + checkpoint["eval_env"], strict=True):
+            set_env_state(env, state)
         set_rng_state(checkpoint["rng"], device)
         return checkpoint["loop"]
 
     def check_finite(step: int):
         stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha},
-                          {"qf": qf, "actor": actor}, step, run_dir)
+                          {"qf": qf, "actor": actor}, step, run_dir, seeds)
 
     # ALGO LOGIC: initialize agent here
-    with torch.random.fork_rng(devices=[]):  # the initial weights from a seed of their own, apart from the global stream
-        torch.manual_seed(args.seed + 20_000)
-        actor = Actor(env, args.hidden_dim).to(device)
-        qf = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target = SoftQNetwork(env, args.hidden_dim, args.layer_norm).to(device)
-        qf_target.load_state_dict(qf.state_dict())
-        q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
-        actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
-        log_alpha = torch.tensor(np.log(args.init_alpha), dtype=torch.float32, device=device, requires_grad=True)
-        a_optimizer = Adam([log_alpha], lr=args.q_lr)
+    # each seed's initial weights from a seed of its own (seed + 20_000), apart from the global stream
+    actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
+                                                 SoftQNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
+                              [seed + 20_000 for seed in seeds])
+    qf_target = copy.deepcopy(qf)
+    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
+    log_alpha = torch.full((len(seeds),), math.log(args.init_alpha), device=device, requires_grad=True)
+    a_optimizer = Adam([log_alpha], lr=args.q_lr)
     agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer)  # what a checkpoint holds, beside log_alpha
     # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
     initial_agent, initial_log_alpha = copy.deepcopy([m.state_dict() for m in agent]), log_alpha.detach().clone()
     target_entropy = -args.target_entropy_scale * act_dim
 
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
 
-    # Dyna: the simulator as the model, the simulator state of each real transition (at the same slot as in `rb`), the
-    # synthetic buffer, and minibatches that mix real and synthetic transitions
-    sim = make_simulator(args.env, args.seed + 20_000)
-    states = np.empty((args.buffer_size, len(get_physics_state(env))))  # float64; pages are only touched when filled
-    synthetic_rb = ReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device)
+    # Dyna: the simulator as the model (one per seed, as the envs), the simulator state of each real transition (at the
+    # same slot as in `rb`), the synthetic buffer, and minibatches that mix real and synthetic transitions
+    sims = [make_simulator(args.env, seed + 20_000) for seed in seeds]
+    states = np.empty((len(seeds), args.buffer_size, len(get_physics_state(env))))  # float64; pages are only touched when filled
+    synthetic_rb = SyntheticReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device, len(seeds))
+    rollout_schedule = parse_rollout_schedule(args)
     # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
     real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
-    rollout_schedule = parse_rollout_schedule(args)
     timings = dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0)
 
     @contextlib.contextmanager
@@ -754,65 +851,85 @@ if __name__ == "__main__":
         if real_batch_size == args.batch_size:
             return rb.sample(args.batch_size)
         real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
-        return tuple(torch.cat(pair) for pair in zip(real, synthetic))
+        return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
 
-    def predict(sim_states, actions):
-        """Next observation, reward and termination from the simulator (tensors on `device`), and its next states."""
-        next_obs, rewards, terminations, next_states = simulator_step(sim, sim_states, actions.cpu().numpy())
+    def rows(storage, idx):
+        """Each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, capacity, ...)."""
+        return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
+
+    def predict(sim_states, actions, alive):
+        """Each seed's rows `alive` (seeds, n; None: all) stepped by its own simulator from `sim_states` (seeds, n, ...):
+        next observations, rewards and terminations (tensors on `device`, 0 in the other rows), and the next states (the
+        other rows' unchanged)."""
+        actions = actions.cpu().numpy()
+        alive = np.ones(actions.shape[:2], dtype=bool) if alive is None else alive.cpu().numpy()
+        next_obs, next_states = np.zeros((*alive.shape, obs_dim)), sim_states.copy()
+        rewards, terminations = np.zeros(alive.shape), np.zeros(alive.shape, dtype=bool)
+        for k, live in enumerate(alive):  # on the CPU, transition by transition
+            if live.any():
+                next_obs[k, live], rewards[k, live], terminations[k, live], next_states[k, live] = simulator_step(
+                    sims[k], sim_states[k, live], actions[k, live])
         next_obs, rewards = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (next_obs, rewards))
         return next_obs, rewards, torch.as_tensor(terminations, device=device), next_states
 
-    def model_errors(idx) -> tuple[float, float]:
-        """The paper's model error on real transitions `idx`: 100 * ||predicted ds - true ds|| / ||true ds|| per
-        sample, averaged over the samples (state only); and the mean absolute reward error. Both read 0 here."""
-        obs, actions, rewards, next_obs = rb.obs[idx], rb.actions[idx], rb.rewards[idx], rb.next_obs[idx]
-        pred_next_obs, pred_rewards, _, _ = predict(states[idx.cpu().numpy()], actions)
+    def model_errors(idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each seed's model error (seeds,) on its real transitions `idx` (seeds, B): the paper's 100 * ||predicted ds -
+        true ds|| / ||true ds|| per sample, averaged over the samples (state only); and the mean absolute reward error.
+        Both read 0 here."""
+        obs, actions, rewards, next_obs = (rows(x, idx) for x in (rb.obs, rb.actions, rb.rewards, rb.next_obs))
+        pred_next_obs, pred_rewards, _, _ = predict(states[np.arange(len(seeds))[:, None], idx.cpu().numpy()], actions, None)
         error_pct = 100 * (pred_next_obs - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1).clamp_min(1e-8)
-        return error_pct.mean().item(), (pred_rewards - rewards).abs().mean().item()
+        return error_pct.mean(1), (pred_rewards - rewards).abs().mean(1)
 
     def rollout(length: int):
-        """Synthetic transitions from real start states and the current policy, stepped by the simulator."""
-        idx = torch.randint(0, rb.size, (args.rollouts_per_step,), device=device)
-        obs, sim_states = rb.obs[idx], states[idx.cpu().numpy()]
-        for _ in range(length):
+        """Synthetic transitions from real start states and the current policy, stepped by each seed's simulator; the
+        rollouts keep their shape to the end, those that terminated masked out of the buffer (and no longer stepped)."""
+        idx = torch.randint(0, rb.size, (len(seeds), args.rollouts_per_step), device=device)
+        obs, sim_states = rows(rb.obs, idx), states[np.arange(len(seeds))[:, None], idx.cpu().numpy()]
+        alive = None  # every rollout, at the first step
+        for t in range(length):
             with torch.no_grad():
                 actions, _, _ = actor.get_action(obs)
-            next_obs, rewards, terminations, sim_states = predict(sim_states, actions)
-            synthetic_rb.add(obs, actions, rewards, next_obs, terminations)
-            obs, sim_states = next_obs[~terminations], sim_states[~terminations.cpu().numpy()]
-            if len(obs) == 0:
-                break
+            next_obs, rewards, terminations, sim_states = predict(sim_states, actions, alive)
+            synthetic_rb.add(obs, actions, rewards, next_obs, terminations, alive)
+            if t + 1 < length:  # the rollouts that did not terminate go on
+                alive = ~terminations if alive is None else alive & ~terminations
+                if not alive.any():
+                    break
+                obs = next_obs
 
     def update(data):
-        """One gradient update of the critics, the actor and the temperature on the minibatch `data`. Tensor ops only, no
-        host sync: it compiles to one graph (--compile) and replays as one CUDA graph (--cuda-graph)."""
+        """One gradient update of every seed's critics, actor and temperature on its minibatch in `data` (seeds, batch,
+        ...). Each seed's loss is its own; their sum's gradient is each seed's own gradient, so one Adam over the stacked
+        parameters is one Adam per seed. Tensor ops only, no host sync: it compiles to one graph (--compile) and replays
+        as one CUDA graph (--cuda-graph)."""
         data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
-        alpha = log_alpha.exp().detach()
+        alpha = log_alpha.exp().detach()[:, None]
         with torch.no_grad():
             next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
-            qf_next_target = qf_target(data_next_obs, next_state_actions).min(0).values - alpha * next_state_log_pi
+            qf_next_target = qf_target(data_next_obs, next_state_actions).min(1).values - alpha * next_state_log_pi
             next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
 
         qf_values = qf(data_obs, data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value.expand_as(qf_values), reduction="none").mean(1).sum()
+        qf_loss = F.mse_loss(qf_values, next_q_value[:, None].expand_as(qf_values), reduction="none").mean(2).sum(1)
 
         # optimize the critics
-        q_optimizer.step(torch.autograd.grad(qf_loss, q_optimizer.params))
+        q_optimizer.step(torch.autograd.grad(qf_loss.sum(), q_optimizer.params))
 
         pi, log_pi, _ = actor.get_action(data_obs)
-        min_qf_pi = qf(data_obs, pi).min(0).values
-        actor_loss = ((alpha * log_pi) - min_qf_pi).mean()
+        min_qf_pi = qf(data_obs, pi).min(1).values
+        actor_loss = ((alpha * log_pi) - min_qf_pi).mean(1)
 
         # the actor's gradients only: none for the critic's weights, a third of its critic FLOPs saved
-        actor_optimizer.step(torch.autograd.grad(actor_loss, actor_optimizer.params))
+        actor_optimizer.step(torch.autograd.grad(actor_loss.sum(), actor_optimizer.params))
 
-        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
-        a_optimizer.step(torch.autograd.grad(alpha_loss, a_optimizer.params))
+        alpha_loss = (-log_alpha.exp()[:, None] * (log_pi.detach() + target_entropy)).mean(1)
+        a_optimizer.step(torch.autograd.grad(alpha_loss.sum(), a_optimizer.params))
 
         # update the target networks (one fused op over all parameters)
         with torch.no_grad():
             torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
-        return qf_values.detach(), qf_loss.detach(), actor_loss.detach(), alpha, alpha_loss.detach()
+        return qf_values.detach(), qf_loss.detach(), actor_loss.detach(), alpha[:, 0], alpha_loss.detach()
 
     if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
         torch._dynamo.config.trace_autograd_ops = True
@@ -821,43 +938,43 @@ if __name__ == "__main__":
         update = as_cuda_graph(update)
 
     if checkpoint:
-        obs, episode_return, episode_length, last_eval = restore(checkpoint)
+        obs, episode_returns, episode_lengths, last_evals = restore(checkpoint)
     else:  # TRY NOT TO MODIFY: start the game
-        obs, _ = env.reset(seed=args.seed)
-        episode_return, episode_length, last_eval = 0.0, 0, float("nan")
+        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)])
+        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
     progress = ProgressLine(args.total_timesteps, args.learning_starts, start_step)
     start_time = time.time()
 
     for global_step in range(start_step, args.total_timesteps):
         if global_step % args.eval_interval == 0:
-            last_eval = log_eval(global_step)
+            last_evals = log_eval(global_step)
 
         # ALGO LOGIC: put action logic here
         if global_step < args.learning_starts:
-            actions = env.action_space.sample()
+            actions = np.stack([env.action_space.sample() for env in envs])
         else:
-            with torch.no_grad():
-                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
-            actions = actions[0].cpu().numpy()
+            with torch.no_grad():  # every seed's action in one forward pass
+                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
+            actions = actions[:, 0].cpu().numpy()
 
         # TRY NOT TO MODIFY: execute the game and log data.
-        state = get_physics_state(env)  # the simulator state this transition starts from, for the perfect model
+        state = np.stack([get_physics_state(env) for env in envs])  # the simulator states these transitions start from, for the perfect model
         with timed("env"):
-            next_obs, reward, terminated, truncated, info = env.step(actions)
-        episode_return += reward
-        episode_length += 1
+            next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(envs, actions))))
+        episode_returns += rewards
+        episode_lengths += 1
 
         # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
-        states[rb.pos] = state
-        rb.add(obs[None], actions[None], [reward], next_obs[None], [float(terminated)])
+        states[:, rb.pos] = state
+        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float))
 
         # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
         obs = next_obs
-        if terminated or truncated:
-            writer.add_scalar("charts/episodic_return", episode_return, global_step)
-            writer.add_scalar("charts/episodic_length", episode_length, global_step)
-            obs, _ = env.reset()
-            episode_return, episode_length = 0.0, 0
+        for k in np.flatnonzero(terminations | truncations):
+            writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
+            writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
+            obs[k], _ = envs[k].reset()
+            episode_returns[k], episode_lengths[k] = 0.0, 0
 
         # ALGO LOGIC: training.
         if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
@@ -866,9 +983,8 @@ if __name__ == "__main__":
             # Dyna: measure the simulator every model_train_freq env steps (nothing to retrain), add its rollouts, update SAC
             if (global_step - args.learning_starts) % args.model_train_freq == 0:
                 with timed("model_error"):
-                    error_pct, reward_error = model_errors(torch.randperm(rb.size, device=device)[:1000])
-                writer.add_scalar("model/error_pct", error_pct, global_step)
-                writer.add_scalar("model/reward_error", reward_error, global_step)
+                    error_pct, reward_error = model_errors(torch.stack([torch.randperm(rb.size, device=device)[:1000] for _ in seeds]))
+                log_scalars({"model/error_pct": error_pct, "model/reward_error": reward_error}, global_step)
             if args.synthetic_rollouts:
                 with timed("rollouts"):
                     rollout(rollout_length_at(global_step, rollout_schedule))
@@ -877,23 +993,22 @@ if __name__ == "__main__":
                     qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
 
             if global_step % args.log_interval == 0:
-                writer.add_scalar("losses/qf_values", qf_values.mean().item(), global_step)
-                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
-                writer.add_scalar("losses/alpha", alpha.item(), global_step)
-                writer.add_scalar("losses/alpha_loss", alpha_loss.item(), global_step)
+                log_scalars({"losses/qf_values": qf_values.mean((1, 2)), "losses/qf_loss": qf_loss / 2.0,
+                             "losses/actor_loss": actor_loss, "losses/alpha": alpha, "losses/alpha_loss": alpha_loss}, global_step)
                 check_finite(global_step)
         if global_step % args.log_interval == 0:
-            writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
-            writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, rollout_schedule), global_step)
-            for name, seconds in timings.items():  # where the wall-clock time goes
-                writer.add_scalar(f"time/{name}_frac", seconds / (time.time() - start_time), global_step)
+            for writer in writers:
+                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
+                writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, rollout_schedule), global_step)
+                for name, seconds in timings.items():  # where the wall-clock time goes
+                    writer.add_scalar(f"time/{name}_frac", seconds / (time.time() - start_time), global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
             load_states(agent, initial_agent)
             log_alpha.detach().copy_(initial_log_alpha)
-            writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
+            for writer in writers:
+                writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
 
         if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
@@ -902,18 +1017,19 @@ if __name__ == "__main__":
         if stop_signal:
             sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
                      f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
-        progress(global_step + 1, last_eval)
+        progress(global_step + 1, last_evals)
 
     if args.total_timesteps % args.eval_interval == 0:
-        last_eval = log_eval(args.total_timesteps)
+        last_evals = log_eval(args.total_timesteps)
     if args.capture_video and not os.path.exists(f"{run_dir}/videos/step_{args.total_timesteps}.mp4"):
         record_video(args.total_timesteps)  # the final policy
-    progress(args.total_timesteps, last_eval, force=True)
+    progress(args.total_timesteps, last_evals, force=True)
 
     elapsed = time.time() - start_time
     print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in timings.items()))
-    env.close()
-    eval_env.close()
-    writer.close()
+    for env in envs + eval_envs:
+        env.close()
+    for writer in writers:
+        writer.close()
     if wandb_run:
         wandb_run.finish()

@@ -51,21 +51,23 @@ def test_smoke_run_logs_finite_scalars(env_id, log_dir):
 
 
 def test_model_error_is_zero_on_stored_transitions(log_dir):
-    """The state buffer follows the real buffer's FIFO slots (here wrapped around): every stored transition is
-    reproduced exactly, and 3-step rollouts add more synthetic transitions than 1-step ones would."""
+    """The state buffer follows the real buffer's FIFO slots (here wrapped around), each seed's its own transitions':
+    every stored transition is reproduced exactly, and 3-step rollouts add more synthetic transitions than 1-step ones
+    would."""
     run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "220", *TINY[SCRIPT],
-                         "--buffer-size", "150", "--rollout-length", "3", log_dir=log_dir)
+                         "--buffer-size", "150", "--rollout-length", "3", "--num-seeds", "2", log_dir=log_dir)
     rb = run["rb"]
     assert rb.size == 150 and rb.pos == 70
-    assert run["model_errors"](torch.arange(rb.size)) == (0.0, 0.0)
-    assert 120 * 16 < run["synthetic_rb"].size <= 3 * 120 * 16
+    error_pct, reward_error = run["model_errors"](torch.arange(rb.size).expand(2, -1))
+    assert error_pct.tolist() == [0.0, 0.0] and reward_error.tolist() == [0.0, 0.0]
+    assert all(120 * 16 < size <= 3 * 120 * 16 for size in run["synthetic_rb"].size.tolist())
 
 
 def test_no_synthetic_rollouts_means_real_batches_only(log_dir):
     run = run_in_process(SCRIPT, "--env", "InvertedPendulum-v5", "--total-timesteps", "160", *TINY[SCRIPT],
                          "--no-synthetic-rollouts", log_dir=log_dir)
-    assert run["synthetic_rb"].size == 0
+    assert run["synthetic_rb"].size.tolist() == [0]
     rb = run["rb"]
     _, _, _, next_obs, _ = run["sample_batch"]()
-    assert len(next_obs) == 32 and rows_in(next_obs, rb.next_obs[: rb.size]).all()
+    assert next_obs.shape[:2] == (1, 32) and rows_in(next_obs[0], rb.next_obs[0, : rb.size]).all()
     assert read_scalars(log_dir).get("model/error_pct")  # the simulator is still measured
