@@ -15,7 +15,7 @@ from conftest import TINY, read_scalars, run_in_process, run_script
 from test_resume import TINY as RESUME_TINY
 from test_resume import assert_same_state, start, wait_for
 
-SCRIPTS = ["sac.py", "td3.py", "mbpo.py", "alm.py"]
+SCRIPTS = ["sac.py", "td3.py", "mbpo.py", "mbpo_perfect_model.py", "alm.py"]
 
 
 def snapshot(run: dict) -> list:
@@ -146,3 +146,31 @@ def test_each_seed_draws_its_own_minibatch_indices(script, three_seed_runs):
         rb.rewards.copy_(saved)
         assert rewards.shape == (3, 64)
         assert not torch.equal(rewards[0], rewards[1]) and not torch.equal(rewards[1], rewards[2])
+
+
+@pytest.mark.parametrize("script", ["sac.py", "mbpo.py"])
+def test_two_seed_run_killed_and_resumed_equals_uninterrupted_run(script, tmp_path):
+    """As test_resume.py's single-seed check: SIGKILL after a checkpoint, --resume with the first seed's run directory;
+    the checkpoint (every seed) and each seed's scalars equal those of a run that never stopped."""
+    args = [*RESUME_TINY[script], "--num-seeds", "2", "--total-timesteps", "600", "--checkpoint-interval", "200"]
+    assert run_script(script, *args, log_dir=tmp_path / "a" / "seed_{seed}").returncode == 0
+    killed = start(script, *args, log_dir=tmp_path / "b" / "seed_{seed}")
+    wait_for(lambda: any((tmp_path / "b").glob("seed_1/*/checkpoint.pt")), killed)
+    time.sleep(0.5)  # let it log past the checkpoint, so the resumed run must drop those events
+    assert killed.poll() is None, "finished before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    (first,) = (tmp_path / "b" / "seed_1").iterdir()
+    assert not any((tmp_path / "b" / "seed_2").glob("*/checkpoint.pt"))  # one checkpoint holds both seeds
+    resumed = run_script(script, "--resume", str(first), log_dir=tmp_path / "unused")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at step" in resumed.stdout
+    a, b = (torch.load(next((tmp_path / d / "seed_1").glob("*/checkpoint.pt")), weights_only=False) for d in "ab")
+    assert a["next_step"] == b["next_step"] == 600
+    assert_same_state({k: v for k, v in a.items() if k not in ("args", "run_dirs")},
+                      {k: v for k, v in b.items() if k not in ("args", "run_dirs")})
+    for seed in (1, 2):
+        scalars_a, scalars_b = (read_scalars(tmp_path / d / f"seed_{seed}") for d in "ab")
+        for tag in scalars_a:  # same steps (none duplicated by the resume), same values
+            if not tag.startswith(("charts/SPS", "time/")):
+                assert scalars_a[tag] == scalars_b[tag], (seed, tag)
