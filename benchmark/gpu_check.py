@@ -38,10 +38,14 @@ The parts (--parts), in this order:
 4. processes: 4 and 8 concurrent mbpo.py runs of that column: seed-steps/s in all, which says whether packed processes
    suffice or seeds must be batched inside one process as the paper's code does (its README: 6 vmapped seeds,
    ~102 seed-steps/s on an RTX 4500 Ada).
+5. seeds: several seeds in one process (--num-seeds), in the fastest column of part 3: mbpo.py at 1, 4, 8 and 16 seeds
+   (part 3's learning steps; steady rate where it had one) and sac.py at 1, 8 and 32 (1000 random then 2000 learning
+   steps, the rate of its final progress line), each as seed-steps/s in all (issue 36's targets on an H200: mbpo.py
+   >= 400, sac.py >= 5000).
 With --cpu-smoke the sizes are tiny, torch.compile uses the "eager" backend (Dynamo's graphs run as they are, seconds
 instead of inductor's minutes of C++ compilation), part 2 runs on mbpo.py alone (its three functions take every path;
 tests/test_compile.py compares every script), end-to-end runs are in the default column only, at 5 learning steps per
-retrain, and part 4 runs 2 processes: it checks every part and counts every script's graph breaks; its timings mean
+retrain, part 4 runs 2 processes and part 5 1 and 2 seeds: it checks every part and counts every script's graph breaks; its timings mean
 nothing.
 """
 import time
@@ -73,7 +77,7 @@ WEIGHT = {"sac.py": 1, "td3.py": 1, "mbpo.py": 3, "alm.py": 3, "mbpo_perfect_mod
 PRIOR = {"graph breaks": 20, "run": 20, "compiled run": 60, "e2e startup": 20, "e2e compile": 180}
 # mbpo.py rates (calls/s) assumed where none was measured: eager on an H200 before CUDA graphs (issue 35)
 PRIOR_RATES = {"update": 109, "model_step": 296, "rollout_step": 324}
-PARTS = ("graph-breaks", "compare", "e2e", "processes")
+PARTS = ("graph-breaks", "compare", "e2e", "processes", "seeds")
 RECORDED_CALLS = 8  # calls kept per compiled function, timed in turn (td3.py's alternate: with the actor, without)
 E2E_ENV = "Hopper-v5"
 
@@ -170,6 +174,7 @@ class Check:
         self.compared = ("mbpo.py",) if a.cpu_smoke else SCRIPTS
         self.e2e_columns = ["default"] if a.cpu_smoke else ["default", self.compiled, self.reference]
         self.process_counts = (2,) if a.cpu_smoke else (4, 8)
+        self.seed_counts = {"mbpo.py": (1, 2), "sac.py": (1, 2)} if a.cpu_smoke else {"mbpo.py": (1, 4, 8, 16), "sac.py": (1, 8, 32)}
 
     def device_flags(self) -> list[str]:
         return ["--cuda" if self.a.device == "cuda" else "--no-cuda"]
@@ -369,6 +374,44 @@ class Check:
                            f"seed-steps/s in all ({'steady' if per_process[0][1] is not None else 'all steps'})",
                            {best: f"{sum(rates):.2f}"}, f"each {min(rates):.2f}-{max(rates):.2f}")
 
+    def seeds(self):
+        """Part 5: several seeds in one process (--num-seeds) in the fastest column of part 3 (default if it did not
+        run): mbpo.py at part 3's learning steps, sac.py end to end; seed-steps/s in all."""
+        best = getattr(self, "best", "default")
+        steps = getattr(self, "best_steps", None) or max(1, self.e2e_steps(best))
+        for num_seeds in self.seed_counts["mbpo.py"]:
+            flags = [*self.columns[best], "--num-seeds", str(num_seeds)]
+            per_process = self.attempt(f"mbpo.py --num-seeds {num_seeds} ({best})", "seeds",
+                                       self.e2e_seconds(best, steps) * (1 + num_seeds / 4),
+                                       lambda: self.mbpo_processes(flags, steps, 1))
+            if per_process:
+                whole, steady = per_process[0]
+                self.table.row(f"mbpo.py --num-seeds {num_seeds} ({best}), {E2E_ENV}, {steps} learning steps, seed-steps/s "
+                               f"({'steady' if steady is not None else 'all steps'})",
+                               {best: f"{num_seeds * (steady if steady is not None else whole):.2f}"})
+        start, steps = (50, 20) if self.a.cpu_smoke else (1000, 2000)
+        for num_seeds in self.seed_counts["sac.py"]:
+            command = [sys.executable, str(ROOT / "sac.py"), "--env", E2E_ENV, "--num-seeds", str(num_seeds),
+                       "--learning-starts", str(start), "--total-timesteps", str(start + steps), "--eval-interval", str(10**9),
+                       "--eval-episodes", "1", "--checkpoint-interval", "0", "--log-dir", tempfile.mkdtemp(dir=self.log_dir),
+                       *self.device_flags(), *self.columns[best], *(["--hidden-dim", "16"] if self.a.cpu_smoke else [])]
+            rate = self.attempt(f"sac.py --num-seeds {num_seeds} ({best})", "seeds", 30 + num_seeds,
+                                lambda: self.learning_rate(command))
+            if rate:
+                self.table.row(f"sac.py --num-seeds {num_seeds} ({best}), {E2E_ENV}, {steps} learning steps after {start} "
+                               f"random, seed-steps/s", {best: f"{num_seeds * rate:.1f}"})
+
+    def learning_rate(self, command: list[str]) -> float:
+        """The env steps/s of a script's learning phase, from its final progress line; TimeoutError past the budget."""
+        try:
+            result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                                    text=True, timeout=max(1.0, self.budget.left()))
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{command[1]} ran past the budget")
+        if result.returncode != 0:
+            raise RuntimeError(f"exited with {result.returncode}: {(result.stdout + result.stderr).strip().splitlines()[-1:]}")
+        return float(re.findall(r"\| learning \| SPS ([\d.e+]+)", result.stdout)[-1])
+
     def mbpo_processes(self, flags: list[str], steps: int, processes: int) -> list[tuple]:
         """`processes` concurrent mbpo.py runs (seeds 1...) for `steps` learning steps; per run (env steps/s over all
         its learning steps, env steps/s over the model_train_freq steps after the first or None). Stopped with
@@ -410,7 +453,7 @@ def step_end_times(run_dir: str, steps: tuple) -> list[float]:
     logging's device reads wait for."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    (path,) = [p for p in Path(run_dir).iterdir() if p.is_dir()]
+    path = min(p for p in Path(run_dir).iterdir() if p.is_dir())  # with --num-seeds, any seed's (they step together)
     events = EventAccumulator(str(path), size_guidance={"scalars": 0})
     events.Reload()
     ends = {}
@@ -521,6 +564,8 @@ def main(argv: list[str]) -> int:
             check.end_to_end()
         if part == "processes":
             check.processes()
+        if part == "seeds":
+            check.seeds()
     table.row(f"total: {time.monotonic() - START:.0f} s of the {a.budget:.0f} s budget",
               note=f"{check.failures} failed part(s) or nonzero graph-break count(s)" if check.failures else "")
     return 1 if check.failures else 0

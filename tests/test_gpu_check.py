@@ -37,7 +37,8 @@ def test_gpu_check_smoke_counts_no_graph_break_and_runs_every_part(tmp_path):
     assert relative <= 1e-5, difference
     rates = [float(cells[column]) for what, cells in rows.items() if "calls/s" in what for column in ("default", "`--compile`")]
     assert len(rates) == 6 and min(rates) > 0, rates
-    for what in ("over all of them", "after the first (steady", "1 mbpo.py process", "2 mbpo.py processes at once"):
+    for what in ("over all of them", "after the first (steady", "1 mbpo.py process", "2 mbpo.py processes at once",
+                 "mbpo.py --num-seeds 2", "sac.py --num-seeds 2"):
         (cells,) = [cells for row, cells in rows.items() if what in row]
         assert float(cells["default"]) > 0, (what, cells)
     assert "total" in list(rows)[-1]
@@ -49,5 +50,5 @@ def test_gpu_check_skips_what_no_longer_fits_the_budget_and_says_so():
     rows = list(table(result.stdout))
     assert all(what.startswith("skipped: ") for what in rows[:-1]) and rows[-1].startswith("total"), rows
     for part in ("sac.py graph breaks", "alm.py graph breaks", "mbpo.py default run", "mbpo.py `--compile` run",
-                 "mbpo.py end to end", "2 mbpo.py processes"):
+                 "mbpo.py end to end", "2 mbpo.py processes", "mbpo.py --num-seeds 2", "sac.py --num-seeds 2"):
         assert any(part in what for what in rows), (part, rows)
