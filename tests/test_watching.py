@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,13 +106,13 @@ def test_eta_follows_the_current_phase(monkeypatch, capsys):
     clock.now += 120  # the step-0 evaluation
     for step in range(1, starts + 1):  # 500 random steps/s
         clock.now += 1 / 500
-        progress(step, 0.0)
+        progress(step, np.zeros(1))
     random_line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "random" in random_line and "learning not timed yet" in random_line, random_line
     seconds_per_step = 0.2 + 115 / 250  # SAC updates, plus a 115 s retrain every 250 steps: 0.66 s per step
     for step in range(starts + 1, starts + 1001):
         clock.now += (115 if (step - starts - 1) % 250 == 0 else 0) + 0.2
-        progress(step, 0.0)
+        progress(step, np.zeros(1))
     line = capsys.readouterr().out.strip().splitlines()[-1]
     eta_min = float(line.split("ETA ")[1].split(" min")[0]) if " min" in line else 60 * float(line.split("ETA ")[1].split(" h")[0])
     true_min = (total - starts - 1000) * seconds_per_step / 60
