@@ -98,7 +98,8 @@ def test_changing_one_seeds_minibatch_leaves_the_other_seeds_bit_identical(scrip
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_each_seeds_update_equals_the_single_seed_update(script, three_seed_runs, log_dir, monkeypatch):
     """Seed k's slice after a 3-seed update equals a 1-seed run's update from seed k's state on seed k's minibatch, with
-    the same noise, to float32 round-off: the stacked matmuls may sum in another order (measured: <= 1e-6 apart)."""
+    the same noise, to float32 round-off: the stacked matmuls may sum in another order (measured on the CPU: at
+    most 2.4e-7 apart, over every script's weights and Adam moments; allowed: 1e-6 + 1e-5 relative)."""
     stacked = three_seed_runs[script]
     single = run_in_process(script, *tiny(script, "--total-timesteps", "130"), log_dir=log_dir)
     _, sample = speed.update_call(script, stacked)
