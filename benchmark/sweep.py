@@ -512,8 +512,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     protocol_name, protocol = args.protocol, PROTOCOLS[args.protocol]
     names = [e.name for e in protocol.experiments]
     tasks = [t for suite_tasks in protocol.tasks.values() for t in suite_tasks]
-    single = sorted({f"{e.algorithm}.py" for e in protocol.experiments if (not args.experiments or e.name in args.experiments)
-                     and "\n    num_seeds: " not in (ROOT / f"{e.algorithm}.py").read_text()})  # scripts without --num-seeds
     checks = [
         (args.experiments and set(args.experiments) - set(names), f"--experiments: unknown {sorted(set(args.experiments or []) - set(names))}; the protocol has {', '.join(names)}"),
         (args.tasks and set(args.tasks) - set(tasks), f"--tasks: unknown {sorted(set(args.tasks or []) - set(tasks))}; the protocol has {', '.join(tasks)}"),
@@ -525,8 +523,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         (args.seeds_per_run < 1, f"--seeds-per-run must be >= 1, got {args.seeds_per_run}"),
         (args.seeds_per_run > 1 and args.track, "--track takes one seed per process (the scripts refuse --num-seeds with "
          "it); leave --seeds-per-run at 1"),
-        (args.seeds_per_run > 1 and single, f"--seeds-per-run {args.seeds_per_run}: {', '.join(single)} take no "
-         "--num-seeds yet; narrow --experiments or leave --seeds-per-run at 1"),
         (args.address and args.num_cpus, "--num-cpus sizes a local Ray instance; a cluster given by --address has its own"),
     ]
     for bad, message in checks:
