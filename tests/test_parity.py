@@ -73,13 +73,13 @@ def test_layer_norm_adds_one_after_each_critic_hidden_layer_and_nothing_else(scr
             assert layers(net) == layers(plain[name]), name
 
 
-@pytest.mark.parametrize("ensemble_size", [7, 3])
-def test_model_init_is_lecun_normal_truncated_at_2_std_with_the_members_in_the_fan_in(ensemble_size):
+@pytest.mark.parametrize("ensemble_size,num_seeds", [(7, 1), (3, 1), (7, 4)])
+def test_model_init_is_lecun_normal_truncated_at_2_std_with_the_members_in_the_fan_in(ensemble_size, num_seeds):
     """STFL's EnsembleDense: flax's lecun_normal on a (members, in, out) kernel, whose fan-in JAX counts as members *
     in, so every layer's std is 1/sqrt(members * in) (the truncated normal rescaled to it), values within 2 std of the
-    untruncated normal, zero biases."""
+    untruncated normal, zero biases. The members are --ensemble-size's, never the seeds' (STFL vmaps its seeds apart)."""
     torch.manual_seed(0)
-    model = mbpo.EnsembleDynamicsModel(11, 3, 200, ensemble_size, learned_logvar_bounds=False)
+    model = mbpo.EnsembleDynamicsModel(11, 3, 200, ensemble_size, learned_logvar_bounds=False, num_seeds=num_seeds)
     for layer in (*model.layers, model.head):
         weight = layer.weight.detach()
         std = 1 / math.sqrt(ensemble_size * weight.shape[-2])
@@ -99,7 +99,7 @@ def test_logvar_bounds_stay_fixed_by_default_and_learn_with_the_flag(log_dir):
     assert not ((learned.max_logvar == 0.5).all() and (learned.min_logvar == -10).all())
 
 
-@pytest.mark.parametrize("flags,rows", [((), ()), (("--model-bootstrap",), (7,))])
+@pytest.mark.parametrize("flags,rows", [((), (1, 1)), (("--model-bootstrap",), (1, 7))])
 def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(flags, rows, log_dir):
     """The paper's code feeds every member the same minibatch (drawn with replacement from the training split);
     official MBPO gives each member its own bootstrap: one row of indices per member."""
@@ -108,9 +108,10 @@ def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(
     batches, model_step = [], run["model_step"]
     run["train_model"].__globals__["model_step"] = lambda obs, *rest: (batches.append(obs), model_step(obs, *rest))
     run["train_model"]()
-    assert len(batches) == 20 and all(batch.shape[:-2] == rows for batch in batches)  # (B, .) for all, or (members, B, .)
+    # (seeds, 1, B, .) for all members, or (seeds, members, B, .)
+    assert len(batches) == 20 and all(batch.shape[:-2] == rows for batch in batches)
     if not flags:  # drawn with replacement: 32 draws from 80 training rows repeat one with probability 0.998
-        assert any(len(batch.unique(dim=0)) < 32 for batch in batches)
+        assert any(len(batch[0, 0].unique(dim=0)) < 32 for batch in batches)
 
 
 @pytest.mark.parametrize("env_id,ranked", [("Humanoid-v5", 5000), ("Hopper-v5", 6000)])
@@ -120,11 +121,11 @@ def test_elites_ranked_on_5000_holdout_draws_on_humanoid_else_on_a_smaller_whole
     run = run_in_process("mbpo.py", "--env", env_id, "--total-timesteps", "100", *MBPO_TINY, "--buffer-size", "30000",
                          "--ensemble-size", "2", "--num-elites", "1", "--model-hidden-dim", "8", log_dir=log_dir)
     rb, rng = run["rb"], np.random.default_rng(0)
-    obs = rng.normal(size=(30_000, rb.obs.shape[1]))
-    rb.add(obs, rng.uniform(-1, 1, size=(30_000, rb.actions.shape[1])), np.zeros(30_000), obs, np.zeros(30_000))
+    obs = rng.normal(size=(1, 30_000, rb.obs.shape[-1]))  # the one seed's
+    rb.add(obs, rng.uniform(-1, 1, size=(1, 30_000, rb.actions.shape[-1])), np.zeros((1, 30_000)), obs, np.zeros((1, 30_000)))
     ranked_on, holdout_losses = [], run["holdout_losses"]
     run["train_model"].__globals__["holdout_losses"] = (
-        lambda idx, targets: (ranked_on.append(len(idx)), holdout_losses(idx, targets))[1])
+        lambda idx, targets: (ranked_on.append(idx.shape[-1]), holdout_losses(idx, targets))[1])
     run["train_model"]()
     assert ranked_on == [ranked]
 
@@ -139,13 +140,13 @@ def test_model_error_uses_the_new_elites(log_dir):
     with torch.no_grad():
         model.head.weight[0] *= 1000  # member 0 far off: the retrain must rank member 1 the elite
     elites, stats = run["train_model"]()
-    assert elites.tolist() == [1]
-    obs, next_obs = rb.obs[: rb.size], rb.next_obs[: rb.size]
+    assert elites.tolist() == [[1]]  # the one seed's
+    obs, next_obs = rb.obs[:, : rb.size], rb.next_obs[:, : rb.size]
     with torch.no_grad():
-        predicted, _ = run["predict"](obs, rb.actions[: rb.size], sample=False)
+        (predicted,), _ = run["predict"](obs[:, None], rb.actions[:, None, : rb.size], sample=False)
     member_errors = (100 * (predicted - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1)).mean(1).tolist()
     assert member_errors[0] > 10 * member_errors[1]
-    assert stats["error_pct_holdout"] < 2 * member_errors[1]
+    assert stats["error_pct_holdout"].item() < 2 * member_errors[1]
 
 
 @pytest.mark.parametrize("script", ["sac.py", "mbpo.py"])
