@@ -358,10 +358,10 @@ if __name__ == "__main__":
               f"{100 * steps_per_second / allowed:.0f} % of it\n({split})")
 
     if args.num_seeds:
-        print(f"\n| script | --num-seeds | learning env steps | seed-steps/s | per seed | vs --num-seeds {args.num_seeds[0]} (per seed) |\n|---|---|---|---|---|---|")
+        print(f"\n| script | --num-seeds | learning env steps | seed-steps/s | env steps/s (each seed) | seed-steps/s vs --num-seeds {args.num_seeds[0]} |\n|---|---|---|---|---|---|")
         for script, steps in (("sac.py", args.seeds_steps), ("mbpo.py", args.mbpo_steps or 250)):
             rates = {}
             for num_seeds in args.num_seeds:
                 rates[num_seeds] = seed_steps_per_second(script, num_seeds, steps, args, log_dir)
-                per_seed, first = rates[num_seeds] / num_seeds, rates[args.num_seeds[0]] / args.num_seeds[0]
-                print(f"| {script} | {num_seeds} | {steps} | {rates[num_seeds]:.2f} | {per_seed:.2f} | {per_seed / first:.2f}x |", flush=True)
+                print(f"| {script} | {num_seeds} | {steps} | {rates[num_seeds]:.2f} | {rates[num_seeds] / num_seeds:.2f} | "
+                      f"{rates[num_seeds] / rates[args.num_seeds[0]]:.2f}x |", flush=True)
