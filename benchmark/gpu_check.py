@@ -537,7 +537,9 @@ def main(argv: list[str]) -> int:
     elif not torch.cuda.is_available():
         sys.exit("error: no GPU visible to torch; use --cpu-smoke to check the code paths on the CPU")
     try:
-        Path(a.out).open("a").close() if a.out else None
+        if a.out:  # its folder too (benchmark/results/gpu/<device>.md)
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).open("a").close()
     except OSError as e:
         sys.exit(f"error: cannot write --out {a.out!r} ({e.strerror})")
     if a.device == "cuda":
