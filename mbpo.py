@@ -975,7 +975,8 @@ if __name__ == "__main__":
         """Each seed's model errors (seeds,) on its real transitions `idx` ((seeds, B), or (seeds, members, B) one row per
         member), over its `members` (seeds, m) and the samples: `pct`, the paper's figure, the mean of 100 * ||predicted
         ds - true ds|| / ||true ds|| per sample (state only; heavy-tailed: near-static transitions dominate it, as do
-        large-scale dimensions); `pct_pooled`, 100 * sum ||predicted ds - true ds|| / sum ||true ds||; `pct_median`, the
+        large-scale dimensions); `pct_pooled`, 100 * sum ||predicted ds - true ds|| / sum ||true ds|| over the same
+        (member, sample) pairs (as means: shared transitions have one true ds for all members); `pct_median`, the
         median ratio; `reward`, the mean absolute reward error; `reward_rel_pct`, that error as a percentage of the
         rewards' own mean absolute deviation (100: no better than predicting the mean reward)."""
         shared = idx.dim() == 2
@@ -987,7 +988,7 @@ if __name__ == "__main__":
         errors, changes = (pred_next_obs - next_obs).norm(dim=-1), (next_obs - obs).norm(dim=-1)
         ratios, reward_errors = 100 * errors / changes.clamp_min(1e-8), (pred_rewards - rewards).abs()
         spread = (rewards - rewards.mean((1, 2), keepdim=True)).abs().mean((1, 2)).clamp_min(1e-8)
-        return {"pct": ratios.mean((1, 2)), "pct_pooled": 100 * errors.sum((1, 2)) / changes.sum((1, 2)).clamp_min(1e-8),
+        return {"pct": ratios.mean((1, 2)), "pct_pooled": 100 * errors.mean((1, 2)) / changes.mean((1, 2)).clamp_min(1e-8),
                 "pct_median": ratios.flatten(1).median(1).values, "reward": reward_errors.mean((1, 2)),
                 "reward_rel_pct": 100 * reward_errors.mean((1, 2)) / spread}
 

@@ -55,7 +55,11 @@ def test_ensemble_fits_a_linear_system(log_dir):
     changes = (next_obs[idx] - obs[idx]).norm(dim=-1)
     ratios = 100 * norms / changes
     assert errors["pct"] == pytest.approx(ratios.mean().item(), rel=1e-5)
-    assert errors["pct_pooled"] == pytest.approx(100 * norms.sum().item() / changes.sum().item(), rel=1e-5)
+    assert norms.shape == (len(elites[0]), 1000) and changes.shape == (1000,)  # one true change for all the elites
+    # pooled over (elite, transition) pairs: each pair counts its true change once (a sum over the elites' errors
+    # against one sum of changes would inflate it by the number of elites)
+    assert errors["pct_pooled"] == pytest.approx(100 * norms.sum().item() / changes.expand_as(norms).sum().item(), rel=1e-5)
+    assert errors["pct_pooled"] < errors["pct"]  # the static tenth inflates the mean of ratios, not the pooled ratio
     assert errors["pct_median"] == pytest.approx(ratios.median().item(), rel=1e-5)
     assert errors["pct"] > 100 * errors["pct_median"]  # the static tenth dominates the paper's mean, not the others
     reward_errors = (predicted_rewards - rewards[idx]).abs()
