@@ -210,7 +210,7 @@ def test_a_process_of_two_seeds_logs_each_and_resumes_from_the_first_seeds_check
     result = benchmark("sweep.py", *args, "--total-timesteps", "400")  # both markers are for fewer steps: resumed
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[0] == "2 runs: 0 finished (skipped), 2 to resume, 0 to start, in 1 process(es)"
-    assert f"python sac.py --resume {tmp_path / checkpoint.parent} " in (seed_dirs[0] / "stdout.log").read_text()
+    assert f"{sys.executable} sac.py --resume {tmp_path / checkpoint.parent} " in (seed_dirs[0] / "stdout.log").read_text()
     for seed, seed_dir in zip((1, 2), seed_dirs):
         marker = json.loads((seed_dir / "finished.json").read_text())
         assert marker["total_timesteps"] == 400 and marker["seeds"] == [1, 2]
