@@ -38,12 +38,14 @@ def graph_breaks(fn, *args) -> tuple[int, list[str]]:
     return explanation.graph_break_count, [reason.reason.splitlines()[0] for reason in explanation.break_reasons]
 
 
-@pytest.mark.parametrize("script", sorted(TINY))
-def test_each_update_is_one_graph_and_matches_eager(script, log_dir, monkeypatch):
+@pytest.mark.parametrize("script,num_seeds", [(script, 1) for script in sorted(TINY)] + [("mbpo.py", 2)])
+def test_each_update_is_one_graph_and_matches_eager(script, num_seeds, log_dir, monkeypatch):
     """Dynamo's graphs run through AOT autograd eagerly (the "aot_eager" backend: seconds, where inductor's C++
     compilation takes minutes on a CPU), so compiled and eager parameters, moments and step counts must agree bit for
-    bit: any difference is a bug of the compiled path, not rounding."""
-    eager = run_in_process(script, *COMMON, *TINY[script], log_dir=log_dir / "eager")
+    bit: any difference is a bug of the compiled path, not rounding. With --num-seeds 2 too (mbpo.py, whose three
+    functions take every seed-axis path), on the arguments its loop passes."""
+    seeds = ["--num-seeds", str(num_seeds)]
+    eager = run_in_process(script, *COMMON, *TINY[script], *seeds, log_dir=log_dir / "eager")
     expected = {key: tensor.clone() for key, tensor in learned_state(eager).items()}  # before explain() runs the updates
     rb, batch = eager["rb"], eager["args"].batch_size
     data = rb.sample(batch)
@@ -53,14 +55,16 @@ def test_each_update_is_one_graph_and_matches_eager(script, log_dir, monkeypatch
     if script == "alm.py":
         calls = {"update": ((rb.sample_sequences(batch, eager["args"].horizon), data), torch.tensor(0.5), True)}
     if script == "mbpo.py":
-        targets = eager["model_targets"](rb.obs[:batch], rb.rewards[:batch], rb.next_obs[:batch])
-        calls.update({"model_step": (rb.obs[:batch], rb.actions[:batch], targets), "rollout_step": (rb.obs[:8],)})
+        # each seed's first rows, shaped as the loop passes them: (seeds, 1, B, ...) for every member, (seeds, n, ...)
+        obs, actions, rewards, next_obs = (x[:, :batch] for x in (rb.obs, rb.actions, rb.rewards, rb.next_obs))
+        targets = eager["model_targets"](obs, rewards, next_obs)
+        calls.update({"model_step": (obs[:, None], actions[:, None], targets[:, None]), "rollout_step": (rb.obs[:, :8],)})
     for name, args in calls.items():
         with torch._dynamo.config.patch(trace_autograd_ops=True):  # what --compile sets: autograd.grad in the graph
             assert graph_breaks(eager[name.split(" ")[0]], *args) == (0, []), name
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
-    compiled = run_in_process(script, *COMMON, *TINY[script], "--compile", log_dir=log_dir / "compiled")
+    compiled = run_in_process(script, *COMMON, *TINY[script], *seeds, "--compile", log_dir=log_dir / "compiled")
     assert isinstance(compiled["update"], torch._dynamo.eval_frame.OptimizedModule) or hasattr(compiled["update"], "_torchdynamo_orig_callable")
     actual = learned_state(compiled)
     assert actual.keys() == expected.keys()
