@@ -389,6 +389,7 @@ class SyntheticReplayBuffer(ReplayBuffer):
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
+GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
 CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
 
 
@@ -501,45 +502,83 @@ def load_states(objects, states):
         obj.load_state_dict(state)
 
 
-def as_cuda_graph(fn, warmup: int = 3, max_graphs: int = 16):
+def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
     """`fn` (tensors and constants in, tensors out, no host sync inside) replayed as one captured CUDA graph: its first
     `warmup` calls run as they are (on a side stream, as torch.cuda.graph asks; a compiled `fn` compiles there), the
     next is captured; from then on a call copies its tensor arguments into the captured ones and replays the graph, one
-    launch instead of hundreds of kernels. Each combination of argument shapes and constants gets its own graph, up to
-    `max_graphs` (later ones run as they are: rollouts that shrink as they terminate). The outputs are the graph's own
-    tensors, overwritten by the next call."""
-    graphs, side_stream = {}, torch.cuda.Stream()
+    launch instead of hundreds of kernels. One graph per argument structure and constants, for the first tensor shapes
+    to reach `warmup` calls; a call with other shapes runs as it is (official MBPO's shorter last model minibatch of
+    an epoch mints no graph). The outputs are the graph's own tensors, overwritten by the next call: a caller that
+    keeps one past the next call clones it. A capture that fails says why once, and `fn` runs as it is from then on.
+    `stand_in` (on a CPU, for the tests: FREELUNCH_GRAPH_STAND_IN=1): the same contract without CUDA. The capture runs
+    `fn` once as make_fx traces it (the capture and its first replay in one), its Python values frozen in the trace and
+    a host sync failing as in a capture; each later replay runs that trace on the captured inputs and copies its
+    results into the same output tensors."""
+    graphs, side_stream = {}, None if stand_in else torch.cuda.Stream()
+
+    def capture(inputs: list, spec) -> tuple:
+        """`fn` captured on the argument leaves `inputs` (tensors and constants; `spec` their structure) and replayed
+        once: a function that replays it and returns its output tensors, and those tensors."""
+        if stand_in:
+            from torch.fx.experimental.proxy_tensor import make_fx
+
+            ran = []
+
+            def of_tensors(*tensors):  # the constants frozen into the trace, as a capture freezes them
+                given = iter(tensors)
+                leaves = [next(given) if isinstance(x, torch.Tensor) else x for x in inputs]
+                ran.append(fn(*torch.utils._pytree.tree_unflatten(leaves, spec)))
+                return ran[-1]
+
+            tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+            trace, (outputs,) = make_fx(of_tensors)(*tensors), ran
+
+            def replay():
+                with torch.no_grad():
+                    results = trace(*tensors)
+                for output, result in zip(*(torch.utils._pytree.tree_leaves(x) for x in (outputs, results)), strict=True):
+                    if isinstance(output, torch.Tensor):
+                        output.copy_(result)
+                return outputs
+            return replay, outputs
+
+        graph = torch.cuda.CUDAGraph()
+        # torch.cuda.graph's exit leaves its capture stream current when a capture fails: the outer context restores ours
+        with torch.cuda.stream(torch.cuda.current_stream()), torch.cuda.graph(graph):
+            outputs = fn(*torch.utils._pytree.tree_unflatten(inputs, spec))
+        graph.replay()
+        return lambda: (graph.replay(), outputs)[1], outputs
 
     def call(*args):
         leaves, spec = torch.utils._pytree.tree_flatten(args)
-        key = (str(spec), *((x.shape, x.dtype) if isinstance(x, torch.Tensor) else x for x in leaves))
-        if key not in graphs and len(graphs) == max_graphs:
-            return fn(*args)
-        record = graphs.setdefault(key, {"calls": 0})
-        record["calls"] += 1
-        if record["calls"] <= warmup:
-            side_stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side_stream):
-                outputs = fn(*args)
-            torch.cuda.current_stream().wait_stream(side_stream)
-            return outputs
-        if record.get("failed"):
-            return fn(*args)
-        if "graph" not in record:
-            record["inputs"] = [x.clone() if isinstance(x, torch.Tensor) else x for x in leaves]
-            record["graph"] = torch.cuda.CUDAGraph()
+        key = (str(spec), *(None if isinstance(x, torch.Tensor) else x for x in leaves))
+        shapes = tuple((x.shape, x.dtype) for x in leaves if isinstance(x, torch.Tensor))
+        record = graphs.setdefault(key, {"calls": {}})
+        if "replay" not in record:  # not captured yet
+            record["calls"][shapes] = record["calls"].get(shapes, 0) + 1
+            if record["calls"][shapes] <= warmup:
+                if stand_in:
+                    return fn(*args)
+                side_stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side_stream):
+                    outputs = fn(*args)
+                torch.cuda.current_stream().wait_stream(side_stream)
+                return outputs
+            record["shapes"], record["inputs"] = shapes, [x.clone() if isinstance(x, torch.Tensor) else x for x in leaves]
             try:
-                with torch.cuda.graph(record["graph"]):
-                    record["outputs"] = fn(*torch.utils._pytree.tree_unflatten(record["inputs"], spec))
-            except RuntimeError as e:  # an op that cannot be captured: run as it is, and say so once
-                print(f"warning: {getattr(fn, '__name__', fn)} runs without a CUDA graph ({' '.join(str(e).split())[:200]})", file=sys.stderr)
-                record["failed"] = True
-                return fn(*args)
+                record["replay"], outputs = capture(record["inputs"], spec)
+                return outputs
+            except RuntimeError as e:  # an op that cannot be captured; a failed capture's own error hides it as __context__
+                cause = e.__context__ or e
+                print(f"warning: {getattr(fn, '__name__', fn)} runs without a CUDA graph "
+                      f"({type(cause).__name__}: {' '.join(str(cause).split())[:300]})", file=sys.stderr, flush=True)
+                record["replay"] = None
+        if record["replay"] is None or shapes != record["shapes"]:
+            return fn(*args)
         for static, x in zip(record["inputs"], leaves):
             if isinstance(x, torch.Tensor):
                 static.copy_(x)
-        record["graph"].replay()
-        return record["outputs"]
+        return record["replay"]()
 
     return call
 
@@ -934,8 +973,8 @@ if __name__ == "__main__":
     if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
         torch._dynamo.config.trace_autograd_ops = True
         update = torch.compile(update, fullgraph=True)
-    if args.cuda_graph and device.type == "cuda":  # one launch per update instead of ~250 kernels
-        update = as_cuda_graph(update)
+    if args.cuda_graph and (device.type == "cuda" or GRAPH_STAND_IN):  # one launch per update instead of ~250 kernels
+        update = as_cuda_graph(update, stand_in=device.type != "cuda")
 
     if checkpoint:
         obs, episode_returns, episode_lengths, last_evals = restore(checkpoint)

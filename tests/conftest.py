@@ -5,8 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.utils._pytree as pytree
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +29,17 @@ TINY = {
 }
 
 
+def script_env(**extra: str) -> dict:
+    """The environment a script runs in: this one with the repo first on PYTHONPATH (kept: a GPU machine's packages
+    come through it) and `extra`."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **extra}
+
+
 def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python <script> <args> --log-dir <log_dir>` from the repo root; returns the finished process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args, "--log-dir", str(log_dir)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -101,6 +108,25 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def state_differences(a: dict, b: dict) -> tuple[list[str], int]:
+    """The entries (pytree paths) in which two checkpoints differ, bit for bit, and how many entries they hold:
+    networks, optimizers, buffers, env states, the loop's state, the random generators. Entries only one holds count."""
+    (paths_a, leaves_a), (paths_b, leaves_b) = (zip(*pytree.tree_flatten_with_path(s)[0]) for s in (a, b))
+    a_by_path, b_by_path = dict(zip(map(pytree.keystr, paths_a), leaves_a)), dict(zip(map(pytree.keystr, paths_b), leaves_b))
+    differ = sorted(a_by_path.keys() ^ b_by_path.keys())
+    for path in a_by_path.keys() & b_by_path.keys():
+        x, y = a_by_path[path], b_by_path[path]
+        if torch.is_tensor(x):
+            same = torch.is_tensor(y) and x.shape == y.shape and torch.equal(x, y)
+        elif isinstance(x, np.ndarray):
+            same = np.array_equal(x, y)
+        else:
+            same = x == y or x != x and y != y  # NaN (no evaluation yet) equals NaN
+        if not same:
+            differ.append(path)
+    return sorted(differ), len(a_by_path.keys() | b_by_path.keys())
 
 
 def rows_in(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

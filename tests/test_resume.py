@@ -1,19 +1,16 @@
 """Long runs survive: a run killed and resumed equals one that never stopped; SIGTERM leaves a resumable checkpoint;
 divergence to NaN stops the run with one line; bad input of every kind gets one line and a non-zero exit (checked
 in-process; test_refusals.py shows such lines reach stderr alone)."""
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import torch.utils._pytree as pytree
 
-from conftest import ROOT, assert_one_line_error, read_scalars, refusal, run_in_process, run_script
+from conftest import ROOT, assert_one_line_error, read_scalars, refusal, run_in_process, run_script, script_env, state_differences
 
 COMMON = ["--env", "InvertedPendulum-v5", "--learning-starts", "100", "--batch-size", "32", "--eval-interval", "200",
           "--eval-episodes", "2", "--log-interval", "20"]
@@ -31,7 +28,7 @@ NONDETERMINISTIC_TAGS = ("charts/SPS", "time/")  # wall-clock measurements
 
 def start(script: str, *args: str, log_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / script), *args, "--log-dir", str(log_dir)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -49,18 +46,9 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120):
 
 
 def assert_same_state(a: dict, b: dict) -> None:
-    """Two checkpoints hold the same entries with the same values, bit for bit: networks, optimizers, log_alpha, replay
-    buffers, env states, the loop's state and the random generators. A failure names the entry."""
-    (paths_a, leaves_a), (paths_b, leaves_b) = (zip(*pytree.tree_flatten_with_path(s)[0]) for s in (a, b))
-    assert paths_a == paths_b, sorted(set(map(pytree.keystr, paths_a)) ^ set(map(pytree.keystr, paths_b)))
-    for path, x, y in zip(paths_a, leaves_a, leaves_b):
-        if torch.is_tensor(x):
-            same = torch.equal(x, y)
-        elif isinstance(x, np.ndarray):
-            same = np.array_equal(x, y)
-        else:
-            same = x == y or x != x and y != y  # NaN (no evaluation yet) equals NaN
-        assert same, pytree.keystr(path)
+    """Two checkpoints hold the same entries with the same values, bit for bit; a failure names the entries."""
+    differ, _ = state_differences(a, b)
+    assert not differ, differ
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

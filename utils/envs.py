@@ -16,19 +16,38 @@ import ctypes.util
 import os
 
 
-def egl_loads() -> bool:
-    """Whether libEGL loads here: GPU machines often lack it, and MUJOCO_GL=egl then breaks `import mujoco` itself."""
+def egl_problem() -> str | None:
+    """Why MuJoCo cannot render headless through EGL here, or None if it can: an EGL display initializes on a device,
+    as dm_control makes one. GPU machines often lack libEGL, and then MUJOCO_GL=egl breaks `import mujoco` itself; or
+    have libEGL (libglvnd) without an EGL vendor behind it (NVIDIA's or Mesa's), and then `from dm_control import
+    suite` fails at import ("Cannot initialize a headless EGL display")."""
     try:
-        ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
-        return True
+        egl = ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
     except OSError:
-        return False
+        return "libEGL does not load here"
+    egl.eglGetProcAddress.restype, egl.eglGetProcAddress.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
+    egl.eglInitialize.restype, egl.eglInitialize.argtypes = ctypes.c_uint, [ctypes.c_void_p] * 3
+    egl.eglTerminate.argtypes = [ctypes.c_void_p]
+    query_devices, get_display = (egl.eglGetProcAddress(name) for name in (b"eglQueryDevicesEXT", b"eglGetPlatformDisplayEXT"))
+    devices, count = (ctypes.c_void_p * 16)(), ctypes.c_int(0)
+    if query_devices and get_display:
+        query_devices = ctypes.CFUNCTYPE(ctypes.c_uint, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(query_devices)
+        get_display = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p)(get_display)
+        if not query_devices(len(devices), devices, ctypes.byref(count)):
+            count.value = 0
+    for device in devices[: count.value]:
+        display = get_display(0x313F, device, None)  # EGL_PLATFORM_DEVICE_EXT
+        if display and egl.eglInitialize(display, None, None):
+            egl.eglTerminate(display)
+            return None
+    return "libEGL loads but initializes no EGL display: no vendor library (NVIDIA's or Mesa's) behind it"
 
 
-# headless rendering through EGL (which also avoids dm_control's GLFW warning without a display); without libEGL no
-# renderer at all, so that everything but rendering (--capture-video) works
+# headless rendering through EGL (which also avoids dm_control's GLFW warning without a display) where an EGL display
+# initializes; elsewhere no renderer at all, so that everything but rendering (--capture-video) works
+EGL_PROBLEM = egl_problem() if "MUJOCO_GL" not in os.environ else None
 if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "egl" if egl_loads() else "disable"
+    os.environ["MUJOCO_GL"] = "disable" if EGL_PROBLEM else "egl"
 
 import gymnasium as gym  # noqa: E402  (after MUJOCO_GL, which mujoco and dm_control read on import)
 import mujoco
@@ -76,8 +95,9 @@ def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gym.Env:
     check_env_id(env_id)
     if render_mode and os.environ["MUJOCO_GL"].lower() in ("disable", "disabled", "off", "false", "0"):
         raise ValueError(f"rendering needs an OpenGL backend for MuJoCo and MUJOCO_GL is {os.environ['MUJOCO_GL']!r}"
-                         + ("" if egl_loads() else " (libEGL does not load here)") + "; install libEGL (Debian/Ubuntu: "
-                         "apt-get install libegl1) or OSMesa (libosmesa6, then MUJOCO_GL=osmesa)")
+                         + (f" ({EGL_PROBLEM})" if EGL_PROBLEM else "") + "; install libEGL with a vendor (Debian/Ubuntu: "
+                         "apt-get install libegl1 libegl-mesa0; NVIDIA: its driver's EGL library) or OSMesa (libosmesa6, "
+                         "then MUJOCO_GL=osmesa)")
     if not is_dmc(env_id):
         env = gym.make(env_id, render_mode=render_mode)
     else:
