@@ -3,14 +3,14 @@ table that grows row by row. A lease is ~15 minutes of device time, the machine'
 keeps to --budget 480 s, imports included.
 
     python benchmark/gpu_check.py --out gpu.md                    # one GPU, the default parts, <= 8 minutes
-    python benchmark/gpu_check.py --compile --parts compare       # inductor's rows too (minutes per function)
+    python benchmark/gpu_check.py --compile --parts graph-breaks,compare --budget 540  # inductor's rows, minutes each
     python benchmark/gpu_check.py --cpu-smoke --out smoke.md      # every part on the CPU, tiny sizes (the tests run it)
 
 A default call runs, in this order (the seconds are the priors below, before anything is measured; `plan()` adds them
-up, ~420 s with this process's imports, and tests/test_gpu_check.py checks that they fit the 480 s budget):
+up, ~425 s with this process's imports, and tests/test_gpu_check.py checks that they fit the 480 s budget):
 1. tests (120 s): `python -m pytest -v -rA tests/test_graphs.py`: on a GPU each script's real loop with its real CUDA
    graphs and with `--no-cuda-graph`, the checkpoints equal bit for bit. A row per test (passed, failed with its
-   reason, skipped with its reason) below one row of counts.
+   reason, skipped with its reason) below one row of counts; a row saying so where the file is not in the checkout.
 2. compare (~95 s): sac.py, td3.py and mbpo.py in-process (as benchmark/speed.py does; Hopper-v5 sizes at batch 256,
    mbpo.py's model step at 7 members x 256 and its rollout at 400 x 1 step) for --compare-steps learning steps from
    the same seed, once per column: `--no-cuda-graph` (plain eager) and default (the same functions replayed as CUDA
@@ -19,12 +19,12 @@ up, ~420 s with this process's imports, and tests/test_gpu_check.py checks that 
    `rollout_step` too) in each column, on the arguments the eager run's loop passed, in turn (--calls calls or
    --rate-seconds, whichever ends first, after one warm-up round). Those arguments are recorded by running the eager
    column with `--compile` and torch.compile replaced by a recorder that compiles nothing.
-3. e2e (~35 s): mbpo.py at the paper's defaults on Hopper-v5 with CUDA graphs, a subprocess, 1000 random steps then
+3. e2e (~30 s): mbpo.py at the paper's defaults on Hopper-v5 with CUDA graphs, a subprocess, 1000 random steps then
    model_train_freq + 1 = 251 learning steps (or as many as the budget allows): env steps/s over all of them (capture
    and the first model retrain included; the script's own progress line) and the steady rate over the 250 after the
    first (one retrain per 250 steps, as in a long run), from the wall times of its TensorBoard logs at the ends of
    learning steps 1 and 251 (--log-interval 250).
-4. seeds (~150 s): several seeds in one process (--num-seeds) with CUDA graphs, seed-steps/s in all: mbpo.py at 1
+4. seeds (~155 s): several seeds in one process (--num-seeds) with CUDA graphs, seed-steps/s in all: mbpo.py at 1
    (part 3's run), 8 and 16 seeds (part 3's learning steps; steady rate where it had one) and sac.py at 1, 8 and 32
    (1000 random then 1000 learning steps, the rate of its final progress line). Issue 36's targets on an H200:
    mbpo.py >= 400, sac.py >= 5000.
@@ -32,7 +32,7 @@ Only when asked:
 - `--compile` adds a `--compile` column (torch.compile(fullgraph=True), replayed as CUDA graphs) to parts 2 and 3 and
   part graph-breaks before part 2. Its calls/s are timed as `--compile` users get them; its parameters are those of a
   second compiled run under inductor's `fallback_random` (scoped to that run), so that it draws the eager random
-  numbers. Inductor takes minutes per function: give it --budget, or one part per call.
+  numbers. Inductor takes minutes per function: give it a lease and a --budget of its own.
 - graph-breaks: each script (sac.py, mbpo.py, td3.py, alm.py, mbpo_perfect_model.py) runs in-process for two
   learning steps (the first a logging one) with `--compile --no-cuda-graph` and the recorder; each function it
   compiles is then traced by `torch._dynamo.explain` on the first call of each argument variant (td3.py's update with
@@ -78,7 +78,8 @@ from speed import run_in_process  # noqa: E402
 
 SCRIPTS = ("sac.py", "mbpo.py", "td3.py", "alm.py", "mbpo_perfect_model.py")  # the most wanted first
 COMPARED = ("sac.py", "td3.py", "mbpo.py")
-FUNCTIONS = {"mbpo.py": 3}  # functions each script captures (1 where not named): its update, mbpo.py's model and rollout steps
+# functions each script captures, 1 where not named: its update (mbpo.py: and its model step and rollout step)
+FUNCTIONS = {"mbpo.py": 3}
 # how much there is to trace and compile in each script, relative to sac.py's update (scales the priors below)
 WEIGHT = {"sac.py": 1, "td3.py": 1, "mbpo.py": 3, "alm.py": 3, "mbpo_perfect_model.py": 1.5}
 PARTS = ("tests", "graph-breaks", "compare", "e2e", "seeds", "processes")  # the order they run in
@@ -93,7 +94,7 @@ PRIOR_GRAPH_TESTS = 120  # seconds of `pytest tests/test_graphs.py` on a GPU, it
 PRIOR_STARTUP = 15  # seconds of a script's subprocess before its first step: imports, CUDA context, envs
 PRIOR_RUN = 8  # seconds of an in-process compare run of sac.py's size (times WEIGHT), graph capture included
 PRIOR_COMPILE = 60  # seconds of inductor for sac.py's update (times WEIGHT)
-PRIOR_GRAPH_BREAKS = 20  # seconds to trace one sac.py-sized script's functions with torch._dynamo.explain (times WEIGHT)
+PRIOR_GRAPH_BREAKS = 20  # seconds to trace sac.py's functions with torch._dynamo.explain (times WEIGHT)
 # eager calls/s, measured on the H200 on 2026-12-04 (README's table; sac.py's and td3.py's update, mbpo.py's three)
 PRIOR_EAGER_RATES = {"sac.py": {"update": 109}, "td3.py": {"update": 181},
                      "mbpo.py": {"update": 121, "model_step": 296, "rollout_step": 324}}
@@ -386,12 +387,14 @@ class Check:
             counts[outcome] = counts.get(outcome, 0) + 1
         failed = sum(n for outcome, n in counts.items() if outcome in ("failed", "error"))
         if returncode not in (0, 5) and not failed and not stopped:  # e.g. a collection error: no test line at all
-            failed, outcomes = 1, [*outcomes, (GRAPH_TESTS, "error", one_line(last_lines(output)))]
+            reason = next((line[1:].strip() for line in output.splitlines() if line.startswith("E ")), last_lines(output))
+            failed, outcomes = 1, [*outcomes, (GRAPH_TESTS, "error", one_line(reason, 200))]
         self.failures += failed
-        what = f"{shlex.join(targets)}: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-        self.table.row(what if counts else f"{shlex.join(targets)}: no test ran", {"default": "failed" if failed else "ok"},
-                       f"{seconds:.0f} s" + ("; stopped at the end of the budget" if stopped else "")
-                       + ("; smoke: the first test alone" if self.a.cpu_smoke else ""))
+        counted = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no test ran"
+        note = f"{seconds:.0f} s" + ("; stopped at the end of the budget" if stopped else "") \
+            + ("; smoke: the first test alone" if self.a.cpu_smoke else "")
+        self.table.row(f"{shlex.join(targets)}: {counted}",
+                       {"default": "failed" if failed else "stopped" if stopped else "ok"}, note)
         for test, outcome, reason in outcomes:
             self.table.row(f"graph test {test.split('::', 1)[-1]}", {"default": outcome}, reason)
 
