@@ -699,7 +699,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate-seconds", type=float, default=1.0, help="seconds per function and column, at most")
     parser.add_argument("--compare-steps", type=int, default=10, help="learning steps before parameters are compared")
     parser.add_argument("--parts", help=f"the parts to run, in the order {','.join(PARTS)} (default: "
-                                        f"{','.join(DEFAULT_PARTS)}; --compile adds graph-breaks)")
+                                        f"{','.join(DEFAULT_PARTS)}; --compile adds graph-breaks, which implies it)")
     a = parser.parse_args(argv)
     if a.budget <= 0 or a.calls < 1 or a.rate_seconds <= 0 or a.compare_steps < 1:
         sys.exit("error: --budget and --rate-seconds must be > 0, --calls and --compare-steps >= 1")
@@ -711,6 +711,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
             unknown = ",".join(sorted(set(asked) - set(PARTS)))
             sys.exit(f"error: --parts {unknown} unknown; the parts are {','.join(PARTS)}")
     a.parts = [part for part in PARTS if part in asked]
+    a.compile = a.compile or "graph-breaks" in a.parts  # its counts are the `--compile` column's
     a.device = "cpu" if a.cpu_smoke else "cuda"
     if a.cpu_smoke:
         a.calls, a.rate_seconds, a.env, a.compile = 3, 0.5, "InvertedPendulum-v5", True
@@ -735,11 +736,11 @@ def main(argv: list[str]) -> int:
     else:
         device = f"CPU ({platform.processor() or platform.machine()}; smoke: timings mean nothing)"
     check = Check(a)
-    plan = check.plan()
+    plan, smoke_note = check.plan(), ", a GPU's: the smoke takes far less" if a.cpu_smoke else ""
     check.start(Table(check.columns, a.out, [
         f"## gpu_check: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"command: `python {shlex.join(['benchmark/gpu_check.py', *argv])}`; budget {a.budget:.0f} s",
-        f"plan (priors, s): {sum(s for _, s in plan):.0f} = " + " + ".join(f"{what} {s:.0f}" for what, s in plan)]))
+        f"plan (priors, s{smoke_note}): {sum(s for _, s in plan):.0f} = " + " + ".join(f"{what} {s:.0f}" for what, s in plan)]))
     for part in a.parts:
         if part == "tests":
             check.graph_tests()
