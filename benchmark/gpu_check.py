@@ -1,52 +1,58 @@
-"""One command for a short GPU allocation: graph breaks, compiled == eager, the speed of every script's compiled
-functions, and mbpo.py end to end (one and several processes), as one Markdown table that grows row by row.
+"""One command for a short GPU lease: the CUDA-graph tests, then how fast the scripts run with graphs, as one Markdown
+table that grows row by row. A lease is ~15 minutes of device time, the machine's start included, so one default call
+keeps to --budget 480 s, imports included.
 
-    python benchmark/gpu_check.py --out gpu.md                # one GPU; keeps to --budget seconds (default 480)
-    python benchmark/gpu_check.py --parts e2e,processes       # a second call for what the first had to skip
-    python benchmark/gpu_check.py --cpu-smoke --out smoke.md  # every part on the CPU, tiny sizes (the tests run it)
+    python benchmark/gpu_check.py --out gpu.md                    # one GPU, the default parts, <= 8 minutes
+    python benchmark/gpu_check.py --compile --parts graph-breaks,compare --budget 540  # inductor's rows, minutes each
+    python benchmark/gpu_check.py --cpu-smoke --out smoke.md      # every part on the CPU, tiny sizes (the tests run it)
+
+A default call runs, in this order (the seconds are the priors below, before anything is measured; `plan()` adds them
+up, ~425 s with this process's imports, and tests/test_gpu_check.py checks that they fit the 480 s budget):
+1. tests (120 s): `python -m pytest -v -rA tests/test_graphs.py`: on a GPU each script's real loop with its real CUDA
+   graphs and with `--no-cuda-graph`, the checkpoints equal bit for bit. A row per test (passed, failed with its
+   reason, skipped with its reason) below one row of counts; a row saying so where the file is not in the checkout.
+2. compare (~95 s): sac.py, td3.py and mbpo.py in-process (as benchmark/speed.py does; Hopper-v5 sizes at batch 256,
+   mbpo.py's model step at 7 members x 256 and its rollout at 400 x 1 step) for --compare-steps learning steps from
+   the same seed, once per column: `--no-cuda-graph` (plain eager) and default (the same functions replayed as CUDA
+   graphs). The largest difference of the networks' weights and buffers and of log_alpha from the eager run (0
+   expected), then calls/s of each function the script captures (its `update`; mbpo.py's `model_step` and
+   `rollout_step` too) in each column, on the arguments the eager run's loop passed, in turn (--calls calls or
+   --rate-seconds, whichever ends first, after one warm-up round). Those arguments are recorded by running the eager
+   column with `--compile` and torch.compile replaced by a recorder that compiles nothing.
+3. e2e (~30 s): mbpo.py at the paper's defaults on Hopper-v5 with CUDA graphs, a subprocess, 1000 random steps then
+   model_train_freq + 1 = 251 learning steps (or as many as the budget allows): env steps/s over all of them (capture
+   and the first model retrain included; the script's own progress line) and the steady rate over the 250 after the
+   first (one retrain per 250 steps, as in a long run), from the wall times of its TensorBoard logs at the ends of
+   learning steps 1 and 251 (--log-interval 250).
+4. seeds (~155 s): several seeds in one process (--num-seeds) with CUDA graphs, seed-steps/s in all: mbpo.py at 1
+   (part 3's run), 8 and 16 seeds (part 3's learning steps; steady rate where it had one) and sac.py at 1, 8 and 32
+   (1000 random then 1000 learning steps, the rate of its final progress line). Issue 36's targets on an H200:
+   mbpo.py >= 400, sac.py >= 5000.
+Only when asked:
+- `--compile` adds a `--compile` column (torch.compile(fullgraph=True), replayed as CUDA graphs) to parts 2 and 3 and
+  part graph-breaks before part 2. Its calls/s are timed as `--compile` users get them; its parameters are those of a
+  second compiled run under inductor's `fallback_random` (scoped to that run), so that it draws the eager random
+  numbers. Inductor takes minutes per function: give it a lease and a --budget of its own.
+- graph-breaks: each script (sac.py, mbpo.py, td3.py, alm.py, mbpo_perfect_model.py) runs in-process for two
+  learning steps (the first a logging one) with `--compile --no-cuda-graph` and the recorder; each function it
+  compiles is then traced by `torch._dynamo.explain` on the first call of each argument variant (td3.py's update with
+  and without the actor, alm.py's with and without measuring the model), with `trace_autograd_ops` as --compile sets
+  it: the count, summed over the variants, must be 0; if it is not, the row gives the first break reason.
+- processes: 4 and 8 concurrent mbpo.py runs at part 3's learning steps, seed-steps/s in all.
 
 Every row is printed (and flushed) the moment it is measured and appended to --out, below a header naming the device,
-the torch version and the command line, so a run cut off early still leaves what it measured. Before each part the
-check estimates the seconds it needs (a prior, scaled by the largest ratio of measured to estimated seconds among the
-earlier parts of its kind; for mbpo.py end to end, from the rates part 2 measured) and skips, in a row saying so, what
-no longer fits in the budget; a run still going at the end of the budget is stopped, also in a row. The exit status
-is 1 if a part failed or a graph-break count is not 0.
+the torch version, the command line and the plan, so a run cut off early still leaves what it measured. Before each
+part the check estimates the seconds it needs (its prior, scaled by the largest ratio of measured to estimated seconds
+among the earlier parts of its kind; mbpo.py's and sac.py's end-to-end runs from the calls/s part 2 measured) and
+skips, in a row saying so, what no longer fits in the budget; a run still going at the end of the budget is stopped,
+also in a row. The exit status is 1 if a part or a graph test failed or a graph-break count is not 0.
 
-Columns, per device: on a GPU `--no-cuda-graph` (plain eager), default (the eager functions replayed as CUDA graphs)
-and `--compile` (compiled with fullgraph=True, replayed as CUDA graphs); on the CPU default (eager) and `--compile`.
-The parts (--parts), in this order:
-1. graph-breaks: each script (sac.py, mbpo.py, td3.py, alm.py, mbpo_perfect_model.py) runs in-process for two
-   learning steps (the first a logging one) with `--compile` (and `--no-cuda-graph`) and torch.compile replaced by a
-   recorder, which keeps each function the script compiles (its `update`; mbpo.py's `model_step` and `rollout_step`
-   too) uncompiled, with the arguments its loop passes. Each is then traced by `torch._dynamo.explain` on the first
-   call of each argument variant (td3.py's update with and without the actor, alm.py's with and without measuring
-   the model), with `trace_autograd_ops` as --compile sets it: the count, summed over the variants, must be 0; if it
-   is not, the row gives the first break reason.
-2. compare: per script, a run in each column for --compare-steps learning steps from the same seed (in-process, as
-   benchmark/speed.py does; Hopper-v5 sizes at batch 256, alm.py at its 512, mbpo.py's model step at 7 members x 256
-   and its rollout at 400 x 1 step): the largest difference of the networks' weights and buffers and of log_alpha
-   from the plain eager run, absolute and relative (to the largest magnitude in that tensor; inductor's
-   `fallback_random` makes the compiled graphs draw the eager random numbers), then calls/s of each recorded
-   function in each run, on the recorded arguments in turn (--calls calls or --rate-seconds, whichever ends first,
-   after one warm-up round).
-3. e2e: mbpo.py at the paper's defaults on Hopper-v5 after 1000 random steps, one subprocess per column (default
-   first, the others at its number of learning steps), for model_train_freq + 1 = 251 learning steps, or as many as
-   the budget allows: env steps/s over all of them (compilation, CUDA-graph capture and the first model retrain
-   included; the script's own progress line) and, with 251, the steady rate over the 250 after the first (one
-   retrain per 250 steps, as in a long run), from the wall times of its TensorBoard logs at the ends of learning
-   steps 1 and 251 (--log-interval 250). The fastest column is the 1-process row of part 4.
-4. processes: 4 and 8 concurrent mbpo.py runs of that column: seed-steps/s in all, which says whether packed processes
-   suffice or seeds must be batched inside one process as the paper's code does (its README: 6 vmapped seeds,
-   ~102 seed-steps/s on an RTX 4500 Ada).
-5. seeds: several seeds in one process (--num-seeds), in the fastest column of part 3: mbpo.py at 1, 4, 8 and 16 seeds
-   (part 3's learning steps; steady rate where it had one) and sac.py at 1, 8 and 32 (1000 random then 2000 learning
-   steps, the rate of its final progress line), each as seed-steps/s in all (issue 36's targets on an H200: mbpo.py
-   >= 400, sac.py >= 5000).
-With --cpu-smoke the sizes are tiny, torch.compile uses the "eager" backend (Dynamo's graphs run as they are, seconds
-instead of inductor's minutes of C++ compilation), part 2 runs on mbpo.py alone (its three functions take every path;
-tests/test_compile.py compares every script), end-to-end runs are in the default column only, at 5 learning steps per
-retrain, part 4 runs 2 processes and part 5 1 and 2 seeds: it checks every part and counts every script's graph breaks; its timings mean
-nothing.
+With --cpu-smoke every part runs on the CPU at tiny sizes, with `--compile`: the CPU has no CUDA graph, so its columns
+are default (eager) and `--compile` (torch.compile's "eager" backend: Dynamo's graphs run as they are, seconds instead
+of inductor's minutes of C++ compilation); part 1 runs the first test of tests/test_graphs.py alone (the suite runs
+them all), part 2 mbpo.py alone (its three functions take every path; tests/test_compile.py compares every script),
+part 3 in the default column alone, at 5 learning steps per retrain, processes with 2 processes and seeds with 1 and 2
+seeds. It checks every part and counts every script's graph breaks; its timings mean nothing.
 """
 import time
 
@@ -71,14 +77,37 @@ sys.path.insert(0, str(ROOT / "benchmark"))
 from speed import run_in_process  # noqa: E402
 
 SCRIPTS = ("sac.py", "mbpo.py", "td3.py", "alm.py", "mbpo_perfect_model.py")  # the most wanted first
+COMPARED = ("sac.py", "td3.py", "mbpo.py")
+# functions each script captures, 1 where not named: its update (mbpo.py: and its model step and rollout step)
+FUNCTIONS = {"mbpo.py": 3}
 # how much there is to trace and compile in each script, relative to sac.py's update (scales the priors below)
 WEIGHT = {"sac.py": 1, "td3.py": 1, "mbpo.py": 3, "alm.py": 3, "mbpo_perfect_model.py": 1.5}
-# conservative seconds per part on a GPU before anything is measured (times WEIGHT where per script)
-PRIOR = {"graph breaks": 20, "run": 20, "compiled run": 60, "e2e startup": 20, "e2e compile": 180}
-# mbpo.py rates (calls/s) assumed where none was measured: eager on an H200 before CUDA graphs (issue 35)
-PRIOR_RATES = {"update": 109, "model_step": 296, "rollout_step": 324}
-PARTS = ("graph-breaks", "compare", "e2e", "processes", "seeds")
-RECORDED_CALLS = 8  # calls kept per compiled function, timed in turn (td3.py's alternate: with the actor, without)
+PARTS = ("tests", "graph-breaks", "compare", "e2e", "seeds", "processes")  # the order they run in
+DEFAULT_PARTS = ("tests", "compare", "e2e", "seeds")  # --compile adds graph-breaks, --cpu-smoke runs them all
+GRAPH_TESTS = "tests/test_graphs.py"
+
+# Priors: what the check assumes before it measures anything, to plan a call that completes. Estimates, not
+# measurements: the CUDA-graph path has never run on a GPU. Where they rest on the H200 measurements of 2026-12-04
+# (torch 2.11, ../shared/device/README.md), they say so.
+PRIOR_IMPORTS = 20  # seconds of this process's imports and CUDA context before the first part
+PRIOR_GRAPH_TESTS = 120  # seconds of `pytest tests/test_graphs.py` on a GPU, its startup included (a guess)
+PRIOR_STARTUP = 15  # seconds of a script's subprocess before its first step: imports, CUDA context, envs
+PRIOR_RUN = 8  # seconds of an in-process compare run of sac.py's size (times WEIGHT), graph capture included
+PRIOR_COMPILE = 60  # seconds of inductor for sac.py's update (times WEIGHT)
+PRIOR_GRAPH_BREAKS = 20  # seconds to trace sac.py's functions with torch._dynamo.explain (times WEIGHT)
+# eager calls/s, measured on the H200 on 2026-12-04 (README's table; sac.py's and td3.py's update, mbpo.py's three)
+PRIOR_EAGER_RATES = {"sac.py": {"update": 109}, "td3.py": {"update": 181},
+                     "mbpo.py": {"update": 121, "model_step": 296, "rollout_step": 324}}
+# a CUDA graph's speedup over eager: the H200's eager sac.py update took ~10 ms of wall time for 0.85 ms of GPU work
+# (its profile), so a graph could be ~10x faster; 4x leaves room for what a replay and its input copies cost
+PRIOR_GRAPH_SPEEDUP = 4
+# GPU time of a captured step grows ~6 % per seed beyond the first (H200, scaling.py: 190 µs at 1 seed, 276 µs at 8)
+PRIOR_SEED_COST = 0.06
+PRIOR_HOST_STEP = 0.002  # seconds of host work per env step outside the graphs: the action, buffer adds, logging
+PRIOR_SAMPLE = 0.0002  # seconds to draw one minibatch outside the graph (~20 eager launches)
+PRIOR_ENV_STEP = 0.0001  # seconds of one Hopper-v5 step (per seed)
+
+RECORDED_CALLS = 8  # calls kept per function, timed in turn (td3.py's alternate: with the actor, without)
 E2E_ENV = "Hopper-v5"
 
 
@@ -105,8 +134,8 @@ class Budget:
     """The seconds left of --budget, and how long a part will take: its prior, times the largest ratio of measured to
     prior seconds among the earlier parts of its kind (1 before any)."""
 
-    def __init__(self, seconds: float, table: Table):
-        self.seconds, self.table, self.ratios = seconds, table, {}
+    def __init__(self, seconds: float):
+        self.seconds, self.table, self.ratios = seconds, None, {}
 
     def left(self) -> float:
         return self.seconds - (time.monotonic() - START)
@@ -157,24 +186,128 @@ def recording_compile(record: dict, compile_=None):
     return compile_and_record
 
 
-class Check:
-    """The check's settings, table and budget, and what its parts measure for the later ones."""
+def script_env() -> dict:
+    """The environment of a subprocess: this checkout first on the path, before what PYTHONPATH held (an offline GPU
+    machine's wheels)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
-    def __init__(self, a: argparse.Namespace, table: Table, budget: Budget, columns: dict):
-        self.a, self.table, self.budget, self.columns = a, table, budget, columns
-        self.reference, self.compiled = next(iter(columns)), next(c for c in columns if "--compile" in c)
-        self.log_dir = tempfile.mkdtemp(prefix="freelunch-gpu-check-")
-        self.recorded = {}  # script -> {function name: (uncompiled function, [(args, kwargs)])}
+
+class Check:
+    """The check's settings, its plan and budget, and what its parts measure for the later ones."""
+
+    def __init__(self, a: argparse.Namespace):
+        self.a, self.table, self.budget = a, None, Budget(a.budget)
+        if a.device == "cuda":
+            self.columns = {"`--no-cuda-graph`": ["--no-cuda-graph"], "default": []}
+        else:
+            self.columns = {"default": []}
+        if a.compile:
+            self.columns["`--compile`"] = ["--compile"]
+        self.reference = next(iter(self.columns))  # plain eager
+        self.compiled = "`--compile`"
+        self.log_dir = None  # made by start()
         self.rates = {}  # (script, function name, column) -> calls/s
         self.run_seconds = {}  # (script, column) -> seconds of its in-process run (compilation and capture included)
+        self.e2e_results = {}  # column -> (learning steps, env steps/s over all, steady env steps/s or None)
         self.torch_compile = torch.compile  # the real one (under --cpu-smoke, the "eager" backend's)
-        self.failures = 0  # parts that failed and graph-break counts other than 0: the check's exit status
-        # the smoke: part 2 on mbpo.py alone (its three functions take every path), part 3 in the default column alone
-        # (the CPU's --compile would be inductor's minutes of C++ compilation), part 4 with 2 processes
-        self.compared = ("mbpo.py",) if a.cpu_smoke else SCRIPTS
-        self.e2e_columns = ["default"] if a.cpu_smoke else ["default", self.compiled, self.reference]
+        self.failures = 0  # failed parts and graph tests, graph-break counts other than 0: the check's exit status
+        self.compared = ("mbpo.py",) if a.cpu_smoke else COMPARED
+        self.e2e_columns = ["default", *([self.compiled] if a.compile and not a.cpu_smoke else [])]
         self.process_counts = (2,) if a.cpu_smoke else (4, 8)
-        self.seed_counts = {"mbpo.py": (1, 2), "sac.py": (1, 2)} if a.cpu_smoke else {"mbpo.py": (1, 4, 8, 16), "sac.py": (1, 8, 32)}
+        self.seed_counts = ({"mbpo.py": (1, 2), "sac.py": (1, 2)} if a.cpu_smoke
+                            else {"mbpo.py": (1, 8, 16), "sac.py": (1, 8, 32)})
+        self.sac_steps = (50, 20) if a.cpu_smoke else (1000, 1000)  # random, then learning steps
+
+    def start(self, table: Table):
+        self.table = self.budget.table = table
+        self.log_dir = tempfile.mkdtemp(prefix="freelunch-gpu-check-")
+
+    # the priors: each part's seconds before it is measured (the plan's), or from what earlier parts measured
+
+    def run_prior(self, script: str, column: str) -> float:
+        return (PRIOR_RUN + (PRIOR_COMPILE if "--compile" in self.columns[column] else 0)) * WEIGHT[script]
+
+    def timing_prior(self, script: str, columns: int) -> float:
+        return self.a.rate_seconds * FUNCTIONS.get(script, 1) * columns + 2
+
+    def rate_of(self, script: str, name: str, column: str) -> float:
+        """calls/s of `script`'s function `name` in `column`: measured by part 2, else its prior."""
+        graphs = self.a.device == "cuda" and "--no-cuda-graph" not in self.columns[column]
+        prior = PRIOR_EAGER_RATES[script][name] * (PRIOR_GRAPH_SPEEDUP if graphs else 1)
+        return self.rates.get((script, name, column), prior)
+
+    def compile_seconds(self, script: str, column: str) -> float:
+        """Seconds a subprocess of `script` in `column` spends compiling: part 2's run, else the prior."""
+        if "--compile" not in self.columns[column]:
+            return 0
+        return self.run_seconds.get((script, column), self.run_prior(script, column))
+
+    @property
+    def e2e(self) -> dict:
+        """mbpo.py's end-to-end run: random steps, retrain interval, model steps per retrain, replay ratio, flags."""
+        if self.a.cpu_smoke:
+            return {"learning_starts": 50, "model_train_freq": 5, "model_train_steps": 2, "replay_ratio": 2,
+                    "rollouts": 8, "flags": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps",
+                                             "2", "--model-train-freq", "5", "--replay-ratio", "2",
+                                             "--rollouts-per-step", "8"]}
+        from mbpo import Args  # noqa: E402  (its defaults are the paper's)
+
+        d = Args()
+        return {"learning_starts": 1000, "model_train_freq": d.model_train_freq, "model_train_steps": d.model_train_steps,
+                "replay_ratio": d.replay_ratio, "rollouts": d.rollouts_per_step, "flags": []}
+
+    def e2e_seconds(self, column: str, steps: int, num_seeds: int = 1) -> float:
+        """Predicted seconds of one mbpo.py subprocess in `column` for `steps` learning steps at `num_seeds` seeds."""
+        e, r = self.e2e, {name: self.rate_of("mbpo.py", name, column) for name in PRIOR_EAGER_RATES["mbpo.py"]}
+        model_steps = e["model_train_steps"] * max(1.0, steps / e["model_train_freq"])
+        gpu = steps * (e["replay_ratio"] / r["update"] + 1 / r["rollout_step"]) + model_steps / r["model_step"]
+        host = steps * (PRIOR_HOST_STEP + e["replay_ratio"] * PRIOR_SAMPLE) \
+            + (e["learning_starts"] + steps) * PRIOR_ENV_STEP * num_seeds
+        return (PRIOR_STARTUP + self.compile_seconds("mbpo.py", column)
+                + gpu * (1 + PRIOR_SEED_COST * (num_seeds - 1)) + host)
+
+    def sac_seconds(self, column: str, num_seeds: int) -> float:
+        """Predicted seconds of one sac.py subprocess in `column` at `num_seeds` seeds (part 4's run)."""
+        start, steps = self.sac_steps
+        gpu = steps / self.rate_of("sac.py", "update", column) * (1 + PRIOR_SEED_COST * (num_seeds - 1))
+        host = steps * (PRIOR_HOST_STEP + PRIOR_SAMPLE) + (start + steps) * PRIOR_ENV_STEP * num_seeds
+        return PRIOR_STARTUP + self.compile_seconds("sac.py", column) + gpu + host
+
+    def e2e_steps(self, column: str) -> int:
+        """Learning steps for an end-to-end run in `column`: model_train_freq + 1 (two retrains, so the steady rate is
+        measured) if that fits in the budget, else as many as fit (0: not even one)."""
+        ratio = max(self.budget.ratios.get("e2e", [1.0]))
+        return next((n for n in range(self.e2e["model_train_freq"] + 1, 0, -1)
+                     if self.e2e_seconds(column, n) * ratio <= self.budget.left()), 0)
+
+    def plan(self) -> list[tuple[str, float]]:
+        """What --parts will run, each with its prior seconds (before anything is measured), this process's imports
+        first."""
+        steps, rows = self.e2e["model_train_freq"] + 1, [("imports", PRIOR_IMPORTS)]
+        for part in self.a.parts:
+            if part == "tests":
+                rows.append(("tests", PRIOR_GRAPH_TESTS))
+            if part == "graph-breaks":
+                rows += [(f"{script} graph breaks", PRIOR_GRAPH_BREAKS * WEIGHT[script]) for script in SCRIPTS]
+            if part == "compare":
+                for script in self.compared:
+                    rows += [(f"{script} {column} run", self.run_prior(script, column)) for column in self.columns]
+                    if self.compiled in self.columns:  # the second compiled run, with fallback_random
+                        rows.append((f"{script} {self.compiled} run (fallback_random)",
+                                     self.run_prior(script, self.compiled)))
+                    rows.append((f"{script} calls/s", self.timing_prior(script, len(self.columns))))
+            if part == "e2e":
+                rows += [(f"mbpo.py end to end, {column}", self.e2e_seconds(column, steps)) for column in self.e2e_columns]
+            if part == "seeds":
+                rows += [(f"mbpo.py --num-seeds {n}", self.e2e_seconds("default", steps, n))
+                         for n in self.seed_counts["mbpo.py"] if n > 1 or "e2e" not in self.a.parts]
+                rows += [(f"sac.py --num-seeds {n}", self.sac_seconds("default", n)) for n in self.seed_counts["sac.py"]]
+            if part == "processes":
+                rows += [(f"{n} mbpo.py processes", self.e2e_seconds("default", steps) * max(1.0, n / 2))
+                         for n in self.process_counts]
+        return rows
+
+    # running the parts
 
     def device_flags(self) -> list[str]:
         return ["--cuda" if self.a.device == "cuda" else "--no-cuda"]
@@ -223,8 +356,51 @@ class Check:
         self.budget.took(kind, prior, time.monotonic() - tic)
         return result
 
+    def graph_tests(self):
+        """Part 1: tests/test_graphs.py in a subprocess (under --cpu-smoke its first test alone), a row per test."""
+        if not (ROOT / GRAPH_TESTS).exists():
+            self.table.row(f"{GRAPH_TESTS} not found", note="no graph == eager tests in this checkout")
+            return
+        pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+
+        def part():
+            tic, targets = time.monotonic(), [GRAPH_TESTS]
+            if self.a.cpu_smoke:
+                listed = subprocess.run([*pytest, "-q", "--collect-only", GRAPH_TESTS], cwd=ROOT, env=script_env(),
+                                        capture_output=True, text=True, timeout=max(1.0, self.budget.left()))
+                targets = [line for line in listed.stdout.splitlines() if "::" in line][:1] or targets
+            job = subprocess.Popen([*pytest, "-v", "-rA", *targets], cwd=ROOT, env=script_env(), text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                output, stopped = job.communicate(timeout=max(1.0, self.budget.left()))[0], False
+            except subprocess.TimeoutExpired:
+                job.kill()
+                output, stopped = job.communicate()[0], True
+            return graph_test_outcomes(output), job.returncode, output, stopped, time.monotonic() - tic, targets
+
+        result = self.attempt("graph tests", "tests", PRIOR_GRAPH_TESTS, part)
+        if result is None:
+            return
+        outcomes, returncode, output, stopped, seconds, targets = result
+        counts = {}
+        for _, outcome, _ in outcomes:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        failed = sum(n for outcome, n in counts.items() if outcome in ("failed", "error"))
+        if returncode not in (0, 5) and not failed and not stopped:  # e.g. a collection error: no test line at all
+            reason = next((line[1:].strip() for line in output.splitlines() if line.startswith("E ")), last_lines(output))
+            failed, outcomes = 1, [*outcomes, (GRAPH_TESTS, "error", one_line(reason, 200))]
+        self.failures += failed
+        counted = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no test ran"
+        note = f"{seconds:.0f} s" + ("; stopped at the end of the budget" if stopped else "") \
+            + ("; smoke: the first test alone" if self.a.cpu_smoke else "")
+        self.table.row(f"{shlex.join(targets)}: {counted}",
+                       {"default": "failed" if failed else "stopped" if stopped else "ok"}, note)
+        for test, outcome, reason in outcomes:
+            self.table.row(f"graph test {test.split('::', 1)[-1]}", {"default": outcome}, reason)
+
     def graph_breaks(self, script: str):
-        """Part 1: each function `script` compiles, traced by torch._dynamo.explain with its loop's arguments."""
+        """Part graph-breaks: each function `script` compiles, traced by torch._dynamo.explain with its loop's
+        arguments."""
         def part():
             record = {}
             self.in_process(script, [*self.script_argv(script, 2), "--compile",
@@ -251,27 +427,37 @@ class Check:
             if not record:
                 self.table.row(f"{script}: graph breaks", {self.compiled: "none compiled"},
                                "--compile compiled no function: nothing to count")
-            self.recorded[script] = record
-        self.attempt(f"{script} graph breaks", "graph breaks", PRIOR["graph breaks"] * WEIGHT[script], part)
+        self.attempt(f"{script} graph breaks", "graph breaks", PRIOR_GRAPH_BREAKS * WEIGHT[script], part)
 
     def compare_and_time(self, script: str):
         """Part 2: a run per column, parameters against the plain eager one, then calls/s of each function."""
-        runs, record = {}, {}
+        runs, record, argv = {}, {}, self.script_argv(script, self.a.compare_steps)
         for column, flags in self.columns.items():
             kind = "compiled run" if "--compile" in flags else "run"
 
             def part():
                 tic = time.monotonic()
-                run = self.in_process(script, [*self.script_argv(script, self.a.compare_steps), *flags],
-                                      record if "--compile" in flags else None, self.torch_compile)
+                if column == self.reference:  # the functions and their arguments recorded, nothing compiled
+                    run = self.in_process(script, [*argv, *flags, "--compile"], record)
+                else:
+                    run = self.in_process(script, [*argv, *flags], None, self.torch_compile)
                 self.run_seconds[script, column] = time.monotonic() - tic
                 return run
-            runs[column] = self.attempt(f"{script} {column} run", kind, PRIOR[kind] * WEIGHT[script], part)
+            runs[column] = self.attempt(f"{script} {column} run", kind, self.run_prior(script, column), part)
         runs = {column: run for column, run in runs.items() if run is not None}
+        compared = dict(runs)  # the runs whose parameters are compared with the eager one's
+        if self.compiled in runs:  # its random numbers drawn as eager draws them, in this run alone
+            from torch._inductor import config as inductor_config
+
+            def part():
+                with inductor_config.patch(fallback_random=True):
+                    return self.in_process(script, [*argv, *self.columns[self.compiled]], None, self.torch_compile)
+            compared[self.compiled] = self.attempt(f"{script} {self.compiled} run with fallback_random",
+                                                   "compiled run", self.run_prior(script, self.compiled), part)
         if self.reference in runs and len(runs) > 1:
             cells, notes = {self.reference: "reference"}, []
-            for column, run in runs.items():
-                if column == self.reference:
+            for column, run in compared.items():
+                if column == self.reference or run is None:
                     continue
                 try:
                     absolute, relative, worst = parameter_difference(run, runs[self.reference])
@@ -282,134 +468,107 @@ class Check:
                     continue
                 cells[column] = f"abs {absolute:.1e}, rel {relative:.1e}"
                 notes.append(f"{column}: worst {worst}" if relative > 0 else "")
+            if self.compiled in compared:
+                notes.append(f"{self.compiled}: its second run, with inductor's fallback_random")
             self.table.row(f"{script}: parameters after {self.a.compare_steps} learning steps, max difference from "
                            f"{self.reference}", cells, "; ".join(n for n in notes if n))
-        functions = self.recorded.get(script) or record
-        if not functions or not runs:
+        if not record or self.reference not in runs:
             return
-        seconds = self.a.rate_seconds * len(functions) * len(runs) + 5
-        rates = self.attempt(f"{script} calls/s", "timing", seconds, lambda: {
-            (name, column): rate(run[name], calls, self.a.calls, self.a.rate_seconds)
-            for name, (_, calls) in functions.items() for column, run in runs.items()})
-        for name in functions if rates else ():
+
+        def timing():  # the eager column calls the function itself, the others what their run's loop calls
+            return {(name, column): rate(fn if column == self.reference else run[name], calls, self.a.calls,
+                                         self.a.rate_seconds)
+                    for name, (fn, calls) in record.items() for column, run in runs.items()}
+        rates = self.attempt(f"{script} calls/s", "timing", self.timing_prior(script, len(runs)), timing)
+        for name in record if rates else ():
             for column in runs:
                 self.rates[script, name, column] = rates[name, column]
-            self.table.row(f"{script} `{name}` calls/s", {column: f"{rates[name, column]:.1f}" for column in runs})
-
-    @property
-    def e2e(self) -> dict:
-        """mbpo.py's end-to-end run: random steps, retrain interval, model steps per retrain, replay ratio, flags."""
-        if self.a.cpu_smoke:
-            return {"learning_starts": 50, "model_train_freq": 5, "model_train_steps": 2, "replay_ratio": 2,
-                    "flags": ["--hidden-dim", "16", "--model-hidden-dim", "16", "--model-train-steps", "2",
-                              "--model-train-freq", "5", "--replay-ratio", "2", "--rollouts-per-step", "8"]}
-        from mbpo import Args  # noqa: E402  (its defaults are the paper's)
-
-        d = Args()
-        return {"learning_starts": 1000, "model_train_freq": d.model_train_freq,
-                "model_train_steps": d.model_train_steps, "replay_ratio": d.replay_ratio, "flags": []}
-
-    def e2e_seconds(self, column: str, steps: int) -> float:
-        """Predicted seconds of one end-to-end run in `column` for `steps` learning steps, from part 2's mbpo.py rates
-        and run time (compilation and capture), else from PRIOR and PRIOR_RATES."""
-        e = self.e2e
-        r = {name: self.rates.get(("mbpo.py", name, column), prior) for name, prior in PRIOR_RATES.items()}
-        once = self.run_seconds.get(("mbpo.py", column),
-                                    PRIOR["e2e compile"] if "--compile" in self.columns[column] else 0)
-        per_step = (e["replay_ratio"] / r["update"] + 1 / r["rollout_step"]
-                    + e["model_train_steps"] / e["model_train_freq"] / r["model_step"] + 0.002)
-        return PRIOR["e2e startup"] + once + e["model_train_steps"] / r["model_step"] + steps * per_step
-
-    def e2e_steps(self, column: str) -> int:
-        """Learning steps for an end-to-end run in `column`: model_train_freq + 1 (two retrains, so the steady rate is
-        measured) if that fits in the budget, else as many as fit (0: not even one)."""
-        ratio = max(self.budget.ratios.get("e2e", [1.0]))
-        return next((n for n in range(self.e2e["model_train_freq"] + 1, 0, -1)
-                     if self.e2e_seconds(column, n) * ratio <= self.budget.left()), 0)
+            speedups = [f"{column} {rates[name, column] / rates[name, self.reference]:.1f}x" for column in runs
+                        if column != self.reference]
+            self.table.row(f"{script} `{name}` calls/s", {column: f"{rates[name, column]:.1f}" for column in runs},
+                           f"vs {self.reference}: " + ", ".join(speedups) if speedups else "")
 
     def end_to_end(self):
         """Part 3: mbpo.py at the paper's defaults, one process per column (default first, the others at its number of
         learning steps if they fit)."""
         e = self.e2e
         steps = max(1, self.e2e_steps("default"))  # 0: the default run does not fit, and its attempt says so
-        results = {}
         for column in self.e2e_columns:
             per_process = self.attempt(f"mbpo.py end to end, {column}, {steps} learning steps", "e2e",
                                        self.e2e_seconds(column, steps),
                                        lambda: self.mbpo_processes(self.columns[column], steps, 1))
             if per_process:
-                results[column] = per_process[0]
-        if not results:
+                self.e2e_results[column] = (steps, *per_process[0])
+        if not self.e2e_results:
             return
         sizes = "tiny sizes (smoke)" if self.a.cpu_smoke else "paper defaults"
         what = f"mbpo.py end to end, {E2E_ENV}, {sizes}, {steps} learning steps after {e['learning_starts']} random"
-        self.table.row(f"{what}: env steps/s over all of them (compilation, capture, first retrain included)",
-                       {c: f"{whole:.2f}" for c, (whole, _) in results.items()})
+        self.table.row(f"{what}: env steps/s over all of them (capture, compilation, first retrain included)",
+                       {c: f"{whole:.2f}" for c, (_, whole, _) in self.e2e_results.items()})
         if steps > e["model_train_freq"]:
             self.table.row(f"{what}: env steps/s over the {e['model_train_freq']} after the first (steady: one retrain "
-                           f"per {e['model_train_freq']})", {c: f"{steady:.2f}" for c, (_, steady) in results.items()})
+                           f"per {e['model_train_freq']})",
+                           {c: f"{steady:.2f}" for c, (_, _, steady) in self.e2e_results.items()})
         else:
             self.table.row("skipped: mbpo.py end to end, steady rate",
                            note=f"needs {e['model_train_freq'] + 1} learning steps (a second retrain); "
                                 f"the budget allowed {steps}")
-        self.best = max(results, key=lambda c: results[c][1] or results[c][0])
-        self.best_steps, one = steps, results[self.best][1] or results[self.best][0]
-        self.table.row(f"1 mbpo.py process ({self.best}), {E2E_ENV}, seed-steps/s "
-                       f"({'steady' if results[self.best][1] else 'all steps'})", {self.best: f"{one:.2f}"})
+
+    def seeds(self):
+        """Part 4: several seeds in one process (--num-seeds) with CUDA graphs (the default column): mbpo.py at part
+        3's learning steps (its run is the one seed's), sac.py end to end; seed-steps/s in all."""
+        steps = self.e2e_results["default"][0] if "default" in self.e2e_results else max(1, self.e2e_steps("default"))
+        for num_seeds in self.seed_counts["mbpo.py"]:
+            what = f"mbpo.py --num-seeds {num_seeds}, {E2E_ENV}, {steps} learning steps, seed-steps/s"
+            if num_seeds == 1 and "default" in self.e2e_results:
+                _, whole, steady = self.e2e_results["default"]
+                note = "part 3's run"
+            else:
+                flags = ["--num-seeds", str(num_seeds)]
+                per_process = self.attempt(f"mbpo.py --num-seeds {num_seeds}", "e2e",
+                                           self.e2e_seconds("default", steps, num_seeds),
+                                           lambda: self.mbpo_processes(flags, steps, 1))
+                if not per_process:
+                    continue
+                (whole, steady), note = per_process[0], ""
+            self.table.row(f"{what} ({'steady' if steady is not None else 'all steps'})",
+                           {"default": f"{num_seeds * (steady if steady is not None else whole):.2f}"}, note)
+        start, steps = self.sac_steps
+        for num_seeds in self.seed_counts["sac.py"]:
+            command = [sys.executable, str(ROOT / "sac.py"), "--env", E2E_ENV, "--num-seeds", str(num_seeds),
+                       "--learning-starts", str(start), "--total-timesteps", str(start + steps), "--eval-interval",
+                       str(10**9), "--eval-episodes", "1", "--checkpoint-interval", "0",
+                       "--log-dir", tempfile.mkdtemp(dir=self.log_dir), *self.device_flags(),
+                       *(["--hidden-dim", "16"] if self.a.cpu_smoke else [])]
+            sps = self.attempt(f"sac.py --num-seeds {num_seeds}", "e2e", self.sac_seconds("default", num_seeds),
+                               lambda: self.learning_rate(command))
+            if sps:
+                self.table.row(f"sac.py --num-seeds {num_seeds}, {E2E_ENV}, {steps} learning steps after {start} "
+                               f"random, seed-steps/s", {"default": f"{num_seeds * sps:.1f}"})
 
     def processes(self):
-        """Part 4: several mbpo.py processes at once in the fastest column of part 3 (default if it did not run), at its
-        number of learning steps."""
-        best = getattr(self, "best", "default")
-        steps = getattr(self, "best_steps", None) or max(1, self.e2e_steps(best))
-        single = self.e2e_seconds(best, steps)
+        """Part processes: several mbpo.py processes at once with CUDA graphs, at part 3's learning steps."""
+        steps = self.e2e_results["default"][0] if "default" in self.e2e_results else max(1, self.e2e_steps("default"))
         for processes in self.process_counts:
-            prior = single * max(1.0, processes / 2)  # assumes the GPU serves at least two processes' worth at once
-            per_process = self.attempt(f"{processes} mbpo.py processes at once ({best})", "processes", prior,
-                                       lambda: self.mbpo_processes(self.columns[best], steps, processes))
+            prior = self.e2e_seconds("default", steps) * max(1.0, processes / 2)  # the GPU serves two at once at least
+            per_process = self.attempt(f"{processes} mbpo.py processes at once", "e2e", prior,
+                                       lambda: self.mbpo_processes([], steps, processes))
             if not per_process:
                 continue
             rates = [steady if steady is not None else whole for whole, steady in per_process]
-            self.table.row(f"{processes} mbpo.py processes at once ({best}), {E2E_ENV}, {steps} learning steps, "
-                           f"seed-steps/s in all ({'steady' if per_process[0][1] is not None else 'all steps'})",
-                           {best: f"{sum(rates):.2f}"}, f"each {min(rates):.2f}-{max(rates):.2f}")
-
-    def seeds(self):
-        """Part 5: several seeds in one process (--num-seeds) in the fastest column of part 3 (default if it did not
-        run): mbpo.py at part 3's learning steps, sac.py end to end; seed-steps/s in all."""
-        best = getattr(self, "best", "default")
-        steps = getattr(self, "best_steps", None) or max(1, self.e2e_steps(best))
-        for num_seeds in self.seed_counts["mbpo.py"]:
-            flags = [*self.columns[best], "--num-seeds", str(num_seeds)]
-            per_process = self.attempt(f"mbpo.py --num-seeds {num_seeds} ({best})", "seeds",
-                                       self.e2e_seconds(best, steps) * (1 + num_seeds / 4),
-                                       lambda: self.mbpo_processes(flags, steps, 1))
-            if per_process:
-                whole, steady = per_process[0]
-                self.table.row(f"mbpo.py --num-seeds {num_seeds} ({best}), {E2E_ENV}, {steps} learning steps, seed-steps/s "
-                               f"({'steady' if steady is not None else 'all steps'})",
-                               {best: f"{num_seeds * (steady if steady is not None else whole):.2f}"})
-        start, steps = (50, 20) if self.a.cpu_smoke else (1000, 2000)
-        for num_seeds in self.seed_counts["sac.py"]:
-            command = [sys.executable, str(ROOT / "sac.py"), "--env", E2E_ENV, "--num-seeds", str(num_seeds),
-                       "--learning-starts", str(start), "--total-timesteps", str(start + steps), "--eval-interval", str(10**9),
-                       "--eval-episodes", "1", "--checkpoint-interval", "0", "--log-dir", tempfile.mkdtemp(dir=self.log_dir),
-                       *self.device_flags(), *self.columns[best], *(["--hidden-dim", "16"] if self.a.cpu_smoke else [])]
-            rate = self.attempt(f"sac.py --num-seeds {num_seeds} ({best})", "seeds", 30 + num_seeds,
-                                lambda: self.learning_rate(command))
-            if rate:
-                self.table.row(f"sac.py --num-seeds {num_seeds} ({best}), {E2E_ENV}, {steps} learning steps after {start} "
-                               f"random, seed-steps/s", {best: f"{num_seeds * rate:.1f}"})
+            self.table.row(f"{processes} mbpo.py processes at once, {E2E_ENV}, {steps} learning steps, seed-steps/s "
+                           f"in all ({'steady' if per_process[0][1] is not None else 'all steps'})",
+                           {"default": f"{sum(rates):.2f}"}, f"each {min(rates):.2f}-{max(rates):.2f}")
 
     def learning_rate(self, command: list[str]) -> float:
         """The env steps/s of a script's learning phase, from its final progress line; TimeoutError past the budget."""
         try:
-            result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                                    text=True, timeout=max(1.0, self.budget.left()))
+            result = subprocess.run(command, cwd=ROOT, env=script_env(), capture_output=True, text=True,
+                                    timeout=max(1.0, self.budget.left()))
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"{command[1]} ran past the budget")
         if result.returncode != 0:
-            raise RuntimeError(f"exited with {result.returncode}: {(result.stdout + result.stderr).strip().splitlines()[-1:]}")
+            raise RuntimeError(f"exited with {result.returncode}: {last_lines(result.stdout + result.stderr)}")
         return float(re.findall(r"\| learning \| SPS ([\d.e+]+)", result.stdout)[-1])
 
     def mbpo_processes(self, flags: list[str], steps: int, processes: int) -> list[tuple]:
@@ -422,9 +581,8 @@ class Check:
                    "--eval-interval", str(10**9), "--eval-episodes", "1", "--checkpoint-interval", "0",
                    "--log-interval", str(e["model_train_freq"]), *self.device_flags(), *e["flags"], *flags]
         run_dirs = [tempfile.mkdtemp(dir=self.log_dir, prefix=f"e2e_{processes}_") for _ in range(processes)]
-        jobs = [subprocess.Popen([*command, "--seed", str(seed), "--log-dir", run_dir], cwd=ROOT,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+        jobs = [subprocess.Popen([*command, "--seed", str(seed), "--log-dir", run_dir], cwd=ROOT, env=script_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 for seed, run_dir in enumerate(run_dirs, 1)]
         outputs = []
         try:
@@ -438,7 +596,7 @@ class Check:
         results = []
         for job, output, run_dir in zip(jobs, outputs, run_dirs):
             if job.returncode != 0:
-                raise RuntimeError(f"mbpo.py exited with {job.returncode}: {output.strip().splitlines()[-1:]}")
+                raise RuntimeError(f"mbpo.py exited with {job.returncode}: {last_lines(output)}")
             whole = float(re.findall(r"\| learning \| SPS ([\d.e+]+)", output)[-1])
             steady = None
             if steps > e["model_train_freq"]:
@@ -446,6 +604,20 @@ class Check:
                 steady = e["model_train_freq"] / (second - first)
             results.append((whole, steady))
         return results
+
+
+def graph_test_outcomes(output: str) -> list[tuple[str, str, str]]:
+    """(test id, outcome, reason) of each test in pytest's `-v -rA` output: outcomes from its per-test lines (printed
+    as each test ends, so a run stopped early keeps them), reasons from its short summary."""
+    outcomes, reasons = {}, {}
+    for line in output.splitlines():
+        if m := re.fullmatch(r"(\S+::.+?) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)(?: \((.*)\))? +\[ *\d+%\]", line):
+            outcomes[m[1]] = m[2].lower()
+            if m[3]:
+                reasons[m[1]] = m[3]
+        elif m := re.fullmatch(r"(?:FAILED|ERROR) (\S+::.+?) - (.*)", line):
+            reasons[m[1]] = m[2]
+    return [(test, outcome, one_line(reasons.get(test, ""), 200)) for test, outcome in outcomes.items()]
 
 
 def step_end_times(run_dir: str, steps: tuple) -> list[float]:
@@ -506,32 +678,49 @@ def break_reason(reason) -> str:
     return (f"{Path(where.filename).name}:{where.lineno}: " if where else "") + reason.reason
 
 
+def last_lines(text: str, count: int = 3) -> str:
+    return " / ".join(text.strip().splitlines()[-count:])
+
+
 def one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split()).replace("|", "/")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def main(argv: list[str]) -> int:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="every part on the CPU at tiny sizes (the tests run it)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the `--compile` column and the graph-breaks part (inductor: minutes per function)")
     parser.add_argument("--budget", type=float, default=480, help="seconds the whole check may take (default 480)")
     parser.add_argument("--out", help="also append the table to this Markdown file")
     parser.add_argument("--env", default="Hopper-v5", help="env whose sizes the in-process runs use")
-    parser.add_argument("--calls", type=int, default=200, help="timed calls per function and column, at most")
-    parser.add_argument("--rate-seconds", type=float, default=2.0, help="seconds per function and column, at most")
-    parser.add_argument("--compare-steps", type=int, default=20, help="learning steps before parameters are compared")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help=f"the parts to run, in this order (default: {','.join(PARTS)})")
+    parser.add_argument("--calls", type=int, default=100, help="timed calls per function and column, at most")
+    parser.add_argument("--rate-seconds", type=float, default=1.0, help="seconds per function and column, at most")
+    parser.add_argument("--compare-steps", type=int, default=10, help="learning steps before parameters are compared")
+    parser.add_argument("--parts", help=f"the parts to run, in the order {','.join(PARTS)} (default: "
+                                        f"{','.join(DEFAULT_PARTS)}; --compile adds graph-breaks, which implies it)")
     a = parser.parse_args(argv)
     if a.budget <= 0 or a.calls < 1 or a.rate_seconds <= 0 or a.compare_steps < 1:
         sys.exit("error: --budget and --rate-seconds must be > 0, --calls and --compare-steps >= 1")
-    a.parts = a.parts.split(",")
-    if not set(a.parts) <= set(PARTS):
-        unknown = ",".join(sorted(set(a.parts) - set(PARTS)))
-        sys.exit(f"error: --parts {unknown} unknown; the parts are {','.join(PARTS)}")
+    if a.parts is None:
+        asked = PARTS if a.cpu_smoke else DEFAULT_PARTS + (("graph-breaks",) if a.compile else ())
+    else:
+        asked = a.parts.split(",")
+        if not set(asked) <= set(PARTS):
+            unknown = ",".join(sorted(set(asked) - set(PARTS)))
+            sys.exit(f"error: --parts {unknown} unknown; the parts are {','.join(PARTS)}")
+    a.parts = [part for part in PARTS if part in asked]
+    a.compile = a.compile or "graph-breaks" in a.parts  # its counts are the `--compile` column's
     a.device = "cpu" if a.cpu_smoke else "cuda"
     if a.cpu_smoke:
-        a.calls, a.rate_seconds, a.env = 3, 0.5, "InvertedPendulum-v5"
+        a.calls, a.rate_seconds, a.env, a.compile = 3, 0.5, "InvertedPendulum-v5", True
+    return a
+
+
+def main(argv: list[str]) -> int:
+    a = parse(argv)
+    if a.cpu_smoke:
         compile_ = torch.compile
         torch.compile = lambda fn=None, **kw: compile_(fn, **{**kw, "backend": "eager", "mode": None})
     elif not torch.cuda.is_available():
@@ -543,19 +732,18 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         sys.exit(f"error: cannot write --out {a.out!r} ({e.strerror})")
     if a.device == "cuda":
-        from torch._inductor import config as inductor_config
-
-        inductor_config.fallback_random = True  # compiled graphs draw the eager random numbers
-        columns = {"`--no-cuda-graph`": ["--no-cuda-graph"], "default": [], "`--compile`": ["--compile"]}
         device = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
     else:
-        columns = {"default": [], "`--compile`": ["--compile"]}
         device = f"CPU ({platform.processor() or platform.machine()}; smoke: timings mean nothing)"
-    table = Table(columns, a.out, [
+    check = Check(a)
+    plan, smoke_note = check.plan(), ", a GPU's: the smoke takes far less" if a.cpu_smoke else ""
+    check.start(Table(check.columns, a.out, [
         f"## gpu_check: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"command: `python {shlex.join(['benchmark/gpu_check.py', *argv])}`; budget {a.budget:.0f} s"])
-    check = Check(a, table, Budget(a.budget, table), columns)
+        f"command: `python {shlex.join(['benchmark/gpu_check.py', *argv])}`; budget {a.budget:.0f} s",
+        f"plan (priors, s{smoke_note}): {sum(s for _, s in plan):.0f} = " + " + ".join(f"{what} {s:.0f}" for what, s in plan)]))
     for part in a.parts:
+        if part == "tests":
+            check.graph_tests()
         if part == "graph-breaks":
             for script in SCRIPTS:
                 check.graph_breaks(script)
@@ -564,12 +752,13 @@ def main(argv: list[str]) -> int:
                 check.compare_and_time(script)
         if part == "e2e":
             check.end_to_end()
-        if part == "processes":
-            check.processes()
         if part == "seeds":
             check.seeds()
-    table.row(f"total: {time.monotonic() - START:.0f} s of the {a.budget:.0f} s budget",
-              note=f"{check.failures} failed part(s) or nonzero graph-break count(s)" if check.failures else "")
+        if part == "processes":
+            check.processes()
+    check.table.row(f"total: {time.monotonic() - START:.0f} s of the {a.budget:.0f} s budget",
+                    note=f"{check.failures} failed part(s) or test(s), or nonzero graph-break count(s)"
+                    if check.failures else "")
     return 1 if check.failures else 0
 
 
