@@ -7,8 +7,10 @@
 
 It reads every run under <root>/<experiment>/<task>/seed_<k>/ (benchmark/sweep.py's layout) with its own reader of
 the event files (TensorBoard's stops at the first damaged record; this one reads past it and says so) that keeps
-what TensorBoard shows (files in name order; a resume's purge, or a step logged again, drops the earlier values); of
-several run directories in one seed directory, the newest by its name's time. Or, with --from-csv, the runs.csv of an
+what TensorBoard shows (files in name order; a resume's purge, or a step logged again, drops the earlier values); a
+run directory's seed is the one its name says (<env>__<script>__<seed>__<time>: a --num-seeds process given a literal
+--log-dir puts all its seeds into one seed directory); of several run directories of one seed, the newest by its
+name's time. Or, with --from-csv, the runs.csv of an
 earlier report (when the runs themselves are gone). It writes
 - runs.csv, tidy: run, algorithm, variant, task, seed, step, tag, value (tags starting with --tags; default the
   evaluations, the diagnostics, the model's errors and training returns; --tags '' keeps all),
@@ -224,6 +226,13 @@ def started(run_dir: Path) -> tuple[int, str]:
     return int(stamp) if stamp.isdigit() else -1, run_dir.name
 
 
+def named_seed(run_dir: Path, default: int) -> int:
+    """The seed a run directory's name (env__script__seed__time) says; `default` (its seed directory's) when the name
+    says none. A --num-seeds process given a literal --log-dir puts every seed's run directory into that one folder."""
+    parts = run_dir.name.split("__")
+    return int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else default
+
+
 def seed_dir_names(seed_dir: str) -> tuple[str, str, int]:
     """(experiment, task, seed) of <experiment>/<task dir>/seed_<k>."""
     experiment, task, seed = seed_dir.split("/")
@@ -232,14 +241,21 @@ def seed_dir_names(seed_dir: str) -> tuple[str, str, int]:
 
 def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str, str], int] | None = None
                ) -> tuple[pd.DataFrame, dict[str, Marker]]:
-    """The tidy table of every run under root/<experiment>/<task>/seed_<k>/<run dir> (the newest run dir per seed) and
-    a Marker per seed directory, readable or not. `planned`: (experiment, task) -> the steps its protocol asks for."""
-    rows, markers = [], {}
+    """The tidy table of every run under root/<experiment>/<task>/seed_<k>/<run dir> and a Marker per seed, readable or
+    not. A run directory's seed is the one its name says (a --num-seeds process with a literal --log-dir writes every
+    seed's into one seed directory), its seed directory's when the name says none; of several run directories of one
+    seed, the newest by its name's time is read. `planned`: (experiment, task) -> the steps its protocol asks for."""
+    rows, markers, found = [], {}, {}
     for seed_dir in sorted(root.glob("*/*/seed_*")):
-        if not seed_dir.is_dir() or not seed_dir.name[5:].isdigit():
-            continue
-        key = str(seed_dir.relative_to(root))
+        if seed_dir.is_dir() and seed_dir.name[5:].isdigit():
+            found.setdefault(str(seed_dir.relative_to(root)), [])
+            for run_dir in {p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}:
+                key = str(seed_dir.parent.relative_to(root) / f"seed_{named_seed(run_dir, int(seed_dir.name[5:]))}")
+                found.setdefault(key, []).append(run_dir)
+    for key, run_dirs in sorted(found.items()):
         experiment, task, seed = seed_dir_names(key)
+        run_dirs = sorted(run_dirs, key=lambda d: (*started(d), str(d)))
+        seed_dir = run_dirs[-1].parent if run_dirs else root / key  # its run's: the process's finished.json and log
         try:
             finished = int(json.loads((seed_dir / FINISHED).read_text())["total_timesteps"])
         except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or not a marker: unfinished
@@ -250,7 +266,6 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
         steps, rule = next(((s, r) for s, r in [
             ((planned or {}).get((experiment, task)), "the protocol"), (recorded_steps(lines), "its stdout.log's last command"),
             (finished, "its finished.json")] if s is not None), (None, "not known"))
-        run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=started)
         problems, readable, wall_s = [], False, None
         if run_dirs:
             run_dir = run_dirs[-1]
@@ -258,9 +273,13 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
             variant = ("default" if experiment == algorithm else
                        experiment[len(algorithm) + 1:] if experiment.startswith(algorithm + "_") else experiment)
             scalars, problems, readable, wall_s = read_run_dir(run_dir, tags)
+            if seed_dir.name != f"seed_{seed}":
+                problems.append(f"its run directory is in {seed_dir.name}/ (a --num-seeds process given a literal "
+                                f"--log-dir), read as seed {seed} by its name")
             if len(run_dirs) > 1:
-                problems.append(f"{len(run_dirs)} run directories here: read the newest by the name's time, "
-                                f"{run_dir.name}; not read: {', '.join(d.name for d in run_dirs[:-1])}")
+                where = {d: d.name if d.parent == root / key else f"{d.parent.name}/{d.name}" for d in run_dirs}
+                problems.append(f"{len(run_dirs)} run directories of seed {seed}: read the newest by the name's time, "
+                                f"{where[run_dir]}; not read: {', '.join(where[d] for d in run_dirs[:-1])}")
             rows += [(str(run_dir.relative_to(root)), algorithm, variant, task, seed, step, tag, value)
                      for step, tag, value in scalars]
         elif finished is None and not lines:
@@ -280,12 +299,12 @@ def absent_markers(markers: dict[str, Marker], protocol: Protocol) -> dict[str, 
 
 
 def with_experiment(df: pd.DataFrame) -> pd.DataFrame:
-    """Adds `experiment` (sweep.py's name: algorithm, or algorithm_variant), `suite` and `seed_dir` (the run's
-    <experiment>/<task>/seed_<k>)."""
+    """Adds `experiment` (sweep.py's name: algorithm, or algorithm_variant), `suite` and `seed_dir` (the key of its
+    seed: <experiment>/<task>/seed_<its seed>, whichever seed directory holds its run directory)."""
     df = df.copy()
     df["experiment"] = [a if v == "default" else f"{a}_{v}" for a, v in zip(df.algorithm, df.variant)]
     df["suite"] = df.task.map(suite_of)
-    df["seed_dir"] = df.run.str.rsplit("/", n=1).str[0]
+    df["seed_dir"] = [f"{run.split('/')[0]}/{run.split('/')[1]}/seed_{seed}" for run, seed in zip(df.run, df.seed)]
     return df
 
 
@@ -746,9 +765,9 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
              "experiment and task, the furthest a finished run of it evaluated at within its steps. A run the "
              "verdicts do not use says why; damage to its event files (read past, never silently) is named with the "
              "last step read before it, and so are steps logged again without a purge (the later value kept, as "
-             "TensorBoard shows it) and run directories not read (of several in one seed directory, the newest by "
-             "its name's time is read). *wall time*: the span of its event files' records, summed over its attempts "
-             "(the start and each resume)"
+             "TensorBoard shows it) and run directories not read (a run directory's seed is the one its name says; of "
+             "several of one seed, the newest by its name's time is read). *wall time*: the span of its event files' "
+             "records, summed over its attempts (the start and each resume)"
              + (": not in a CSV (-)." if from_csv else "."), ""]
     counts = runs.groupby(["task", "experiment"]).state.value_counts().unstack(fill_value=0)
     experiments = sorted(runs.experiment.unique())

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -587,8 +588,25 @@ def test_a_seed_with_two_run_directories_reads_the_newest_and_names_the_other(tm
     os.utime(older, (2e9, 2e9))
     runs = runs_of(tmp_path)
     assert runs[["initial", "final"]].values.tolist() == [[10.0, 20.0]]
-    assert runs.note[0] == ("2 run directories here: read the newest by the name's time, dmc_walker-run__sac__1__1700000100; "
-                            "not read: dmc_walker-run__sac__1__1700000000")
+    assert runs.note[0] == ("2 run directories of seed 1: read the newest by the name's time, "
+                            "dmc_walker-run__sac__1__1700000100; not read: dmc_walker-run__sac__1__1700000000")
+
+
+def test_a_literal_log_dir_of_two_seeds_is_read_as_the_two_seeds_its_run_directories_name(tmp_path):
+    """Issue 44 item 1: `sac.py --num-seeds 2 --log-dir <sweep>/sac/<task>/seed_1` puts both seeds' run directories,
+    started at the same second, into seed_1; each is read as the seed its name says, none as an older attempt."""
+    for seed, final in ((1, 324.0), (2, 328.0)):
+        write_run(tmp_path, "sac", "dmc:walker-run", seed, {0: 10.0, 3000: final}, finished=3000, started=1700000000)
+    cell = tmp_path / "sac" / "dmc_walker-run"
+    (cell / "seed_2" / "dmc_walker-run__sac__2__1700000000").rename(cell / "seed_1" / "dmc_walker-run__sac__2__1700000000")
+    shutil.rmtree(cell / "seed_2")
+    df, markers = report.read_sweep(tmp_path)
+    assert df.groupby("seed").value.max().to_dict() == {1: 324.0, 2: 328.0}
+    runs = report.run_table(report.with_experiment(df), markers).set_index("seed")
+    assert runs.final.to_dict() == {1: 324.0, 2: 328.0} and runs.state.tolist() == ["finished", "finished"]
+    assert runs.note[1] == ""
+    assert runs.note[2] == ("its run directory is in seed_1/ (a --num-seeds process given a literal --log-dir), read as "
+                            "seed 2 by its name")
 
 
 def test_planned_runs_without_a_directory_are_absent_and_tasks_counted_from_the_protocol(tmp_path):
