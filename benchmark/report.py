@@ -789,6 +789,15 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
     return lines
 
 
+def false_yes_risk(tests: int) -> str:
+    """What `tests` uncorrected tests at ALPHA risk when nothing improved: P(2 or more false yes), the tests independent."""
+    if tests < 2:
+        return f"this report runs {plural(tests, 'test')}, so it cannot give 2 false **yes**."
+    p = 1 - (1 - ALPHA) ** tests - tests * ALPHA * (1 - ALPHA) ** (tests - 1)
+    return (f"the {tests} uncorrected tests of this report at {ALPHA} give 2 or more false **yes** with probability "
+            f"~{p:.2g} when nothing improved (independent tests).")
+
+
 def verdict_section(table: pd.DataFrame, protocol: Protocol | None = None) -> list[str]:
     """Per suite, each experiment and task's verdict, and k of N per experiment (with the tasks `protocol` plans for
     it where they differ from N)."""
@@ -807,8 +816,7 @@ def verdict_section(table: pd.DataFrame, protocol: Protocol | None = None) -> li
              f"With fewer than 2 runs there is no verdict (-; one run: its gain, untested); with n = 2 the test has "
              f"one degree of freedom and rewards consistency, not size, so those verdicts are marked *indicative*. "
              f"With 2-3 seeds **no** means improvement was not shown, not that there was none.", "",
-             f"Many tasks, many tests: 15 uncorrected tests at {ALPHA} give 2 or more false **yes** with probability "
-             f"~0.17 when nothing improved. The BH column corrects for it (Benjamini-Hochberg false discovery rate over "
+             f"Many tasks, many tests: {false_yes_risk(int(table.improved.notna().sum()))} The BH column corrects for it (Benjamini-Hochberg false discovery rate over "
              f"the tasks of each suite and experiment, `scipy.stats.false_discovery_control`; a nan p counts as 1; the "
              f"same minimum gain). The paper reports k of 15 DMC tasks: SAC 14, MBPO 2 (its test and threshold are not "
              f"stated in any source we can read, so k here is like-for-like with them only roughly).", ""]

@@ -202,10 +202,22 @@ def test_verdicts_show_the_difference_its_bound_and_a_corrected_column():
         int(table.improved.sum()), int(sum(table.improved_bh)), 5)}
 
     markdown = "\n".join(report.verdict_section(table.reset_index()))
-    assert "15 uncorrected tests at 0.05 give 2 or more false **yes**" in markdown
+    assert "the 5 uncorrected tests of this report at 0.05 give 2 or more false **yes** with probability ~0.023" in markdown
+
     row_e = next(line for line in markdown.splitlines() if line.startswith("| dmc:e |"))
     assert "*indicative*" in row_e and f"+42.0 [{table.loc['dmc:e', 'low']:.1f}, inf)" in row_e
     assert "*indicative*" not in next(line for line in markdown.splitlines() if line.startswith("| dmc:a |"))
+
+
+@pytest.mark.parametrize("tests, risk", [(15, "~0.17"), (8, "~0.057")])
+def test_the_multiple_testing_risk_is_computed_for_the_reports_own_tests(tests, risk):
+    """Issue 44 item 3: the risk sentence counts the report's tests (the evidence report runs 8), not a sweep of 15."""
+    runs = pd.DataFrame([{"experiment": "sac", "task": f"dmc:t{task}", "suite": "dmc", "seed": seed, "state": "finished",
+                          "last_step": 100, "final_step": 100, "initial": 0.0, "final": float(seed), "used": True}
+                         for task in range(tests) for seed in (1, 2)])
+    markdown = "\n".join(report.verdict_section(report.improvement(runs)))
+    assert f"the {tests} uncorrected tests of this report at 0.05 give 2 or more false **yes** with probability {risk} " \
+           "when nothing improved" in markdown
 
 
 def test_normalization_subtracts_the_measured_step0_return(tmp_path):
