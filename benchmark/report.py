@@ -327,8 +327,8 @@ def markers_from_csv(df: pd.DataFrame, protocol_steps: int | None = None,
 
 
 def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int | None = None) -> pd.DataFrame:
-    """One row per seed directory, readable or not: experiment, task, suite, seed, state (see the docstring), steps
-    (what it was asked for) and rule (who said so), last_step (its last evaluation, -1 for none), final_step (its
+    """One row per seed, readable or not: experiment, task, suite, seed, state (see the docstring), steps (what it was
+    asked for) and rule (who said so), last_step (its last evaluation, -1 for none), grid (see grid), final_step (its
     experiment and task's last evaluation step F: the furthest that a finished run of the cell evaluated at within its
     steps, -1 when none finished), initial (step-0 return), final (at F when finished, the failed rule's when failed),
     used (whether verdicts and aggregates use it) and note (why not, and any damage to its event files)."""
@@ -355,12 +355,12 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
         reached = returns.index[returns.index <= steps] if steps is not None else returns.index[:0]
         rows.append({"experiment": experiment, "task": task, "suite": suite_of(task), "seed": int(seed), "state": state,
                      "steps": steps if steps is not None else -1, "rule": rule,
-                     "last_step": int(returns.index.max()) if len(returns) else -1,
+                     "last_step": int(returns.index.max()) if len(returns) else -1, "grid": grid(list(returns.index)),
                      "own_final": int(reached.max()) if state == "finished" and len(reached) else -1,
                      "initial": finite.get(0, math.nan), "returns": finite, "problems": m.problems,
                      "finished_marker": m.finished if m.finished is not None else math.nan, "time": run_time(m)})
     runs = pd.DataFrame(rows, columns=["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step",
-                                       "own_final", "initial", "returns", "problems", "finished_marker", "time"])
+                                       "grid", "own_final", "initial", "returns", "problems", "finished_marker", "time"])
     runs["final_step"] = runs.groupby(["experiment", "task"]).own_final.transform("max").astype(int)
     finals, used, notes = [], [], []
     for r in runs.itertuples():
@@ -378,9 +378,19 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
         used.append(not why)
         notes.append("; ".join(filter(None, [why, *r.problems])))
     runs["final"], runs["used"], runs["note"] = finals, used, notes
-    columns = ["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step", "final_step", "initial",
-               "final", "used", "note", "time"]
+    columns = ["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step", "grid", "final_step",
+               "initial", "final", "used", "note", "time"]
     return runs[columns].sort_values(["experiment", "task", "seed"], ignore_index=True)
+
+
+def grid(steps: list[int]) -> str:
+    """Where a run evaluated, when not at one interval (a resume with another --eval-interval): 'every 500 to 1500,
+    then 2250, 3000'; '' when at one interval."""
+    gaps = np.diff(steps)
+    if not len(gaps) or (gaps == gaps[0]).all():
+        return ""
+    regular = 1 + int(np.argmax(gaps != gaps[0]))  # the evaluations up to the first other gap
+    return f"every {gaps[0]} to {steps[regular - 1]}, then {', '.join(map(str, steps[regular:]))}"
 
 
 def run_time(m: Marker) -> str:
@@ -497,10 +507,12 @@ def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | Non
     """Each experiment X against Y for every (X, Y) of `pairs` (default: each experiment against its baseline, e.g.
     MBPO's SAC) per task that both ran: at X's final step F (its used runs' finals against Y's evaluations at F,
     whether or not Y's runs have finished) and at each of `steps` (both sides' evaluations there). A side with no
-    evaluation there gives a row too, verdict 'not reached', with each side's last evaluation step (`last`)."""
+    evaluation there gives a row too, verdict 'not reached' (or 'not evaluated': it evaluated past the step, not at it);
+    `missing` says, per side, why it has no value there, or which of its seeds lack one there (X at F: the verdicts
+    say why a run is not used)."""
     ranges = task_range(runs)
     evals = df[df.tag == "eval/return"]
-    last_step = evals.groupby(["experiment", "task"]).step.max()
+    last_step = evals.groupby(["experiment", "task", "seed"]).step.max()
     rows = []
     for experiment, baseline in pairs if pairs is not None else PAIRS:
         for task, g in runs[runs.experiment == experiment].groupby("task"):
@@ -514,13 +526,28 @@ def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | Non
                 y = returns_at(df, baseline, task, step)
                 if kind == "final" and not len(x):
                     continue  # no used run: the verdicts say why
+                missing = []
+                for e, values, named in ((experiment, x, kind == "at"), (baseline, y, True)):
+                    last = {seed: int(last_step.get((e, task, seed), -1))
+                            for seed in runs.seed[(runs.experiment == e) & (runs.task == task)]}
+                    missing.append(absence(max(last.values(), default=-1), step) if not len(values) else
+                                   "; ".join(f"seed {seed} {absence(at, step)}" for seed, at in sorted(last.items())
+                                             if seed not in values.index) if named else "")
+                empty = [m for m, values in zip(missing, (x, y)) if not len(values)]
                 row = {"experiment": experiment, "baseline": baseline, "task": task, "step": step, "kind": kind, "x": x,
-                       "y": y, "last": tuple(int(last_step.get((e, task), -1)) for e in (experiment, baseline))}
-                rows.append({**row, **(compare(x, y, ranges[task]) if len(x) and len(y) else {
+                       "y": y, "missing": tuple(missing)}
+                rows.append({**row, **(compare(x, y, ranges[task]) if not empty else {
                     "test": "-", "n": f"{len(x)} / {len(y)}", "difference": math.nan, "low": math.nan, "high": math.nan,
-                    "effect": math.nan, "p": math.nan, "verdict": "not reached"})})
-    return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "last", "test", "n",
-                                       "difference", "low", "high", "effect", "p", "verdict"])
+                    "effect": math.nan, "p": math.nan,
+                    "verdict": "not reached" if any(m.startswith("not reached") for m in empty) else "not evaluated"})})
+    return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "missing", "test",
+                                       "n", "difference", "low", "high", "effect", "p", "verdict"])
+
+
+def absence(last: int, step: int) -> str:
+    """Why a run (or every run of a cell) whose last evaluation is at `last` has none at `step`."""
+    return (f"not reached (last evaluation: {last if last >= 0 else 'none'})" if last < step else
+            f"not evaluated at {step} (evaluated past it, to {last})")
 
 
 def normalized(values: np.ndarray, task: str, random: pd.Series) -> np.ndarray:
@@ -761,8 +788,9 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
              "its event files could be read; **absent**: --protocol plans it, but " + (
                  "the CSV has no row of it" if from_csv else "there is no seed directory of it") + ". *steps*: what it "
              "was asked for, and the rule that says so (--protocol or --protocol-steps when given, else the last "
-             "command its stdout.log records, else its finished.json). *F*: the final evaluation step of its "
-             "experiment and task, the furthest a finished run of it evaluated at within its steps. A run the "
+             "command its stdout.log records, else its finished.json). *last evaluation*: with the steps it evaluated "
+             "at when they are not at one interval (a resume with another --eval-interval). *F*: the final evaluation "
+             "step of its experiment and task, the furthest a finished run of it evaluated at within its steps. A run the "
              "verdicts do not use says why; damage to its event files (read past, never silently) is named with the "
              "last step read before it, and so are steps logged again without a purge (the later value kept, as "
              "TensorBoard shows it) and run directories not read (a run directory's seed is the one its name says; of "
@@ -784,7 +812,8 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
     lines += [markdown_table(["experiment", "task", "seed", "state", "steps (rule)", "last evaluation", "F", "used",
                               "why not used; damage", "wall time (event files)"], [
         [r.experiment, r.task, str(r.seed), r.state, f"{r.steps if r.steps >= 0 else '?'} ({r.rule})",
-         str(r.last_step) if r.last_step >= 0 else "none", str(r.final_step) if r.final_step >= 0 else "-",
+         (str(r.last_step) if r.last_step >= 0 else "none") + (f" (evaluations {r.grid})" if r.grid else ""),
+         str(r.final_step) if r.final_step >= 0 else "-",
          "yes" if r.used else "no", r.note, r.time] for r in runs.itertuples()]), ""]
     return lines
 
@@ -852,11 +881,11 @@ def verdict_section(table: pd.DataFrame, protocol: Protocol | None = None) -> li
 
 def comparison_rows(table: pd.DataFrame) -> list[list[str]]:
     """A Markdown row per comparison of versus_baseline: each seed of both sides, the difference and the verdict."""
-    def seeds(values: pd.Series, last: int) -> str:
+    def seeds(values: pd.Series, missing: str) -> str:
         if not len(values):
-            return f"not reached (last evaluation: {last if last >= 0 else 'none'})"
-        return ", ".join(f"{v:.1f}" for v in values) + f" (mean {values.mean():.1f})"
-    return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x, r.last[0]), seeds(r.y, r.last[1]),
+            return missing
+        return ", ".join(f"{v:.1f}" for v in values) + f" (mean {values.mean():.1f})" + (f"; {missing}" if missing else "")
+    return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x, r.missing[0]), seeds(r.y, r.missing[1]),
              "-" if not np.isfinite(r.difference) else
              f"{r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" if np.isfinite(r.low) else f"{r.difference:+.1f}",
              f"{r.effect:+.3f}" if np.isfinite(r.effect) else "-", f"{r.test}, n {r.n}",
@@ -879,8 +908,10 @@ def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int],
              f"Each experiment X against Y, the one it is measured against (MBPO and its variants: SAC) and any other "
              f"that its protocol names (--protocol's comparisons), on each task at the same env step: at X's final "
              f"step F (its used runs against Y's evaluations at F, finished or not)"
-             + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there; not reached: a side has "
-                f"none there)" if steps else "") + f". Paired by seed when both sides have the same seeds, else Welch's "
+             + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there; not reached: a side's "
+                f"runs stopped before it; not evaluated: they evaluated past it, not at it)" if steps else "")
+             + f". A seed of a side without an evaluation there is named beside its values (and the test is then "
+             f"Welch's on the seeds there are). Paired by seed when both sides have the same seeds, else Welch's "
              f"t-test; the difference's two-sided 95 % CI and the test's two-sided p; effect = the difference "
              f"as a fraction of the task's range; **better** when p < {ALPHA} (the CI above 0) and the effect is at "
              f"least +{MIN_EFFECT:.2f}, **worse** the other way round, else not shown (- below 2 seeds a side). The "
@@ -898,8 +929,7 @@ def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int],
             of = int(cell_runs.get((task, experiment), 0))
             for step in steps:
                 if step not in values.index.get_level_values("step"):
-                    rows.append([task, experiment, str(step), f"not reached (last evaluation: {int(g.step.max())})",
-                                 "", ""])
+                    rows.append([task, experiment, str(step), absence(int(g.step.max()), step), "", ""])
                     continue
                 both = values.xs(step, level="step")
                 n = f" ({len(both)} of {of} seeds)" if len(both) < of else ""

@@ -665,3 +665,24 @@ def test_a_protocols_comparisons_pair_experiments_beside_their_baselines(tmp_pat
         ("mbpo_perfect_model", "mbpo"), "difference"] == 100
     plain = report.versus_baseline(report.with_experiment(df), runs)
     assert set(plain.baseline) == {"sac"}
+
+
+def test_an_irregular_evaluation_grid_is_named_not_taken_for_a_step_not_reached(tmp_path):
+    """Issue 44 item 2: mbpo's seed 3 was resumed with another --eval-interval (0-1500 every 500, then 2250, 3000); sac
+    evaluated every 500 to 3000, past 2250 but not at it."""
+    regular = list(range(0, 3001, 500))
+    for seed in (1, 2, 3):
+        mbpo_steps = regular if seed < 3 else [0, 500, 1000, 1500, 2250, 3000]
+        for experiment, steps in (("sac", regular), ("mbpo", mbpo_steps)):
+            gauge = {tag: {s: 1.0 for s in steps} for tag in (report.Q_TAG, report.MC_TAG)}
+            write_run(tmp_path, experiment, "Hopper-v5", seed, {s: s / 10 + seed for s in steps}, gauge, finished=3000)
+    markdown = render(tmp_path, tmp_path / "report", steps=[2000, 2250])
+    assert ("| Hopper-v5 | 2250 | mbpo vs sac | 228.0 (mean 228.0); seed 1 not evaluated at 2250 (evaluated past it, to "
+            "3000); seed 2 not evaluated at 2250 (evaluated past it, to 3000) | not evaluated at 2250 (evaluated past "
+            "it, to 3000) | - | - | -, n 1 / 0 | - | not evaluated |") in markdown
+    assert ("| Hopper-v5 | 2000 | mbpo vs sac | 201.0, 202.0 (mean 201.5); seed 3 not evaluated at 2000 (evaluated past "
+            "it, to 3000) | 201.0, 202.0, 203.0 (mean 202.0) |") in markdown
+    assert "| Hopper-v5 | sac | 2250 | not evaluated at 2250 (evaluated past it, to 3000) |  |  |" in markdown
+    assert "| mbpo | Hopper-v5 | 3 | finished | 3000 (its finished.json) | 3000 (evaluations every 500 to 1500, then " \
+           "2250, 3000) | 3000 | yes |" in markdown
+    assert "| mbpo | Hopper-v5 | 1 | finished | 3000 (its finished.json) | 3000 | 3000 | yes |" in markdown
