@@ -686,3 +686,17 @@ def test_an_irregular_evaluation_grid_is_named_not_taken_for_a_step_not_reached(
     assert "| mbpo | Hopper-v5 | 3 | finished | 3000 (its finished.json) | 3000 (evaluations every 500 to 1500, then " \
            "2250, 3000) | 3000 | yes |" in markdown
     assert "| mbpo | Hopper-v5 | 1 | finished | 3000 (its finished.json) | 3000 | 3000 | yes |" in markdown
+
+
+def test_the_published_verdict_places_each_seed_where_they_disagree_with_the_mean(tmp_path):
+    """Issue 44 item 4: cheetah-run at 100k, mean 283.5 within TD-MPC2's [236.9, 362.4], seed 1 below and seed 2 above."""
+    for seed, final in ((1, 190.0), (2, 376.9)):
+        write_run(tmp_path, "sac", "dmc:cheetah-run", seed, {0: 5.0, 100000: final}, finished=100000)
+    published = pd.DataFrame([{"experiment": "sac", "task": "dmc:cheetah-run", "step": 100000, "value": v, "low": lo,
+                               "high": hi, "spread_kind": "min-max", "source": "s"}
+                              for v, lo, hi in ((310.1, 236.9, 362.4), (213.5, 118.5, 400.0))])
+    df = report.with_experiment(report.read_sweep(tmp_path)[0])
+    rows = [line for line in "\n".join(report.published_section(df, published)).splitlines()
+            if line.startswith("| dmc:cheetah-run")]
+    assert "| **within the published spread** (by seed: below, above) |" in rows[0]
+    assert rows[1].endswith("| **within the published spread** | s |")  # both seeds within too: nothing to add
