@@ -38,7 +38,8 @@ Runs get OMP_NUM_THREADS=1 unless it is set: these small networks gain little fr
 runs would oversubscribe the cores.
 
 The protocols themselves (paper, quick, atlas, evidence) are data in benchmark/protocol.py; what they cost on the
-project's 2-core machine, and the speeds behind `--dry-run`'s estimate, are in benchmark/results/timings.md.
+project's 2-core machine, and the speeds behind `--dry-run`'s estimate, are in benchmark/results/timings.md (a process
+of several seeds: benchmark/results/seeds.md); the estimate assumes a free core per process.
 """
 import argparse
 import ctypes
