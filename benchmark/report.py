@@ -7,8 +7,10 @@
 
 It reads every run under <root>/<experiment>/<task>/seed_<k>/ (benchmark/sweep.py's layout) with its own reader of
 the event files (TensorBoard's stops at the first damaged record; this one reads past it and says so) that keeps
-what TensorBoard shows (files in name order; a resume's purge, or a step logged again, drops the earlier values); of
-several run directories in one seed directory, the newest by its name's time. Or, with --from-csv, the runs.csv of an
+what TensorBoard shows (files in name order; a resume's purge, or a step logged again, drops the earlier values); a
+run directory's seed is the one its name says (<env>__<script>__<seed>__<time>: a --num-seeds process given a literal
+--log-dir puts all its seeds into one seed directory); of several run directories of one seed, the newest by its
+name's time. Or, with --from-csv, the runs.csv of an
 earlier report (when the runs themselves are gone). It writes
 - runs.csv, tidy: run, algorithm, variant, task, seed, step, tag, value (tags starting with --tags; default the
   evaluations, the diagnostics, the model's errors and training returns; --tags '' keeps all),
@@ -224,6 +226,13 @@ def started(run_dir: Path) -> tuple[int, str]:
     return int(stamp) if stamp.isdigit() else -1, run_dir.name
 
 
+def named_seed(run_dir: Path, default: int) -> int:
+    """The seed a run directory's name (env__script__seed__time) says; `default` (its seed directory's) when the name
+    says none. A --num-seeds process given a literal --log-dir puts every seed's run directory into that one folder."""
+    parts = run_dir.name.split("__")
+    return int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else default
+
+
 def seed_dir_names(seed_dir: str) -> tuple[str, str, int]:
     """(experiment, task, seed) of <experiment>/<task dir>/seed_<k>."""
     experiment, task, seed = seed_dir.split("/")
@@ -232,14 +241,21 @@ def seed_dir_names(seed_dir: str) -> tuple[str, str, int]:
 
 def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str, str], int] | None = None
                ) -> tuple[pd.DataFrame, dict[str, Marker]]:
-    """The tidy table of every run under root/<experiment>/<task>/seed_<k>/<run dir> (the newest run dir per seed) and
-    a Marker per seed directory, readable or not. `planned`: (experiment, task) -> the steps its protocol asks for."""
-    rows, markers = [], {}
+    """The tidy table of every run under root/<experiment>/<task>/seed_<k>/<run dir> and a Marker per seed, readable or
+    not. A run directory's seed is the one its name says (a --num-seeds process with a literal --log-dir writes every
+    seed's into one seed directory), its seed directory's when the name says none; of several run directories of one
+    seed, the newest by its name's time is read. `planned`: (experiment, task) -> the steps its protocol asks for."""
+    rows, markers, found = [], {}, {}
     for seed_dir in sorted(root.glob("*/*/seed_*")):
-        if not seed_dir.is_dir() or not seed_dir.name[5:].isdigit():
-            continue
-        key = str(seed_dir.relative_to(root))
+        if seed_dir.is_dir() and seed_dir.name[5:].isdigit():
+            found.setdefault(str(seed_dir.relative_to(root)), [])
+            for run_dir in {p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}:
+                key = str(seed_dir.parent.relative_to(root) / f"seed_{named_seed(run_dir, int(seed_dir.name[5:]))}")
+                found.setdefault(key, []).append(run_dir)
+    for key, run_dirs in sorted(found.items()):
         experiment, task, seed = seed_dir_names(key)
+        run_dirs = sorted(run_dirs, key=lambda d: (*started(d), str(d)))
+        seed_dir = run_dirs[-1].parent if run_dirs else root / key  # its run's: the process's finished.json and log
         try:
             finished = int(json.loads((seed_dir / FINISHED).read_text())["total_timesteps"])
         except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or not a marker: unfinished
@@ -250,7 +266,6 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
         steps, rule = next(((s, r) for s, r in [
             ((planned or {}).get((experiment, task)), "the protocol"), (recorded_steps(lines), "its stdout.log's last command"),
             (finished, "its finished.json")] if s is not None), (None, "not known"))
-        run_dirs = sorted({p.parent for p in seed_dir.glob("*/events.out.tfevents.*")}, key=started)
         problems, readable, wall_s = [], False, None
         if run_dirs:
             run_dir = run_dirs[-1]
@@ -258,9 +273,13 @@ def read_sweep(root: Path, tags: tuple[str, ...] = TAGS, planned: dict[tuple[str
             variant = ("default" if experiment == algorithm else
                        experiment[len(algorithm) + 1:] if experiment.startswith(algorithm + "_") else experiment)
             scalars, problems, readable, wall_s = read_run_dir(run_dir, tags)
+            if seed_dir.name != f"seed_{seed}":
+                problems.append(f"its run directory is in {seed_dir.name}/ (a --num-seeds process given a literal "
+                                f"--log-dir), read as seed {seed} by its name")
             if len(run_dirs) > 1:
-                problems.append(f"{len(run_dirs)} run directories here: read the newest by the name's time, "
-                                f"{run_dir.name}; not read: {', '.join(d.name for d in run_dirs[:-1])}")
+                where = {d: d.name if d.parent == root / key else f"{d.parent.name}/{d.name}" for d in run_dirs}
+                problems.append(f"{len(run_dirs)} run directories of seed {seed}: read the newest by the name's time, "
+                                f"{where[run_dir]}; not read: {', '.join(where[d] for d in run_dirs[:-1])}")
             rows += [(str(run_dir.relative_to(root)), algorithm, variant, task, seed, step, tag, value)
                      for step, tag, value in scalars]
         elif finished is None and not lines:
@@ -280,12 +299,12 @@ def absent_markers(markers: dict[str, Marker], protocol: Protocol) -> dict[str, 
 
 
 def with_experiment(df: pd.DataFrame) -> pd.DataFrame:
-    """Adds `experiment` (sweep.py's name: algorithm, or algorithm_variant), `suite` and `seed_dir` (the run's
-    <experiment>/<task>/seed_<k>)."""
+    """Adds `experiment` (sweep.py's name: algorithm, or algorithm_variant), `suite` and `seed_dir` (the key of its
+    seed: <experiment>/<task>/seed_<its seed>, whichever seed directory holds its run directory)."""
     df = df.copy()
     df["experiment"] = [a if v == "default" else f"{a}_{v}" for a, v in zip(df.algorithm, df.variant)]
     df["suite"] = df.task.map(suite_of)
-    df["seed_dir"] = df.run.str.rsplit("/", n=1).str[0]
+    df["seed_dir"] = [f"{run.split('/')[0]}/{run.split('/')[1]}/seed_{seed}" for run, seed in zip(df.run, df.seed)]
     return df
 
 
@@ -308,8 +327,8 @@ def markers_from_csv(df: pd.DataFrame, protocol_steps: int | None = None,
 
 
 def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int | None = None) -> pd.DataFrame:
-    """One row per seed directory, readable or not: experiment, task, suite, seed, state (see the docstring), steps
-    (what it was asked for) and rule (who said so), last_step (its last evaluation, -1 for none), final_step (its
+    """One row per seed, readable or not: experiment, task, suite, seed, state (see the docstring), steps (what it was
+    asked for) and rule (who said so), last_step (its last evaluation, -1 for none), grid (see grid), final_step (its
     experiment and task's last evaluation step F: the furthest that a finished run of the cell evaluated at within its
     steps, -1 when none finished), initial (step-0 return), final (at F when finished, the failed rule's when failed),
     used (whether verdicts and aggregates use it) and note (why not, and any damage to its event files)."""
@@ -336,12 +355,12 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
         reached = returns.index[returns.index <= steps] if steps is not None else returns.index[:0]
         rows.append({"experiment": experiment, "task": task, "suite": suite_of(task), "seed": int(seed), "state": state,
                      "steps": steps if steps is not None else -1, "rule": rule,
-                     "last_step": int(returns.index.max()) if len(returns) else -1,
+                     "last_step": int(returns.index.max()) if len(returns) else -1, "grid": grid(list(returns.index)),
                      "own_final": int(reached.max()) if state == "finished" and len(reached) else -1,
                      "initial": finite.get(0, math.nan), "returns": finite, "problems": m.problems,
                      "finished_marker": m.finished if m.finished is not None else math.nan, "time": run_time(m)})
     runs = pd.DataFrame(rows, columns=["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step",
-                                       "own_final", "initial", "returns", "problems", "finished_marker", "time"])
+                                       "grid", "own_final", "initial", "returns", "problems", "finished_marker", "time"])
     runs["final_step"] = runs.groupby(["experiment", "task"]).own_final.transform("max").astype(int)
     finals, used, notes = [], [], []
     for r in runs.itertuples():
@@ -359,9 +378,19 @@ def run_table(df: pd.DataFrame, markers: dict[str, Marker], protocol_steps: int 
         used.append(not why)
         notes.append("; ".join(filter(None, [why, *r.problems])))
     runs["final"], runs["used"], runs["note"] = finals, used, notes
-    columns = ["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step", "final_step", "initial",
-               "final", "used", "note", "time"]
+    columns = ["experiment", "task", "suite", "seed", "state", "steps", "rule", "last_step", "grid", "final_step",
+               "initial", "final", "used", "note", "time"]
     return runs[columns].sort_values(["experiment", "task", "seed"], ignore_index=True)
+
+
+def grid(steps: list[int]) -> str:
+    """Where a run evaluated, when not at one interval (a resume with another --eval-interval): 'every 500 to 1500,
+    then 2250, 3000'; '' when at one interval."""
+    gaps = np.diff(steps)
+    if not len(gaps) or (gaps == gaps[0]).all():
+        return ""
+    regular = 1 + int(np.argmax(gaps != gaps[0]))  # the evaluations up to the first other gap
+    return f"every {gaps[0]} to {steps[regular - 1]}, then {', '.join(map(str, steps[regular:]))}"
 
 
 def run_time(m: Marker) -> str:
@@ -478,10 +507,12 @@ def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | Non
     """Each experiment X against Y for every (X, Y) of `pairs` (default: each experiment against its baseline, e.g.
     MBPO's SAC) per task that both ran: at X's final step F (its used runs' finals against Y's evaluations at F,
     whether or not Y's runs have finished) and at each of `steps` (both sides' evaluations there). A side with no
-    evaluation there gives a row too, verdict 'not reached', with each side's last evaluation step (`last`)."""
+    evaluation there gives a row too, verdict 'not reached' (or 'not evaluated': it evaluated past the step, not at it);
+    `missing` says, per side, why it has no value there, or which of its seeds lack one there (X at F: the verdicts
+    say why a run is not used)."""
     ranges = task_range(runs)
     evals = df[df.tag == "eval/return"]
-    last_step = evals.groupby(["experiment", "task"]).step.max()
+    last_step = evals.groupby(["experiment", "task", "seed"]).step.max()
     rows = []
     for experiment, baseline in pairs if pairs is not None else PAIRS:
         for task, g in runs[runs.experiment == experiment].groupby("task"):
@@ -495,13 +526,28 @@ def versus_baseline(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int] | Non
                 y = returns_at(df, baseline, task, step)
                 if kind == "final" and not len(x):
                     continue  # no used run: the verdicts say why
+                missing = []
+                for e, values, named in ((experiment, x, kind == "at"), (baseline, y, True)):
+                    last = {seed: int(last_step.get((e, task, seed), -1))
+                            for seed in runs.seed[(runs.experiment == e) & (runs.task == task)]}
+                    missing.append(absence(max(last.values(), default=-1), step) if not len(values) else
+                                   "; ".join(f"seed {seed} {absence(at, step)}" for seed, at in sorted(last.items())
+                                             if seed not in values.index) if named else "")
+                empty = [m for m, values in zip(missing, (x, y)) if not len(values)]
                 row = {"experiment": experiment, "baseline": baseline, "task": task, "step": step, "kind": kind, "x": x,
-                       "y": y, "last": tuple(int(last_step.get((e, task), -1)) for e in (experiment, baseline))}
-                rows.append({**row, **(compare(x, y, ranges[task]) if len(x) and len(y) else {
+                       "y": y, "missing": tuple(missing)}
+                rows.append({**row, **(compare(x, y, ranges[task]) if not empty else {
                     "test": "-", "n": f"{len(x)} / {len(y)}", "difference": math.nan, "low": math.nan, "high": math.nan,
-                    "effect": math.nan, "p": math.nan, "verdict": "not reached"})})
-    return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "last", "test", "n",
-                                       "difference", "low", "high", "effect", "p", "verdict"])
+                    "effect": math.nan, "p": math.nan,
+                    "verdict": "not reached" if any(m.startswith("not reached") for m in empty) else "not evaluated"})})
+    return pd.DataFrame(rows, columns=["experiment", "baseline", "task", "step", "kind", "x", "y", "missing", "test",
+                                       "n", "difference", "low", "high", "effect", "p", "verdict"])
+
+
+def absence(last: int, step: int) -> str:
+    """Why a run (or every run of a cell) whose last evaluation is at `last` has none at `step`."""
+    return (f"not reached (last evaluation: {last if last >= 0 else 'none'})" if last < step else
+            f"not evaluated at {step} (evaluated past it, to {last})")
 
 
 def normalized(values: np.ndarray, task: str, random: pd.Series) -> np.ndarray:
@@ -742,13 +788,14 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
              "its event files could be read; **absent**: --protocol plans it, but " + (
                  "the CSV has no row of it" if from_csv else "there is no seed directory of it") + ". *steps*: what it "
              "was asked for, and the rule that says so (--protocol or --protocol-steps when given, else the last "
-             "command its stdout.log records, else its finished.json). *F*: the final evaluation step of its "
-             "experiment and task, the furthest a finished run of it evaluated at within its steps. A run the "
+             "command its stdout.log records, else its finished.json). *last evaluation*: with the steps it evaluated "
+             "at when they are not at one interval (a resume with another --eval-interval). *F*: the final evaluation "
+             "step of its experiment and task, the furthest a finished run of it evaluated at within its steps. A run the "
              "verdicts do not use says why; damage to its event files (read past, never silently) is named with the "
              "last step read before it, and so are steps logged again without a purge (the later value kept, as "
-             "TensorBoard shows it) and run directories not read (of several in one seed directory, the newest by "
-             "its name's time is read). *wall time*: the span of its event files' records, summed over its attempts "
-             "(the start and each resume)"
+             "TensorBoard shows it) and run directories not read (a run directory's seed is the one its name says; of "
+             "several of one seed, the newest by its name's time is read). *wall time*: the span of its event files' "
+             "records, summed over its attempts (the start and each resume)"
              + (": not in a CSV (-)." if from_csv else "."), ""]
     counts = runs.groupby(["task", "experiment"]).state.value_counts().unstack(fill_value=0)
     experiments = sorted(runs.experiment.unique())
@@ -765,9 +812,19 @@ def runs_section(runs: pd.DataFrame, from_csv: bool) -> list[str]:
     lines += [markdown_table(["experiment", "task", "seed", "state", "steps (rule)", "last evaluation", "F", "used",
                               "why not used; damage", "wall time (event files)"], [
         [r.experiment, r.task, str(r.seed), r.state, f"{r.steps if r.steps >= 0 else '?'} ({r.rule})",
-         str(r.last_step) if r.last_step >= 0 else "none", str(r.final_step) if r.final_step >= 0 else "-",
+         (str(r.last_step) if r.last_step >= 0 else "none") + (f" (evaluations {r.grid})" if r.grid else ""),
+         str(r.final_step) if r.final_step >= 0 else "-",
          "yes" if r.used else "no", r.note, r.time] for r in runs.itertuples()]), ""]
     return lines
+
+
+def false_yes_risk(tests: int) -> str:
+    """What `tests` uncorrected tests at ALPHA risk when nothing improved: P(2 or more false yes), the tests independent."""
+    if tests < 2:
+        return f"this report runs {plural(tests, 'test')}, so it cannot give 2 false **yes**."
+    p = 1 - (1 - ALPHA) ** tests - tests * ALPHA * (1 - ALPHA) ** (tests - 1)
+    return (f"the {tests} uncorrected tests of this report at {ALPHA} give 2 or more false **yes** with probability "
+            f"~{p:.2g} when nothing improved (independent tests).")
 
 
 def verdict_section(table: pd.DataFrame, protocol: Protocol | None = None) -> list[str]:
@@ -788,8 +845,7 @@ def verdict_section(table: pd.DataFrame, protocol: Protocol | None = None) -> li
              f"With fewer than 2 runs there is no verdict (-; one run: its gain, untested); with n = 2 the test has "
              f"one degree of freedom and rewards consistency, not size, so those verdicts are marked *indicative*. "
              f"With 2-3 seeds **no** means improvement was not shown, not that there was none.", "",
-             f"Many tasks, many tests: 15 uncorrected tests at {ALPHA} give 2 or more false **yes** with probability "
-             f"~0.17 when nothing improved. The BH column corrects for it (Benjamini-Hochberg false discovery rate over "
+             f"Many tasks, many tests: {false_yes_risk(int(table.improved.notna().sum()))} The BH column corrects for it (Benjamini-Hochberg false discovery rate over "
              f"the tasks of each suite and experiment, `scipy.stats.false_discovery_control`; a nan p counts as 1; the "
              f"same minimum gain). The paper reports k of 15 DMC tasks: SAC 14, MBPO 2 (its test and threshold are not "
              f"stated in any source we can read, so k here is like-for-like with them only roughly).", ""]
@@ -825,11 +881,11 @@ def verdict_section(table: pd.DataFrame, protocol: Protocol | None = None) -> li
 
 def comparison_rows(table: pd.DataFrame) -> list[list[str]]:
     """A Markdown row per comparison of versus_baseline: each seed of both sides, the difference and the verdict."""
-    def seeds(values: pd.Series, last: int) -> str:
+    def seeds(values: pd.Series, missing: str) -> str:
         if not len(values):
-            return f"not reached (last evaluation: {last if last >= 0 else 'none'})"
-        return ", ".join(f"{v:.1f}" for v in values) + f" (mean {values.mean():.1f})"
-    return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x, r.last[0]), seeds(r.y, r.last[1]),
+            return missing
+        return ", ".join(f"{v:.1f}" for v in values) + f" (mean {values.mean():.1f})" + (f"; {missing}" if missing else "")
+    return [[r.task, str(r.step), f"{r.experiment} vs {r.baseline}", seeds(r.x, r.missing[0]), seeds(r.y, r.missing[1]),
              "-" if not np.isfinite(r.difference) else
              f"{r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" if np.isfinite(r.low) else f"{r.difference:+.1f}",
              f"{r.effect:+.3f}" if np.isfinite(r.effect) else "-", f"{r.test}, n {r.n}",
@@ -852,8 +908,10 @@ def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int],
              f"Each experiment X against Y, the one it is measured against (MBPO and its variants: SAC) and any other "
              f"that its protocol names (--protocol's comparisons), on each task at the same env step: at X's final "
              f"step F (its used runs against Y's evaluations at F, finished or not)"
-             + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there; not reached: a side has "
-                f"none there)" if steps else "") + f". Paired by seed when both sides have the same seeds, else Welch's "
+             + (f" and at steps {', '.join(map(str, steps))} (--steps: every evaluation there; not reached: a side's "
+                f"runs stopped before it; not evaluated: they evaluated past it, not at it)" if steps else "")
+             + f". A seed of a side without an evaluation there is named beside its values (and the test is then "
+             f"Welch's on the seeds there are). Paired by seed when both sides have the same seeds, else Welch's "
              f"t-test; the difference's two-sided 95 % CI and the test's two-sided p; effect = the difference "
              f"as a fraction of the task's range; **better** when p < {ALPHA} (the CI above 0) and the effect is at "
              f"least +{MIN_EFFECT:.2f}, **worse** the other way round, else not shown (- below 2 seeds a side). The "
@@ -871,8 +929,7 @@ def baseline_section(df: pd.DataFrame, runs: pd.DataFrame, steps: list[int],
             of = int(cell_runs.get((task, experiment), 0))
             for step in steps:
                 if step not in values.index.get_level_values("step"):
-                    rows.append([task, experiment, str(step), f"not reached (last evaluation: {int(g.step.max())})",
-                                 "", ""])
+                    rows.append([task, experiment, str(step), absence(int(g.step.max()), step), "", ""])
                     continue
                 both = values.xs(step, level="step")
                 n = f" ({len(both)} of {of} seeds)" if len(both) < of else ""
@@ -899,14 +956,20 @@ def published_section(df: pd.DataFrame, published: pd.DataFrame) -> list[str]:
             continue
         mean = ours.mean()
         low, high = (p.low, p.high) if np.isfinite(p.low) and np.isfinite(p.high) else (p.value, p.value)
-        where = "within the published spread" if low <= mean <= high else "below" if mean < low else "above"
+
+        def place(value: float) -> str:
+            return "within" if low <= value <= high else "below" if value < low else "above"
+        where = "within the published spread" if place(mean) == "within" else place(mean)
         if not (np.isfinite(p.low) and np.isfinite(p.high)):
             where = f"{'below' if mean < p.value else 'above'} (no published spread)"
+        seeds = [place(v) for v in ours]
         rows.append([p.task, p.experiment, str(p.step), ", ".join(f"{v:.1f}" for v in ours) + f" (mean {mean:.1f})",
-                     f"{p.value:g}", spread(p), f"**{where}**", p.source])
+                     f"{p.value:g}", spread(p), f"**{where}**" + (f" (by seed: {', '.join(seeds)})"
+                                                                  if set(seeds) != {place(mean)} else ""), p.source])
     return ["## Against published numbers", "",
             "Our evaluation returns (10 deterministic episodes per evaluation) at the step of each published number; "
-            "the verdict places our mean against the published spread.", "",
+            "the verdict places our mean against the published spread, and each seed where they do not all fall "
+            "where the mean does.", "",
             markdown_table(["task", "experiment", "step", "ours by seed", "published", "published spread", "ours is",
                             "source"], rows), ""]
 

@@ -38,7 +38,8 @@ Runs get OMP_NUM_THREADS=1 unless it is set: these small networks gain little fr
 runs would oversubscribe the cores.
 
 The protocols themselves (paper, quick, atlas, evidence) are data in benchmark/protocol.py; what they cost on the
-project's 2-core machine, and the speeds behind `--dry-run`'s estimate, are in benchmark/results/timings.md.
+project's 2-core machine, and the speeds behind `--dry-run`'s estimate, are in benchmark/results/timings.md (a process
+of several seeds: benchmark/results/seeds.md); the estimate assumes a free core per process.
 """
 import argparse
 import ctypes
@@ -67,11 +68,18 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 # learning-phase env steps/s of one run on one CPU core, measured here (benchmark/results/timings.md): sac and td3 60-100;
 # mbpo_perfect_model ~2 (460 ms of SAC updates per step, loaded); alm ~1.2 (0.6-0.9 s per update, one per step).
 CPU_SPEED = {"sac": 60, "td3": 60, "mbpo_perfect_model": 2.0, "alm": 1.2}
-# mbpo's learning step is its replay ratio's SAC updates plus its share of model training, timed here on one core: a SAC
-# update (batch 256) ~11 ms, a model gradient step (7 members, batch 256) ~23 ms. At the paper's defaults that is
-# 20 x 11 + 5000 / 250 x 23 = 680 ms per env step, 1.47 steps/s (measured alone on a quiet core: 1.48).
+# mbpo's learning step is sac's (an env step and one SAC update) plus its further updates and its share of model
+# training, timed here on one core: a SAC update (batch 256) ~11 ms, a model gradient step (7 members, batch 256) ~23 ms.
+# At the paper's defaults that is 1/60 + 19 x 11 ms + 5000 / 250 x 23 ms = 686 ms per env step, 1.46 steps/s (measured
+# alone on a quiet core: 1.48).
 SAC_UPDATE_S, MODEL_STEP_S = 0.011, 0.023
+# a model gradient step where the task's dimensions make it far slower: Humanoid-v5 (348-dimensional observations), the
+# atlas's retrain of 5000 steps in 2353 s on the shared 2 cores (benchmark/results/atlas/README.md)
+TASK_MODEL_STEP_S = {"Humanoid-v5": 0.47}
 RANDOM_SPEED, EVAL_EPISODE_S, START_S = 500, 1.0, 5  # random-action steps/s; seconds per evaluation episode; start-up
+# seed-steps/s of a process of S seeds over one of 1 seed, learning on one CPU thread (benchmark/results/seeds.md);
+# an S between two measured ones gets the lower one's, a script not measured 1 (S seeds take S times one seed's time)
+SEEDS_SPEEDUP = {"sac": {1: 1.0, 2: 1.08, 4: 1.24}, "mbpo": {1: 1.0, 2: 1.0, 4: 1.04}}
 
 
 @dataclass(frozen=True)
@@ -244,37 +252,51 @@ def flag_value(flags: tuple[str, ...], name: str, default: int) -> int:
     return value
 
 
-def cpu_seconds(run: Run) -> float | None:
-    """Estimated wall seconds of `run` on one CPU core here (None: no speed measured for its script)."""
+def cpu_seconds(run: Run) -> tuple[float, float] | None:
+    """Estimated seconds of `run` on one free CPU core here, as (random phase and evaluations, learning steps); None when
+    no speed is measured for its script."""
     algorithm = run.experiment.algorithm
-    if algorithm == "mbpo":  # early stopping takes an unknown number of model steps: counted as none (a lower bound)
-        model_steps = 0 if "--model-early-stopping" in run.flags else flag_value(run.flags, "--model-train-steps", 5000)
-        step_s = (flag_value(run.flags, "--replay-ratio", 20) * SAC_UPDATE_S
-                  + model_steps / flag_value(run.flags, "--model-train-freq", 250) * MODEL_STEP_S)
-    elif algorithm in ("sac", "td3"):  # their speed is at replay ratio 1; each further update adds one update's time
-        step_s = 1 / CPU_SPEED[algorithm] + (flag_value(run.flags, "--replay-ratio", 1) - 1) * SAC_UPDATE_S
-    elif algorithm in CPU_SPEED:
-        step_s = 1 / CPU_SPEED[algorithm]
-    else:
+    if algorithm not in CPU_SPEED and algorithm != "mbpo":
         return None
     random_steps = min(flag_value(run.flags, "--learning-starts", 10_000), run.total_timesteps)
+    learning_steps = run.total_timesteps - random_steps
+    if algorithm in ("sac", "td3", "mbpo"):  # sac's speed is at replay ratio 1; each further update adds one's time
+        replay_ratio = flag_value(run.flags, "--replay-ratio", 20 if algorithm == "mbpo" else 1)
+        step_s = 1 / CPU_SPEED["sac" if algorithm == "mbpo" else algorithm] + (replay_ratio - 1) * SAC_UPDATE_S
+    else:
+        step_s = 1 / CPU_SPEED[algorithm]
+    learning_s = learning_steps * step_s
+    if algorithm == "mbpo":  # retrained at learning start and every --model-train-freq steps after it
+        model_steps = 0 if "--model-early-stopping" in run.flags else flag_value(run.flags, "--model-train-steps", 5000)
+        retrains = -(-learning_steps // flag_value(run.flags, "--model-train-freq", 250))  # early stopping: a lower bound
+        learning_s += retrains * model_steps * TASK_MODEL_STEP_S.get(run.task, MODEL_STEP_S)
     evals = run.total_timesteps // flag_value(run.flags, "--eval-interval", 5000) + 1
-    return (START_S + random_steps / RANDOM_SPEED + (run.total_timesteps - random_steps) * step_s
-            + evals * flag_value(run.flags, "--eval-episodes", 10) * EVAL_EPISODE_S)
+    return random_steps / RANDOM_SPEED + evals * flag_value(run.flags, "--eval-episodes", 10) * EVAL_EPISODE_S, learning_s
+
+
+def process_seconds(group: Group) -> float | None:
+    """Estimated seconds of a process of `group`'s seeds on one free CPU core: its start-up, each seed's random phase and
+    evaluations, and their learning steps at the seed-steps/s measured for that many seeds (SEEDS_SPEEDUP)."""
+    parts = [cpu_seconds(run) for run in group.runs]
+    if None in parts:
+        return None
+    measured = SEEDS_SPEEDUP.get(group.first.experiment.algorithm, {1: 1.0})
+    speedup = measured[max(s for s in measured if s <= len(group.runs))]
+    return START_S + sum(fixed for fixed, _ in parts) + sum(learning for _, learning in parts) / speedup
 
 
 def estimate(groups: list[Group], slots: int) -> str:
-    """Total CPU time and the wall time on `slots` parallel processes (longest first to the least loaded slot); a
-    process of several seeds is counted as their runs one after the other."""
-    runs = [run for g in groups for run in g.runs]
-    unknown = sorted({run.experiment.algorithm for run in runs if cpu_seconds(run) is None})
-    known = sorted((sum(cpu_seconds(run) for run in g.runs) for g in groups
-                    if all(cpu_seconds(run) is not None for run in g.runs)), reverse=True)
+    """Total CPU time and the wall time on `slots` parallel processes (longest first to the least loaded slot), and
+    what the estimate assumes."""
+    unknown = sorted({run.experiment.algorithm for g in groups for run in g.runs if cpu_seconds(run) is None})
+    known = sorted((s for g in groups if (s := process_seconds(g)) is not None), reverse=True)
     loads = [0.0] * slots
     for s in known:
         loads[loads.index(min(loads))] += s
-    text = (f"estimated CPU time {sum(known) / 3600:.1f} h, wall time on {slots} parallel run(s) "
-            f"{max(loads) / 3600:.1f} h (one core per run, speeds measured on this 2-core machine)")
+    text = (f"estimated CPU time {sum(known) / 3600:.1f} h, wall time on {slots} parallel process(es) "
+            f"{max(loads) / 3600:.1f} h (each on a free core at the speeds measured on the project's 2-core machine, "
+            f"benchmark/results/timings.md; a process of several seeds at the seed-steps/s measured for them, seeds.md; "
+            f"cores shared with other work take longer)")
     return text + (f"; no CPU speed known for {', '.join(unknown)}: not counted" if unknown else "")
 
 

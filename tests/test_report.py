@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -201,10 +202,22 @@ def test_verdicts_show_the_difference_its_bound_and_a_corrected_column():
         int(table.improved.sum()), int(sum(table.improved_bh)), 5)}
 
     markdown = "\n".join(report.verdict_section(table.reset_index()))
-    assert "15 uncorrected tests at 0.05 give 2 or more false **yes**" in markdown
+    assert "the 5 uncorrected tests of this report at 0.05 give 2 or more false **yes** with probability ~0.023" in markdown
+
     row_e = next(line for line in markdown.splitlines() if line.startswith("| dmc:e |"))
     assert "*indicative*" in row_e and f"+42.0 [{table.loc['dmc:e', 'low']:.1f}, inf)" in row_e
     assert "*indicative*" not in next(line for line in markdown.splitlines() if line.startswith("| dmc:a |"))
+
+
+@pytest.mark.parametrize("tests, risk", [(15, "~0.17"), (8, "~0.057")])
+def test_the_multiple_testing_risk_is_computed_for_the_reports_own_tests(tests, risk):
+    """Issue 44 item 3: the risk sentence counts the report's tests (the evidence report runs 8), not a sweep of 15."""
+    runs = pd.DataFrame([{"experiment": "sac", "task": f"dmc:t{task}", "suite": "dmc", "seed": seed, "state": "finished",
+                          "last_step": 100, "final_step": 100, "initial": 0.0, "final": float(seed), "used": True}
+                         for task in range(tests) for seed in (1, 2)])
+    markdown = "\n".join(report.verdict_section(report.improvement(runs)))
+    assert f"the {tests} uncorrected tests of this report at 0.05 give 2 or more false **yes** with probability {risk} " \
+           "when nothing improved" in markdown
 
 
 def test_normalization_subtracts_the_measured_step0_return(tmp_path):
@@ -587,8 +600,25 @@ def test_a_seed_with_two_run_directories_reads_the_newest_and_names_the_other(tm
     os.utime(older, (2e9, 2e9))
     runs = runs_of(tmp_path)
     assert runs[["initial", "final"]].values.tolist() == [[10.0, 20.0]]
-    assert runs.note[0] == ("2 run directories here: read the newest by the name's time, dmc_walker-run__sac__1__1700000100; "
-                            "not read: dmc_walker-run__sac__1__1700000000")
+    assert runs.note[0] == ("2 run directories of seed 1: read the newest by the name's time, "
+                            "dmc_walker-run__sac__1__1700000100; not read: dmc_walker-run__sac__1__1700000000")
+
+
+def test_a_literal_log_dir_of_two_seeds_is_read_as_the_two_seeds_its_run_directories_name(tmp_path):
+    """Issue 44 item 1: `sac.py --num-seeds 2 --log-dir <sweep>/sac/<task>/seed_1` puts both seeds' run directories,
+    started at the same second, into seed_1; each is read as the seed its name says, none as an older attempt."""
+    for seed, final in ((1, 324.0), (2, 328.0)):
+        write_run(tmp_path, "sac", "dmc:walker-run", seed, {0: 10.0, 3000: final}, finished=3000, started=1700000000)
+    cell = tmp_path / "sac" / "dmc_walker-run"
+    (cell / "seed_2" / "dmc_walker-run__sac__2__1700000000").rename(cell / "seed_1" / "dmc_walker-run__sac__2__1700000000")
+    shutil.rmtree(cell / "seed_2")
+    df, markers = report.read_sweep(tmp_path)
+    assert df.groupby("seed").value.max().to_dict() == {1: 324.0, 2: 328.0}
+    runs = report.run_table(report.with_experiment(df), markers).set_index("seed")
+    assert runs.final.to_dict() == {1: 324.0, 2: 328.0} and runs.state.tolist() == ["finished", "finished"]
+    assert runs.note[1] == ""
+    assert runs.note[2] == ("its run directory is in seed_1/ (a --num-seeds process given a literal --log-dir), read as "
+                            "seed 2 by its name")
 
 
 def test_planned_runs_without_a_directory_are_absent_and_tasks_counted_from_the_protocol(tmp_path):
@@ -635,3 +665,38 @@ def test_a_protocols_comparisons_pair_experiments_beside_their_baselines(tmp_pat
         ("mbpo_perfect_model", "mbpo"), "difference"] == 100
     plain = report.versus_baseline(report.with_experiment(df), runs)
     assert set(plain.baseline) == {"sac"}
+
+
+def test_an_irregular_evaluation_grid_is_named_not_taken_for_a_step_not_reached(tmp_path):
+    """Issue 44 item 2: mbpo's seed 3 was resumed with another --eval-interval (0-1500 every 500, then 2250, 3000); sac
+    evaluated every 500 to 3000, past 2250 but not at it."""
+    regular = list(range(0, 3001, 500))
+    for seed in (1, 2, 3):
+        mbpo_steps = regular if seed < 3 else [0, 500, 1000, 1500, 2250, 3000]
+        for experiment, steps in (("sac", regular), ("mbpo", mbpo_steps)):
+            gauge = {tag: {s: 1.0 for s in steps} for tag in (report.Q_TAG, report.MC_TAG)}
+            write_run(tmp_path, experiment, "Hopper-v5", seed, {s: s / 10 + seed for s in steps}, gauge, finished=3000)
+    markdown = render(tmp_path, tmp_path / "report", steps=[2000, 2250])
+    assert ("| Hopper-v5 | 2250 | mbpo vs sac | 228.0 (mean 228.0); seed 1 not evaluated at 2250 (evaluated past it, to "
+            "3000); seed 2 not evaluated at 2250 (evaluated past it, to 3000) | not evaluated at 2250 (evaluated past "
+            "it, to 3000) | - | - | -, n 1 / 0 | - | not evaluated |") in markdown
+    assert ("| Hopper-v5 | 2000 | mbpo vs sac | 201.0, 202.0 (mean 201.5); seed 3 not evaluated at 2000 (evaluated past "
+            "it, to 3000) | 201.0, 202.0, 203.0 (mean 202.0) |") in markdown
+    assert "| Hopper-v5 | sac | 2250 | not evaluated at 2250 (evaluated past it, to 3000) |  |  |" in markdown
+    assert "| mbpo | Hopper-v5 | 3 | finished | 3000 (its finished.json) | 3000 (evaluations every 500 to 1500, then " \
+           "2250, 3000) | 3000 | yes |" in markdown
+    assert "| mbpo | Hopper-v5 | 1 | finished | 3000 (its finished.json) | 3000 | 3000 | yes |" in markdown
+
+
+def test_the_published_verdict_places_each_seed_where_they_disagree_with_the_mean(tmp_path):
+    """Issue 44 item 4: cheetah-run at 100k, mean 283.5 within TD-MPC2's [236.9, 362.4], seed 1 below and seed 2 above."""
+    for seed, final in ((1, 190.0), (2, 376.9)):
+        write_run(tmp_path, "sac", "dmc:cheetah-run", seed, {0: 5.0, 100000: final}, finished=100000)
+    published = pd.DataFrame([{"experiment": "sac", "task": "dmc:cheetah-run", "step": 100000, "value": v, "low": lo,
+                               "high": hi, "spread_kind": "min-max", "source": "s"}
+                              for v, lo, hi in ((310.1, 236.9, 362.4), (213.5, 118.5, 400.0))])
+    df = report.with_experiment(report.read_sweep(tmp_path)[0])
+    rows = [line for line in "\n".join(report.published_section(df, published)).splitlines()
+            if line.startswith("| dmc:cheetah-run")]
+    assert "| **within the published spread** (by seed: below, above) |" in rows[0]
+    assert rows[1].endswith("| **within the published spread** | s |")  # both seeds within too: nothing to add
