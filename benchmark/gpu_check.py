@@ -393,7 +393,7 @@ class Check:
         counted = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no test ran"
         note = f"{seconds:.0f} s" + ("; stopped at the end of the budget" if stopped else "") \
             + ("; smoke: the first test alone" if self.a.cpu_smoke else "")
-        self.table.row(f"{shlex.join(targets)}: {counted}",
+        self.table.row(f"{GRAPH_TESTS}: {counted}",
                        {"default": "failed" if failed else "stopped" if stopped else "ok"}, note)
         for test, outcome, reason in outcomes:
             self.table.row(f"graph test {test.split('::', 1)[-1]}", {"default": outcome}, reason)
