@@ -63,7 +63,7 @@ class Args:
     target_entropy_scale: float = 0.5
     """target entropy = -scale * |A| (paper: 0.5)"""
     replay_ratio: int = 20
-    """gradient updates per environment step (paper: 1 for SAC, 20 for MBPO)"""
+    """gradient updates per environment step (paper: 20)"""
     layer_norm: bool = False
     """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
     reset_interval: int = 0

@@ -61,7 +61,7 @@ class Args:
     target_entropy_scale: float = 0.5
     """target entropy = -scale * |A| (paper: 0.5)"""
     replay_ratio: int = 1
-    """gradient updates per environment step (paper: 1 for SAC, 20 for MBPO)"""
+    """gradient updates per environment step (1; the paper's code used 20 for every run, its SAC too: the sweep's sac_rr20)"""
     layer_norm: bool = False
     """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
     reset_interval: int = 0

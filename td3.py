@@ -65,7 +65,7 @@ class Args:
     policy_frequency: int = 2
     """delayed policy updates: actor and targets update once every this many gradient updates (TD3 paper: 2)"""
     replay_ratio: int = 1
-    """gradient updates per environment step (paper: 1 for SAC, 20 for MBPO)"""
+    """gradient updates per environment step (1, as Fujimoto's TD3)"""
     layer_norm: bool = False
     """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
     reset_interval: int = 0
