@@ -3,8 +3,10 @@ scripts' `as_cuda_graph` runs its stand-in (FREELUNCH_GRAPH_STAND_IN=1): the gra
 outputs overwritten by every replay and its Python values frozen at the capture; on a CUDA machine the same tests run
 the real CUDA graphs. Each script's real loop runs both ways from the same seed and the checkpoints must be equal bit
 for bit. benchmark/gpu_check.py runs this file first on a GPU."""
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -25,6 +27,8 @@ CASES = {  # what each run must take through the graph, beside the update's warm
     "mbpo.py, 2 seeds and the rollout schedule": ("mbpo.py", ["--num-seeds", "2", "--rollout-schedule", "0,1,2,4"]),
     "mbpo_perfect_model.py, rollouts of 3 steps": ("mbpo_perfect_model.py", ROLLOUTS),
     "alm.py, with its measuring updates": ("alm.py", []),
+    # its graphs captured anew after the resume
+    "mbpo.py, stopped at a checkpoint and resumed": ("mbpo.py", ROLLOUTS, 130),
 }
 
 
@@ -56,15 +60,20 @@ def assert_equal_runs(graphed: dict, eager: dict) -> None:
     assert not differ, f"{len(differ)} of {total} checkpoint entries differ from the eager run's: {differ[:8]}"
 
 
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory) -> dict:
+    """The selected cases' pairs, started at once and run as many at a time as half the cores allow (a GPU machine's
+    16 cores run them all in about the time of two); each test waits for its own."""
+    selected = [item.callspec.params["case"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_graphed_loop_equals_eager_loop"]
+    pool = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 2))
+    yield {case: pool.submit(run_pair, *CASES[case][:2], tmp_path_factory.mktemp("graphs"), *CASES[case][2:]) for case in selected}
+    pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_graphed_loop_equals_eager_loop(case, tmp_path):
-    script, args = CASES[case]
-    assert_equal_runs(*run_pair(script, args, tmp_path))
-
-
-def test_graphed_run_resumed_equals_eager_run(tmp_path):
-    """A graphed mbpo.py run stopped at a checkpoint and resumed (its graphs captured anew) equals one eager run."""
-    assert_equal_runs(*run_pair("mbpo.py", ROLLOUTS, tmp_path, resume_at=130))
+def test_graphed_loop_equals_eager_loop(case, runs):
+    assert_equal_runs(*runs[case].result())
 
 
 # the wrapper's contract, on as_cuda_graph itself (the same text in every script)
