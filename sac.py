@@ -403,8 +403,8 @@ def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
     keeps one past the next call clones it. A capture that fails says why once, and `fn` runs as it is from then on.
     `stand_in` (on a CPU, for the tests: FREELUNCH_GRAPH_STAND_IN=1): the same contract without CUDA. The capture runs
     `fn` once as make_fx traces it (the capture and its first replay in one), its Python values frozen in the trace and
-    a host sync failing as in a capture; each later replay runs that trace on the captured inputs and copies its
-    results into the same output tensors."""
+    a host sync failing as in a capture (though what ran before it stays done); each later replay runs that trace on
+    the captured inputs and copies its results into the same output tensors."""
     graphs, side_stream = {}, None if stand_in else torch.cuda.Stream()
 
     def capture(inputs: list, spec) -> tuple:
