@@ -60,7 +60,6 @@ START = time.monotonic()  # the budget counts from here, imports included
 
 import argparse  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
@@ -74,7 +73,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmark"))
-from speed import run_in_process  # noqa: E402
+from speed import run_in_process, script_env  # noqa: E402
 
 SCRIPTS = ("sac.py", "mbpo.py", "td3.py", "alm.py", "mbpo_perfect_model.py")  # the most wanted first
 COMPARED = ("sac.py", "td3.py", "mbpo.py")
@@ -184,12 +183,6 @@ def recording_compile(record: dict, compile_=None):
             return target(*args, **kw)
         return recorded
     return compile_and_record
-
-
-def script_env() -> dict:
-    """The environment of a subprocess: this checkout first on the path, before what PYTHONPATH held (an offline GPU
-    machine's wheels)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 
 class Check:

@@ -162,6 +162,12 @@ def matmul_peak(device: torch.device, seconds: float = 0.5) -> float:
     return max(rates)
 
 
+def script_env(**extra: str) -> dict:
+    """The environment of a script's subprocess: this one with the checkout first on PYTHONPATH, before what it held (an
+    offline GPU machine's wheels), and `extra`."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), **extra}
+
+
 def run_in_process(script: str, argv: list[str], timeout: int | None = None, quiet: bool = True) -> dict:
     """Run `script` in this process as `python script argv` would, and return its globals (networks, buffers,
     optimizers); with `quiet` its progress lines are swallowed. A run still going after `timeout` seconds raises

@@ -1,6 +1,5 @@
 """Shared helpers: run an algorithm script as a user would (subprocess) or in-process (to inspect its final state)."""
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmark"))
 import speed  # noqa: E402  (its run_in_process is the tests' too)
+from speed import script_env  # noqa: E402  (the scripts' subprocess environment, gpu_check's too)
 
 # flags that make each script's runs tiny: these tests check wiring, not learning
 SAC_TINY = ["--learning-starts", "100", "--batch-size", "32", "--eval-episodes", "1", "--log-interval", "10"]
@@ -27,12 +27,6 @@ TINY = {
     "alm.py": ["--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "1", "--log-interval", "10",
                "--latent-dim", "16", "--hidden-dim", "32", "--model-hidden-dim", "32"],
 }
-
-
-def script_env(**extra: str) -> dict:
-    """The environment a script runs in: this one with the repo first on PYTHONPATH (kept: a GPU machine's packages
-    come through it) and `extra`."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **extra}
 
 
 def run_script(script: str, *args: str, log_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -115,7 +109,7 @@ def state_differences(a: dict, b: dict) -> tuple[list[str], int]:
     networks, optimizers, buffers, env states, the loop's state, the random generators. Entries only one holds count."""
     (paths_a, leaves_a), (paths_b, leaves_b) = (zip(*pytree.tree_flatten_with_path(s)[0]) for s in (a, b))
     a_by_path, b_by_path = dict(zip(map(pytree.keystr, paths_a), leaves_a)), dict(zip(map(pytree.keystr, paths_b), leaves_b))
-    differ = sorted(a_by_path.keys() ^ b_by_path.keys())
+    differ = list(a_by_path.keys() ^ b_by_path.keys())
     for path in a_by_path.keys() & b_by_path.keys():
         x, y = a_by_path[path], b_by_path[path]
         if torch.is_tensor(x):

@@ -45,8 +45,9 @@ def egl_problem() -> str | None:
 
 # headless rendering through EGL (which also avoids dm_control's GLFW warning without a display) where an EGL display
 # initializes; elsewhere no renderer at all, so that everything but rendering (--capture-video) works
-EGL_PROBLEM = egl_problem() if "MUJOCO_GL" not in os.environ else None
+EGL_PROBLEM = None  # unlooked-for where MUJOCO_GL is the user's
 if "MUJOCO_GL" not in os.environ:
+    EGL_PROBLEM = egl_problem()
     os.environ["MUJOCO_GL"] = "disable" if EGL_PROBLEM else "egl"
 
 import gymnasium as gym  # noqa: E402  (after MUJOCO_GL, which mujoco and dm_control read on import)
