@@ -366,8 +366,14 @@ class SyntheticReplayBuffer(ReplayBuffer):
         self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
 
     def state_dict(self) -> dict:
+        """Up to the fullest seed's size; a seed's rows past its own size, never written, saved as zeros (not as whatever
+        the memory held, which made two equal runs' checkpoints differ)."""
         filled = int(self.size.max())
-        return {"size": self.size.cpu(), "pos": self.pos.cpu(), **{name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}}
+        state = {name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}
+        unwritten = torch.arange(filled) >= self.size.cpu()[:, None]
+        for rows in state.values():
+            rows[unwritten] = 0
+        return {"size": self.size.cpu(), "pos": self.pos.cpu(), **state}
 
     def load_state_dict(self, state: dict):
         self.size.copy_(state["size"])
