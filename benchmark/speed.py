@@ -169,9 +169,9 @@ def script_env(**extra: str) -> dict:
 
 
 def run_in_process(script: str, argv: list[str], timeout: int | None = None, quiet: bool = True) -> dict:
-    """Run `script` in this process as `python script argv` would, and return its globals (networks, buffers,
-    optimizers); with `quiet` its progress lines are swallowed. A run still going after `timeout` seconds raises
-    TimeoutError (the tests' guard against a hang). The signal handlers the script installs end with it."""
+    """Run `script` in this process as `python script argv` would, and return its globals and its `main`'s locals
+    (networks, buffers, optimizers, the update); with `quiet` its progress lines are swallowed. A run still going
+    after `timeout` seconds raises TimeoutError (the tests' guard against a hang). The signal handlers the script installs end with it."""
     def too_long(signum, frame):
         raise TimeoutError(f"{script} {' '.join(argv)} still ran after {timeout} s")
 
@@ -180,10 +180,19 @@ def run_in_process(script: str, argv: list[str], timeout: int | None = None, qui
     if timeout:
         signal.signal(signal.SIGALRM, too_long)
         signal.alarm(timeout)
+    path, main_locals = str(ROOT / script), {}
+
+    def keep_main_locals(frame, event, arg):  # the script's main() returning: its locals are the run's objects
+        if event == "return" and frame.f_code.co_name == "main" and frame.f_code.co_filename == path:
+            main_locals.update(frame.f_locals)
+
+    profile_before = sys.getprofile()
+    sys.setprofile(keep_main_locals)
     try:
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-            return runpy.run_path(str(ROOT / script), run_name="__main__")
+            return {**runpy.run_path(path, run_name="__main__"), **main_locals}
     finally:
+        sys.setprofile(profile_before)
         signal.alarm(0)
         sys.argv = argv_before
         for sig, handler in handlers.items():  # Ctrl-C stops the caller again, not a checkpoint handler

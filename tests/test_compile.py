@@ -22,7 +22,7 @@ COMMON = ["--env", "InvertedPendulum-v5", "--total-timesteps", "60", "--learning
 def learned_state(run: dict) -> dict[str, torch.Tensor]:
     """Every tensor a run has learned: its networks, targets and optimizers (moments and step counts), the temperature,
     MBPO's model and its optimizer; keyed by where it lives."""
-    objects = dict(enumerate(run["agent"]))
+    objects = {i: x for i, x in enumerate(run["agent"]) if not torch.is_tensor(x)}
     objects.update({name: run[name] for name in ("model", "model_optimizer") if name in run})
     state = {"log_alpha": run["log_alpha"].detach()} if "log_alpha" in run else {}
     for name, obj in objects.items():

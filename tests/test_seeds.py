@@ -18,17 +18,21 @@ from test_resume import assert_same_state, start, wait_for
 SCRIPTS = ["sac.py", "td3.py", "mbpo.py", "mbpo_perfect_model.py", "alm.py"]
 
 
+def learned(run: dict) -> list:
+    """What the update changes: the run's `agent` (modules, optimizers, and the temperature where there is one)."""
+    extra = [run["log_alpha"]] if "log_alpha" in run and not any(x is run["log_alpha"] for x in run["agent"]) else []
+    return [*run["agent"], *extra]
+
+
 def snapshot(run: dict) -> list:
-    """Copies of the state_dicts of every module and optimizer the update changes (and log_alpha where there is one):
-    all of them have a leading, seed-major axis but Adam's step count, which the seeds share."""
-    return copy.deepcopy([m.state_dict() for m in run["agent"]] + ([run["log_alpha"].detach()] if "log_alpha" in run else []))
+    """Copies of the states of everything the update changes: all of them have a leading, seed-major axis but Adam's
+    step count, which the seeds share."""
+    return copy.deepcopy([x.detach() if torch.is_tensor(x) else x.state_dict() for x in learned(run)])
 
 
 def restore(run: dict, saved: list):
-    for module, state in zip(run["agent"], saved):
-        module.load_state_dict(state)
-    if "log_alpha" in run:
-        run["log_alpha"].detach().copy_(saved[-1])
+    for x, state in zip(learned(run), saved, strict=True):
+        x.detach().copy_(state) if torch.is_tensor(x) else x.load_state_dict(state)
 
 
 def tensors(saved: list) -> list[torch.Tensor]:
