@@ -1,6 +1,6 @@
-"""The run's plumbing (the command line, checkpoints, the NaN guard, W&B, videos, the progress line: the block from
-`# Plumbing` to `if __name__`) is copied into every algorithm script so each reads alone; these copies must not drift.
-Only `check_args`, each script's own checks of its own flags, may differ."""
+"""The harness (the run class, the command line, checkpoints, the NaN guard, W&B, videos, Adam, the CUDA graph, the
+progress line: the block from `# The harness` to `if __name__`) is copied into every algorithm script so each reads
+alone; these copies must not drift. Only `check_args`, each script's own checks of its own flags, may differ."""
 import ast
 
 import pytest
@@ -14,7 +14,7 @@ OWN = {"check_args"}  # the one definition each script writes for itself
 def plumbing(source: str) -> dict[str, str]:
     """Each top-level statement of the plumbing block by its name (a function's or class's, an assignment's targets),
     as its exact source text, the comments after it included."""
-    start, end = source.index("\n# Plumbing"), source.index("\nif __name__")
+    start, end = source.index("\n# The harness"), source.index("\nif __name__")
     block = source[start:end]
     statements = ast.parse(block).body
     lines = block.splitlines(keepends=True)
@@ -59,10 +59,10 @@ def test_the_plumbing_copies_are_identical_but_for_check_args(sources):
 def test_an_edited_copy_is_caught(sources):
     """The check itself: an edit inside one copy of a plumbing function, and a definition only one copy has."""
     edited = dict(sources)
-    edited["td3.py"] = sources["td3.py"].replace("def write_checkpoint(state: dict, run_dir: str):\n",
-                                                 "def write_checkpoint(state: dict, run_dir: str):\n    pass\n", 1)
+    edited["td3.py"] = sources["td3.py"].replace("def init_per_seed(make, generator_seeds: list[int]) -> tuple:\n",
+                                                 "def init_per_seed(make, generator_seeds: list[int]) -> tuple:\n    pass\n", 1)
     assert edited["td3.py"] != sources["td3.py"]
-    assert drift(edited) == ["td3.py's write_checkpoint differs from sac.py's"]
+    assert drift(edited) == ["td3.py's init_per_seed differs from sac.py's"]
     edited = dict(sources)
     edited["alm.py"] = sources["alm.py"].replace("\nif __name__", "\ndef extra():\n    pass\n\n\nif __name__", 1)
     assert drift(edited) == ["alm.py has extra, which sac.py has not"]

@@ -102,7 +102,7 @@ def test_eta_follows_the_current_phase(monkeypatch, capsys):
     clock = FakeClock()
     monkeypatch.setattr(module.time, "time", clock)
     total, starts = 20_000, 10_000
-    progress = module.ProgressLine(total, starts, first_step=0)
+    progress = module.ProgressLine(total, starts)
     clock.now += 120  # the step-0 evaluation
     for step in range(1, starts + 1):  # 500 random steps/s
         clock.now += 1 / 500
