@@ -1,6 +1,5 @@
 # Soft Actor-Critic (Haarnoja et al. 2018) as the base learner of "Stealing That Free Lunch" (arXiv 2412.14312): its
 # settings, networks, update and training loop (main), then "The harness", the plumbing every script shares.
-import collections
 import contextlib
 import copy
 import errno
@@ -251,10 +250,11 @@ def main(args: Args):
         if global_step >= args.learning_starts:
             for _ in range(args.replay_ratio):
                 qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(rb.sample(args.batch_size))
-            losses = {"losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss, "losses/alpha_loss": alpha_loss}
+            guarded = {"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha}
             if global_step % args.log_interval == 0:
-                run.log({"losses/qf_values": qf_values, **losses, "losses/alpha": alpha}, global_step)
-                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor}, global_step)
+                run.log({"losses/qf_values": qf_values, "losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss,
+                         "losses/alpha": alpha, "losses/alpha_loss": alpha_loss}, global_step)
+                run.check_finite(guarded, {"qf": qf, "actor": actor}, global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffer kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
@@ -264,7 +264,7 @@ def main(args: Args):
         run.progress(global_step + 1, last_evals)
         if run.stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
-                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor}, global_step)
+                run.check_finite(guarded, {"qf": qf, "actor": actor}, global_step)
             run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb}, (obs, episode_returns, episode_lengths, last_evals))
 
     if args.total_timesteps % args.eval_interval == 0:
@@ -440,8 +440,7 @@ class Run:
             self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
         except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
             sys.exit(f"error: --capture-video: {e}")
-        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts)
-        self.start_time, self.timings = None, collections.defaultdict(float)
+        self.progress_line, self.start_time, self.timings = ProgressLine(args.total_timesteps, args.learning_starts), None, {}
 
     def accelerate(self, fn):  # `fn` (tensor ops, no host sync) compiled to one graph (--compile) and replayed as one CUDA graph (a GPU)
         if self.args.compile:
@@ -455,7 +454,7 @@ class Run:
     def timed(self, name: str):  # adds the wall-clock time of the block to timings[name] (where the time goes)
         tic = time.perf_counter()
         yield
-        self.timings[name] += time.perf_counter() - tic
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - tic
 
     def log(self, values: dict, step: int):  # each seed's value to its TensorBoard: a tensor's mean past its seed axis, or a number
         for name, value in values.items():

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import torch
@@ -72,6 +73,11 @@ class Args:
     """if given, also run sac.py and mbpo.py end to end with each of these --num-seeds: seed-steps/s"""
     seeds_steps: int = 1000
     """learning env steps of each sac.py run of --num-seeds"""
+    seeds_scripts: tuple[str, ...] = ("sac.py", "mbpo.py")
+    """the scripts of the --num-seeds table (MBPO's: --mbpo-steps learning steps, 250 if unset; the others': --seeds-steps)"""
+    baseline: Optional[str] = None
+    """another checkout (a directory) whose scripts run beside these in the --num-seeds table, alternating, --rounds
+    times each: the median rates of both and this checkout's over the baseline's"""
 
 
 def forward_flops(dims: list[int]) -> int:
@@ -295,15 +301,15 @@ def mbpo_end_to_end(a: Args, log_dir: str) -> tuple[float, str]:
     return a.mbpo_steps / learning_seconds, split
 
 
-def seed_steps_per_second(script: str, num_seeds: int, steps: int, a: Args, log_dir: str) -> float:
-    """`script --num-seeds num_seeds` as a user runs it, at its defaults but for `steps` learning env steps after 1000
-    random ones: env steps/s of its learning phase (its final progress line's rate) times the seeds."""
+def seed_steps_per_second(script: str, num_seeds: int, steps: int, a: Args, log_dir: str, root: Path = ROOT) -> float:
+    """`script --num-seeds num_seeds` (of the checkout `root`) as a user runs it, at its defaults but for `steps` learning
+    env steps after 1000 random ones: env steps/s of its learning phase (its final progress line's rate) times the seeds."""
     warmup = 1000
-    command = [sys.executable, str(ROOT / script), "--env", a.env, "--num-seeds", str(num_seeds), "--learning-starts", str(warmup),
+    command = [sys.executable, str(root / script), "--env", a.env, "--num-seeds", str(num_seeds), "--learning-starts", str(warmup),
                "--total-timesteps", str(warmup + steps), "--eval-interval", str(10**9), "--eval-episodes", "1",
                "--checkpoint-interval", "0", "--torch-threads", str(a.torch_threads), "--log-dir", log_dir,
                "--cuda" if a.cuda else "--no-cuda"]
-    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True).stdout
     final = [line for line in output.splitlines() if line.startswith(f"step {warmup + steps}/")][-1]
     return num_seeds * float(re.search(r"\| learning \| SPS ([\d.e+]+)", final).group(1))
 
@@ -372,9 +378,22 @@ if __name__ == "__main__":
               f"{step_flops / 1e9:.1f} GFLOP per env step allow {allowed:.2f}/s at the peak: "
               f"{100 * steps_per_second / allowed:.0f} % of it\n({split})")
 
-    if args.num_seeds:
+    if args.num_seeds and args.baseline:
+        print(f"\n| script | --num-seeds | learning env steps | seed-steps/s, baseline ({args.baseline}) | seed-steps/s, this "
+              f"checkout | this / baseline |\n|---|---|---|---|---|---|")
+        for script in args.seeds_scripts:
+            steps = (args.mbpo_steps or 250) if script.startswith("mbpo") else args.seeds_steps
+            for num_seeds in args.num_seeds:
+                rates = {root: [] for root in (Path(args.baseline), ROOT)}
+                for _ in range(args.rounds):  # alternating, so a neighbour's load falls on both alike
+                    for root in rates:
+                        rates[root].append(seed_steps_per_second(script, num_seeds, steps, args, log_dir, root))
+                base, this = (statistics.median(x) for x in rates.values())
+                print(f"| {script} | {num_seeds} | {steps} | {base:.2f} | {this:.2f} | {this / base:.3f} |", flush=True)
+    elif args.num_seeds:
         print(f"\n| script | --num-seeds | learning env steps | seed-steps/s | env steps/s (each seed) | seed-steps/s vs --num-seeds {args.num_seeds[0]} |\n|---|---|---|---|---|---|")
-        for script, steps in (("sac.py", args.seeds_steps), ("mbpo.py", args.mbpo_steps or 250)):
+        for script in args.seeds_scripts:
+            steps = (args.mbpo_steps or 250) if script.startswith("mbpo") else args.seeds_steps
             rates = {}
             for num_seeds in args.num_seeds:
                 rates[num_seeds] = seed_steps_per_second(script, num_seeds, steps, args, log_dir)

@@ -33,12 +33,11 @@ def function(tree: ast.AST, name: str, script: str) -> ast.FunctionDef:
 
 
 def timing_names(tree: ast.AST, script: str) -> set[str]:
-    """The names of `timings = dict.fromkeys(("env", ...), 0.0)`, logged as time/{name}_frac."""
-    for n in ast.walk(tree):
-        if (isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "timings" and isinstance(n.value, ast.Call)
-                and getattr(n.value.func, "attr", None) == "fromkeys"):
-            return {e.value for e in n.value.args[0].elts}
-    raise AssertionError(f"{script}: no `timings = dict.fromkeys(...)` to read time/*_frac from; update tests/test_docs.py")
+    """The names the script times with `run.timed("env")` (the harness's timings), logged as time/{name}_frac."""
+    names = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "timed"
+             and n.args and isinstance(n.args[0], ast.Constant)}
+    assert names, f"{script}: no `run.timed(\"...\")` to read time/*_frac from; update tests/test_docs.py"
+    return names
 
 
 def expand(node: ast.AST, tree: ast.AST, script: str) -> set[str]:
@@ -64,9 +63,9 @@ def expand(node: ast.AST, tree: ast.AST, script: str) -> set[str]:
 
 def logged_tags(script: str) -> set[str]:
     """Every tag `script` writes: the first argument of its writer calls (add_scalar, add_video, add_text, ...) and the
-    keys of its log_scalars({...}) dicts (log_scalars' own add_scalar(name, ...) passes them through)."""
+    keys of its run.log({...}) dicts (the harness's Run.log, whose own add_scalar(name, ...) passes them through)."""
     tree = ast.parse((ROOT / script).read_text())
-    passthrough = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "log_scalars"
+    passthrough = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "log"
                    for n in ast.walk(f)}
     tags = set()
     for node in ast.walk(tree):
@@ -76,11 +75,12 @@ def logged_tags(script: str) -> set[str]:
         first = node.args[0]
         if name in WRITER_CALLS:
             tags |= expand(first, tree, script)
-        elif name == "log_scalars":
+        elif name == "log" and getattr(node.func.value, "id", None) in ("run", "self"):
             if isinstance(first, ast.Dict):
+                assert None not in first.keys, f"{script} line {node.lineno}: run.log of a dict with ** in it: write its keys out"
                 keys = first.keys
             else:
-                assert isinstance(first, ast.DictComp), f"{script} line {node.lineno}: log_scalars of neither a dict nor a dict comprehension"
+                assert isinstance(first, ast.DictComp), f"{script} line {node.lineno}: run.log of neither a dict nor a dict comprehension"
                 keys = [first.key]
             for key in keys:
                 tags |= expand(key, tree, script)

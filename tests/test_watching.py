@@ -144,7 +144,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoi
     kept = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert kept["next_step"] == 120
     resumed = run_in_process(script, "--resume", str(run_dir), "--total-timesteps", "121", log_dir=log_dir)
-    assert resumed["start_step"] == 120 and resumed["global_step"] == 120  # one step on from the kept checkpoint
+    assert resumed["run"].start_step == 120 and resumed["global_step"] == 120  # one step on from the kept checkpoint
     assert resumed["rb"].size == 121 and torch.equal(resumed["rb"].obs[:, :120], kept["rb"]["obs"])
 
 
