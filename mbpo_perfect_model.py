@@ -1,7 +1,7 @@
 # MBPO with a perfect model, as in "Stealing That Free Lunch" (arXiv 2412.14312): mbpo.py with the learned ensemble
-# replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
-# Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
-# what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+# replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap. Read top to bottom:
+# the settings, the networks, the update, Dyna's model (the simulator) and rollouts, and the training loop (main); then,
+# below "The harness", what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
 import collections
 import contextlib
 import copy
@@ -264,6 +264,9 @@ def main(args: Args):
     # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
     initial_agent = copy.deepcopy(state_of(agent))
 
+    def policy(x):  # the deterministic policy, for videos
+        return torch.tanh(actor(x)[0])
+
     # Dyna: the simulator as the model (one per seed, as the envs), the simulator state of each real transition (at the
     # same slot as in `rb`), the synthetic buffer, and minibatches that mix real and synthetic transitions
     sims = [make_simulator(args.env, seed + 20_000) for seed in seeds]
@@ -281,7 +284,7 @@ def main(args: Args):
         return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
 
     def rows(storage, idx):
-        """Each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, capacity, ...)."""
+        """Each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, capacity, ...): sampling."""
         return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
 
     def predict(sim_states, actions, alive):
@@ -325,12 +328,9 @@ def main(args: Args):
                     break
                 obs = next_obs
 
-    def policy(x):  # the deterministic policy, for videos
-        return torch.tanh(actor(x)[0])
-
-    saved = {"agent": agent, "rb": rb, "states": FilledRows(states, rb), "synthetic_rb": synthetic_rb}  # a checkpoint's
     if run.checkpoint:
-        obs, episode_returns, episode_lengths, last_evals = run.restore(saved)
+        obs, episode_returns, episode_lengths, last_evals = run.restore(
+            {"agent": agent, "rb": rb, "states": FilledRows(states, rb), "synthetic_rb": synthetic_rb})
     else:  # TRY NOT TO MODIFY: start the game
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
         episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
@@ -398,7 +398,8 @@ def main(args: Args):
         if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
             if global_step >= args.learning_starts:
                 run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor}, global_step)
-            run.save_checkpoint(global_step + 1, saved, (obs, episode_returns, episode_lengths, last_evals))
+            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb, "states": FilledRows(states, rb), "synthetic_rb": synthetic_rb},
+                                (obs, episode_returns, episode_lengths, last_evals))
 
     if args.total_timesteps % args.eval_interval == 0:
         last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
@@ -500,48 +501,6 @@ class ReplayBuffer:
                 self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
 
 
-class SyntheticReplayBuffer(ReplayBuffer):
-    """The synthetic transitions: a ReplayBuffer whose seeds fill at their own pace (their rollouts end apart), so
-    positions and sizes are per seed and on the device (no host sync); rows a seed does not add go to a scratch row."""
-
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, num_seeds: int):
-        super().__init__(capacity + 1, obs_dim, act_dim, device, num_seeds)  # + the scratch row
-        self.capacity = capacity
-        self.size, self.pos = (torch.zeros(num_seeds, dtype=torch.long, device=device) for _ in range(2))
-
-    def add(self, obs, actions, rewards, next_obs, terminations, valid=None):
-        """Add each seed's transitions (seeds, n, ...) for which `valid` (seeds, n) holds (all, if None)."""
-        valid = torch.ones(terminations.shape, dtype=torch.bool, device=self.obs.device) if valid is None else valid
-        idx = torch.where(valid, (self.pos[:, None] + valid.cumsum(1) - 1) % self.capacity, self.capacity)
-        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
-            storage = getattr(self, name)
-            storage[self.seeds, idx] = value.to(storage.dtype)
-        added = valid.sum(1)
-        self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
-
-    def state_dict(self) -> dict:
-        """Up to the fullest seed's size; a seed's rows past its own size, never written, saved as zeros (not as whatever
-        the memory held, which made two equal runs' checkpoints differ)."""
-        filled = int(self.size.max())
-        state = {name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}
-        unwritten = torch.arange(filled) >= self.size.cpu()[:, None]
-        for rows in state.values():
-            rows[unwritten] = 0
-        return {"size": self.size.cpu(), "pos": self.pos.cpu(), **state}
-
-    def load_state_dict(self, state: dict):
-        self.size.copy_(state["size"])
-        self.pos.copy_(state["pos"])
-        for name in self.fields:
-            getattr(self, name)[:, : state[name].shape[1]] = state[name]
-
-    def sample(self, batch_size: int):
-        """As ReplayBuffer's, each seed's indices below its own size."""
-        idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
-        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
-                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
-
-
 def parse_rollout_schedule(args: Args) -> tuple[int, int, int, int]:
     """--rollout-schedule "a,b,min,max" as (a, b, min, max) (without it: --rollout-length at every epoch), or exit with
     one line saying what is allowed."""
@@ -592,6 +551,48 @@ def simulator_step(sim: gym.Env, states: np.ndarray, actions: np.ndarray):
         terminations.append(terminated)
         next_states.append(get_physics_state(sim))
     return np.stack(next_obs), np.array(rewards), np.array(terminations), np.stack(next_states)
+
+
+class SyntheticReplayBuffer(ReplayBuffer):
+    """The synthetic transitions: a ReplayBuffer whose seeds fill at their own pace (their rollouts end apart), so
+    positions and sizes are per seed and on the device (no host sync); rows a seed does not add go to a scratch row."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, num_seeds: int):
+        super().__init__(capacity + 1, obs_dim, act_dim, device, num_seeds)  # + the scratch row
+        self.capacity = capacity
+        self.size, self.pos = (torch.zeros(num_seeds, dtype=torch.long, device=device) for _ in range(2))
+
+    def add(self, obs, actions, rewards, next_obs, terminations, valid=None):
+        """Add each seed's transitions (seeds, n, ...) for which `valid` (seeds, n) holds (all, if None)."""
+        valid = torch.ones(terminations.shape, dtype=torch.bool, device=self.obs.device) if valid is None else valid
+        idx = torch.where(valid, (self.pos[:, None] + valid.cumsum(1) - 1) % self.capacity, self.capacity)
+        for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
+            storage = getattr(self, name)
+            storage[self.seeds, idx] = value.to(storage.dtype)
+        added = valid.sum(1)
+        self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
+
+    def state_dict(self) -> dict:
+        """Up to the fullest seed's size; a seed's rows past its own size, never written, saved as zeros (not as whatever
+        the memory held, which made two equal runs' checkpoints differ)."""
+        filled = int(self.size.max())
+        state = {name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}
+        unwritten = torch.arange(filled) >= self.size.cpu()[:, None]
+        for rows in state.values():
+            rows[unwritten] = 0
+        return {"size": self.size.cpu(), "pos": self.pos.cpu(), **state}
+
+    def load_state_dict(self, state: dict):
+        self.size.copy_(state["size"])
+        self.pos.copy_(state["pos"])
+        for name in self.fields:
+            getattr(self, name)[:, : state[name].shape[1]] = state[name]
+
+    def sample(self, batch_size: int):
+        """As ReplayBuffer's, each seed's indices below its own size."""
+        idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
+        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
+                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
 
 
 class FilledRows:
