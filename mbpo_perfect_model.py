@@ -1,7 +1,7 @@
 # MBPO with a perfect model, as in "Stealing That Free Lunch" (arXiv 2412.14312): mbpo.py with the learned ensemble
-# replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap. Read top to bottom:
-# the settings, the networks, the update, Dyna's model (the simulator) and rollouts, and the training loop (main); then,
-# below "The harness", what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+# replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
+# Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
+# what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
 import collections
 import contextlib
 import copy
@@ -276,15 +276,13 @@ def main(args: Args):
     # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
     real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
 
-    def sample_batch():
-        """A SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)."""
+    def sample_batch():  # a SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)
         if real_batch_size == args.batch_size:
             return rb.sample(args.batch_size)
         real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
         return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
 
-    def rows(storage, idx):
-        """Each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, capacity, ...): sampling."""
+    def rows(storage, idx):  # sampling: each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, n, ...)
         return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
 
     def predict(sim_states, actions, alive):
@@ -334,7 +332,7 @@ def main(args: Args):
     else:  # TRY NOT TO MODIFY: start the game
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
         episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
-    run.timings.update(dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0))  # time/<name>_frac from step 0
+    run.timings.update(dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0))  # the time split, from step 0
     start_time = time.time()
 
     for global_step in range(run.start_step, args.total_timesteps):
@@ -385,7 +383,7 @@ def main(args: Args):
             if global_step % args.log_interval == 0:
                 run.log({"losses/qf_values": qf_values, **losses, "losses/alpha": alpha}, global_step)
                 run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor}, global_step)
-        if global_step % args.log_interval == 0:  # the rollout length, and where the wall-clock time goes
+        if global_step % args.log_interval == 0:  # and where the wall-clock time goes
             run.log({"charts/rollout_length": rollout_length_at(global_step, rollout_schedule),
                      **{f"time/{name}_frac": seconds / (time.time() - start_time) for name, seconds in run.timings.items()}}, global_step)
 
@@ -398,8 +396,8 @@ def main(args: Args):
         if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
             if global_step >= args.learning_starts:
                 run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor}, global_step)
-            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb, "states": FilledRows(states, rb), "synthetic_rb": synthetic_rb},
-                                (obs, episode_returns, episode_lengths, last_evals))
+            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb, "states": FilledRows(states, rb),
+                                                  "synthetic_rb": synthetic_rb}, (obs, episode_returns, episode_lengths, last_evals))
 
     if args.total_timesteps % args.eval_interval == 0:
         last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
@@ -502,8 +500,7 @@ class ReplayBuffer:
 
 
 def parse_rollout_schedule(args: Args) -> tuple[int, int, int, int]:
-    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (without it: --rollout-length at every epoch), or exit with
-    one line saying what is allowed."""
+    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (else --rollout-length at every epoch), or exit with one line."""
     if args.rollout_schedule is None:
         return 0, 1, args.rollout_length, args.rollout_length
     try:
@@ -572,9 +569,7 @@ class SyntheticReplayBuffer(ReplayBuffer):
         added = valid.sum(1)
         self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
 
-    def state_dict(self) -> dict:
-        """Up to the fullest seed's size; a seed's rows past its own size, never written, saved as zeros (not as whatever
-        the memory held, which made two equal runs' checkpoints differ)."""
+    def state_dict(self) -> dict:  # up to the fullest seed's size; rows past a seed's own, never written, as zeros
         filled = int(self.size.max())
         state = {name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}
         unwritten = torch.arange(filled) >= self.size.cpu()[:, None]
@@ -583,16 +578,14 @@ class SyntheticReplayBuffer(ReplayBuffer):
         return {"size": self.size.cpu(), "pos": self.pos.cpu(), **state}
 
     def load_state_dict(self, state: dict):
-        self.size.copy_(state["size"])
-        self.pos.copy_(state["pos"])
+        torch._foreach_copy_([self.size, self.pos], [state["size"], state["pos"]])
         for name in self.fields:
             getattr(self, name)[:, : state[name].shape[1]] = state[name]
 
     def sample(self, batch_size: int):
         """As ReplayBuffer's, each seed's indices below its own size."""
         idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
-        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
-                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
+        return tuple(getattr(self, name)[self.seeds, idx] for name in self.fields)
 
 
 class FilledRows:
