@@ -1,8 +1,12 @@
 # MBPO with a perfect model, as in "Stealing That Free Lunch" (arXiv 2412.14312): mbpo.py with the learned ensemble
 # replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
+# Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
+# what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+import collections
 import contextlib
 import copy
 import errno
+import functools
 import io
 import math
 import os
@@ -210,44 +214,245 @@ class Actor(nn.Module):
         return action, log_prob, torch.tanh(mean)
 
 
-class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
-    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
-    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+def main(args: Args):
+    run = Run(args)  # the harness (below): run directories, seeding, device, envs, TensorBoard, W&B, checkpoints, Ctrl-C
+    env, device, seeds = run.envs[0], run.device, run.seeds
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
 
-    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
-        self.step_count = torch.zeros((), device=self.params[0].device)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+    # ALGO LOGIC: initialize agent here
+    # each seed's weights (every weight has a leading seed axis) drawn from a seed of its own (seed + 20_000)
+    actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
+                                                 SoftQNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
+                              [seed + 20_000 for seed in seeds])
+    qf_target = copy.deepcopy(qf)
+    log_alpha = torch.full((len(seeds), 1), math.log(args.init_alpha), device=device, requires_grad=True)
+    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
+    a_optimizer = Adam([log_alpha], lr=args.q_lr)
+    target_entropy = -args.target_entropy_scale * act_dim
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
 
-    @torch.no_grad()
-    def step(self, grads):
-        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
-        beta1, beta2 = self.betas
-        self.step_count += 1
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
-        torch._foreach_add_(denom, self.eps)
-        updates = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
-        torch._foreach_sub_(self.params, updates)
+    def update(data):
+        """One gradient update of the critics, the actor and the temperature on a minibatch `data`. Written for one
+        seed: with --num-seeds every tensor carries a seed axis in front, which no line here names (each seed's loss is
+        its own; Adam's `minimize` steps each seed on its own loss's gradient)."""
+        obs, actions, rewards, next_obs, terminations = data
+        alpha = log_alpha.exp().detach()
+        with torch.no_grad():
+            next_state_actions, next_state_log_pi, _ = actor.get_action(next_obs)
+            qf_next_target = qf_target(next_obs, next_state_actions).min(-2).values - alpha * next_state_log_pi
+            next_q_value = rewards + (1 - terminations) * args.gamma * qf_next_target
 
-    def state_dict(self) -> dict:
-        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
-                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+        qf_values = qf(obs, actions)  # (critics, batch): Q1 and Q2
+        qf_loss = F.mse_loss(qf_values, next_q_value.unsqueeze(-2).expand_as(qf_values), reduction="none").mean(-1).sum(-1)
+        q_optimizer.minimize(qf_loss)  # qf1_loss + qf2_loss
 
-    @torch.no_grad()
-    def load_state_dict(self, state: dict):
-        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
-        self.step_count.copy_(state["step"])
-        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
-        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
+        pi, log_pi, _ = actor.get_action(obs)
+        actor_loss = (alpha * log_pi - qf(obs, pi).min(-2).values).mean(-1)
+        actor_optimizer.minimize(actor_loss)  # the actor's gradients only: a third of the critic's FLOPs saved
+
+        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean(-1)
+        a_optimizer.minimize(alpha_loss)
+
+        with torch.no_grad():  # the target networks' soft update (one fused op over all parameters)
+            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
+        return qf_values.detach(), qf_loss.detach(), actor_loss.detach(), alpha, alpha_loss.detach()
+
+    update = run.accelerate(update)  # --compile: one graph; on a GPU, one CUDA graph launch instead of ~250 kernels
+
+    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer, log_alpha)  # what a checkpoint holds, and rb
+    # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
+    initial_agent = copy.deepcopy(state_of(agent))
+
+    def policy(x):  # the deterministic policy, for videos
+        return torch.tanh(actor(x)[0])
+
+    # Dyna: the simulator as the model (one per seed, as the envs), the simulator state of each real transition (at the
+    # same slot as in `rb`), the synthetic buffer, and minibatches that mix real and synthetic transitions
+    sims = [make_simulator(args.env, seed + 20_000) for seed in seeds]
+    states = np.empty((len(seeds), args.buffer_size, len(get_physics_state(env))))  # float64; pages are only touched when filled
+    synthetic_rb = SyntheticReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device, len(seeds))
+    rollout_schedule = parse_rollout_schedule(args)
+    # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
+    real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
+
+    def sample_batch():  # a SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)
+        if real_batch_size == args.batch_size:
+            return rb.sample(args.batch_size)
+        real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
+        return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
+
+    def rows(storage, idx):  # sampling: each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, n, ...)
+        return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
+
+    def predict(sim_states, actions, alive):
+        """Each seed's rows `alive` (seeds, n; None: all) stepped by its own simulator from `sim_states` (seeds, n, ...):
+        next observations, rewards and terminations (tensors on `device`, 0 in the other rows), and the next states (the
+        other rows' unchanged)."""
+        actions = actions.cpu().numpy()
+        alive = np.ones(actions.shape[:2], dtype=bool) if alive is None else alive.cpu().numpy()
+        next_obs, next_states = np.zeros((*alive.shape, obs_dim)), sim_states.copy()
+        rewards, terminations = np.zeros(alive.shape), np.zeros(alive.shape, dtype=bool)
+        for k, live in enumerate(alive):  # on the CPU, transition by transition
+            if live.any():
+                next_obs[k, live], rewards[k, live], terminations[k, live], next_states[k, live] = simulator_step(
+                    sims[k], sim_states[k, live], actions[k, live])
+        next_obs, rewards = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (next_obs, rewards))
+        return next_obs, rewards, torch.as_tensor(terminations, device=device), next_states
+
+    def model_errors(idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each seed's model error on its real transitions `idx` (seeds, B): the paper's 100 * ||predicted ds - true ds|| /
+        ||true ds|| per sample, averaged over the samples (state only); and the mean absolute reward error. Both read 0
+        here."""
+        obs, actions, rewards, next_obs = (rows(x, idx) for x in (rb.obs, rb.actions, rb.rewards, rb.next_obs))
+        pred_next_obs, pred_rewards, _, _ = predict(states[np.arange(len(seeds))[:, None], idx.cpu().numpy()], actions, None)
+        error_pct = 100 * (pred_next_obs - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1).clamp_min(1e-8)
+        return error_pct.mean(-1), (pred_rewards - rewards).abs().mean(-1)
+
+    def rollout(length: int):
+        """Synthetic transitions from real start states and the current policy, stepped by each seed's simulator; the
+        rollouts keep their shape to the end, those that terminated masked out of the buffer (and no longer stepped)."""
+        idx = torch.randint(0, rb.size, (len(seeds), args.rollouts_per_step), device=device)
+        obs, sim_states = rows(rb.obs, idx), states[np.arange(len(seeds))[:, None], idx.cpu().numpy()]
+        alive = None  # every rollout, at the first step
+        for t in range(length):
+            with torch.no_grad():
+                actions, _, _ = actor.get_action(obs)
+            next_obs, rewards, terminations, sim_states = predict(sim_states, actions, alive)
+            synthetic_rb.add(obs, actions, rewards, next_obs, terminations, alive)
+            if t + 1 < length:  # the rollouts that did not terminate go on
+                alive = ~terminations if alive is None else alive & ~terminations
+                if not alive.any():
+                    break
+                obs = next_obs
+
+    if run.checkpoint:
+        obs, episode_returns, episode_lengths, last_evals = run.restore(
+            {"agent": agent, "rb": rb, "states": FilledRows(states, rb), "synthetic_rb": synthetic_rb})
+    else:  # TRY NOT TO MODIFY: start the game
+        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
+        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
+    run.timings.update(dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0))  # the time split, from step 0
+    start_time = time.time()
+
+    for global_step in range(run.start_step, args.total_timesteps):
+        if global_step % args.eval_interval == 0:
+            last_evals = run.log_eval(global_step, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
+
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = np.stack([env.action_space.sample() for env in run.envs])
+        else:
+            with torch.no_grad():  # every seed's action in one forward pass
+                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
+            actions = actions[:, 0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        state = np.stack([get_physics_state(env) for env in run.envs])  # the simulator states these transitions start from, for the perfect model
+        with run.timed("env"):
+            next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(run.envs, actions))))
+        episode_returns += rewards
+        episode_lengths += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        states[:, rb.pos] = state
+        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float))
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        for k in np.flatnonzero(terminations | truncations):
+            run.writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
+            run.writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
+            obs[k], _ = run.envs[k].reset()
+            episode_returns[k], episode_lengths[k] = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            # Dyna: measure the simulator every model_train_freq env steps (nothing to retrain), add its rollouts, update SAC
+            if (global_step - args.learning_starts) % args.model_train_freq == 0:
+                with run.timed("model_error"):
+                    error_pct, reward_error = model_errors(torch.stack([torch.randperm(rb.size, device=device)[:1000] for _ in seeds]))
+                run.log({"model/error_pct": error_pct, "model/reward_error": reward_error}, global_step)
+            if args.synthetic_rollouts:
+                with run.timed("rollouts"):
+                    rollout(rollout_length_at(global_step, rollout_schedule))
+            with run.timed("sac_updates"):
+                for _ in range(args.replay_ratio):
+                    qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
+            losses = {"losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss, "losses/alpha_loss": alpha_loss}
+            if global_step % args.log_interval == 0:
+                run.log({"losses/qf_values": qf_values, **losses, "losses/alpha": alpha}, global_step)
+                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor}, global_step)
+        if global_step % args.log_interval == 0:  # and where the wall-clock time goes
+            run.log({"charts/rollout_length": rollout_length_at(global_step, rollout_schedule),
+                     **{f"time/{name}_frac": seconds / (time.time() - start_time) for name, seconds in run.timings.items()}}, global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            load_state(agent, initial_agent)
+            run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
+
+        run.progress(global_step + 1, last_evals)
+        if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
+            if global_step >= args.learning_starts:
+                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor}, global_step)
+            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb, "states": FilledRows(states, rb),
+                                                  "synthetic_rb": synthetic_rb}, (obs, episode_returns, episode_lengths, last_evals))
+
+    if args.total_timesteps % args.eval_interval == 0:
+        last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
+    run.finish(last_evals, policy)
+    elapsed = time.time() - start_time
+    print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in run.timings.items()))
+
+
+def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
+    """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation
+    gauge: the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take
+    mu(s0) and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target
+    does. The seeds' episodes run in step (one forward pass for all), a seed that is done waiting for the others.
+    Every step draws the policy's sample, taken or not, as training's random stream expects."""
+    num_seeds, device = len(eval_envs), log_alpha.device
+
+    def policy(obs):
+        with torch.no_grad():
+            return actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
+
+    def reset():
+        return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(num_seeds, dtype=bool)
+
+    def step(actions, live):
+        """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+        rewards = np.zeros(num_seeds)
+        for k in np.flatnonzero(live):
+            obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
+            done[k] = terminated or truncated
+        return rewards
+
+    returns = np.zeros((args.eval_episodes, num_seeds))
+    for episode in range(args.eval_episodes):  # the deterministic policy's return
+        obs, done = reset()
+        while not done.all():
+            _, _, mean = policy(obs)
+            returns[episode] += step(mean[:, 0].cpu().numpy(), ~done)
+
+    alpha = log_alpha.exp().detach()[:, 0].cpu().numpy()
+    q_estimates, mc_returns = np.zeros((args.eval_episodes, num_seeds)), np.zeros((args.eval_episodes, num_seeds))
+    for episode in range(args.eval_episodes):  # the gauge
+        (obs, done), discount = reset(), np.ones(num_seeds)
+        _, _, action = policy(obs)
+        with torch.no_grad():
+            q_estimates[episode] = (qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None], action)
+                                    .min(1).values[:, 0].cpu().numpy())  # min over the twin, as in the target
+        while not done.all():
+            live = ~done
+            mc_returns[episode] += discount * step(action[:, 0].cpu().numpy(), live)
+            discount = np.where(live, discount * args.gamma, discount)
+            if not done.all():
+                action, log_pi, _ = policy(obs)
+                # the entropy bonus inside the soft Q
+                mc_returns[episode] -= np.where(done, 0.0, discount * alpha * log_pi[:, 0].cpu().numpy())
+    return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
 
 
 class ReplayBuffer:
@@ -295,8 +500,7 @@ class ReplayBuffer:
 
 
 def parse_rollout_schedule(args: Args) -> tuple[int, int, int, int]:
-    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (without it: --rollout-length at every epoch), or exit with
-    one line saying what is allowed."""
+    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (else --rollout-length at every epoch), or exit with one line."""
     if args.rollout_schedule is None:
         return 0, 1, args.rollout_length, args.rollout_length
     try:
@@ -365,9 +569,7 @@ class SyntheticReplayBuffer(ReplayBuffer):
         added = valid.sum(1)
         self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
 
-    def state_dict(self) -> dict:
-        """Up to the fullest seed's size; a seed's rows past its own size, never written, saved as zeros (not as whatever
-        the memory held, which made two equal runs' checkpoints differ)."""
+    def state_dict(self) -> dict:  # up to the fullest seed's size; rows past a seed's own, never written, as zeros
         filled = int(self.size.max())
         state = {name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}
         unwritten = torch.arange(filled) >= self.size.cpu()[:, None]
@@ -376,20 +578,33 @@ class SyntheticReplayBuffer(ReplayBuffer):
         return {"size": self.size.cpu(), "pos": self.pos.cpu(), **state}
 
     def load_state_dict(self, state: dict):
-        self.size.copy_(state["size"])
-        self.pos.copy_(state["pos"])
+        torch._foreach_copy_([self.size, self.pos], [state["size"], state["pos"]])
         for name in self.fields:
             getattr(self, name)[:, : state[name].shape[1]] = state[name]
 
     def sample(self, batch_size: int):
         """As ReplayBuffer's, each seed's indices below its own size."""
         idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
-        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
-                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
+        return tuple(getattr(self, name)[self.seeds, idx] for name in self.fields)
 
 
-# Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
-# checkpoints, the NaN guard and the progress line.
+class FilledRows:
+    """A checkpoint's entry for an array (seeds, capacity, ...) that follows the real buffer `rb`'s slots (the simulator
+    states): the rows `rb` has filled, so a young run's checkpoint stays small."""
+
+    def __init__(self, array: np.ndarray, rb: ReplayBuffer):
+        self.array, self.rb = array, rb
+
+    def state_dict(self) -> np.ndarray:
+        return self.array[:, : self.rb.size].copy()
+
+    def load_state_dict(self, state: np.ndarray):
+        self.array[:, : state.shape[1]] = state
+
+
+# The harness: the same text in every script (tests/test_drift.py), but for each script's own checks in check_args.
+# The command line and its checks, run directories, checkpoints, the optimizer, the CUDA graph, the NaN guard, W&B,
+# videos and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
@@ -397,6 +612,187 @@ RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
+
+
+class Run:
+    """What the training loop calls that is not the algorithm: the command line's run directories (or the resumed
+    run's), seeding, the device, each seed's envs, TensorBoard writers and W&B, the update's compilation and CUDA graph,
+    evaluations' logs and videos, checkpoints and Ctrl-C (SIGTERM, SIGINT), the NaN guard, the progress line, timing."""
+
+    def __init__(self, args: Args):
+        check_args(args)
+        self.args, self.checkpoint = args, None
+        if args.resume:  # the run's own settings (into `args`), directories and state
+            self.checkpoint, run_args, self.run_dirs = load_checkpoint(args)
+            vars(args).update(vars(run_args))
+        self.seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
+        if args.total_timesteps is None:
+            args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+        if self.checkpoint is None:
+            started = int(time.time())
+            self.run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
+                             for seed in self.seeds]
+            for run_dir in self.run_dirs:
+                try:
+                    os.makedirs(run_dir)
+                except OSError as e:
+                    sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+        self.run_dir = self.run_dirs[0]  # the first seed's: it holds the checkpoint of them all
+
+        # TRY NOT TO MODIFY: seeding
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
+        torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
+        torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
+        torch.set_num_threads(args.torch_threads)
+        torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
+        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+        # env setup: for each seed one env for training, a separate one for evaluation
+        try:
+            self.envs = [make_env(args.env, seed) for seed in self.seeds]
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
+        if not isinstance(self.envs[0].action_space, gym.spaces.Box):
+            sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
+
+        self.start_step = self.checkpoint["next_step"] if self.checkpoint else 0
+        # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
+        # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
+        self.wandb_run = (start_wandb(args, os.path.basename(self.run_dir), self.run_dir, self.checkpoint.get("wandb_id") if self.checkpoint else None)
+                          if args.track else None)
+        self.writers = [SummaryWriter(run_dir, purge_step=self.start_step if self.checkpoint else None) for run_dir in self.run_dirs]
+        if self.checkpoint is None:
+            for seed, writer in zip(self.seeds, self.writers):  # each seed's run as a single-seed run with that seed logs it
+                writer.add_text(
+                    "hyperparameters",
+                    "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
+                )
+        print(f"run {os.path.basename(self.run_dir)}: {args.env} for {args.total_timesteps} steps on {self.device}"
+              + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
+              + (f", resumed at step {self.start_step}" if self.checkpoint else ""), flush=True)
+        self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
+
+        # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+        try:
+            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
+        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+            sys.exit(f"error: --capture-video: {e}")
+        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.start_step)
+        self.start_time, self.timings = None, collections.defaultdict(float)
+
+    def accelerate(self, fn):
+        """`fn` (tensor ops only, no host sync) as the device runs it fastest: compiled into one graph (--compile, no graph
+        break: autograd.grad traced into it), replayed as one captured CUDA graph on a GPU (--cuda-graph: one launch
+        instead of hundreds of kernels). Its first call says when it compiles."""
+        if self.args.compile:
+            torch._dynamo.config.trace_autograd_ops = True
+            compiled, fn = torch.compile(fn, fullgraph=True), None
+
+            @functools.wraps(compiled)
+            def fn(*args):
+                if not calls:  # no progress line while it compiles
+                    print(f"compiling {compiled.__name__} (--compile): its first call waits for it, minutes on a GPU", flush=True)
+                calls.append(1)
+                return compiled(*args)
+            calls = []
+        if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
+            fn = as_cuda_graph(fn, stand_in=self.device.type != "cuda")
+        return fn
+
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
+        tic = time.perf_counter()
+        yield
+        self.timings[name] += time.perf_counter() - tic
+
+    def log(self, values: dict, step: int):
+        """Each seed's value of each name to its own run's TensorBoard: a tensor with a leading seed axis (each seed's
+        mean over the rest; one host sync per name), or one number for every seed."""
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().reshape(len(self.writers), -1).mean(1).tolist()
+            for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
+                writer.add_scalar(name, x, step)
+
+    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:
+        """An evaluation's results (each seed's) and, every --video-interval-th evaluation with --capture-video, a video of
+        `policy`, the deterministic one; returns the returns."""
+        self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
+        if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
+            self.record_video(step, policy)
+        return eval_returns
+
+    def record_video(self, step: int, policy):
+        """For each seed one episode of `policy` (observations (seeds, 1, obs) -> actions (seeds, 1, act), no random
+        number drawn) as videos/step_<step>.mp4 in its run directory and a TensorBoard (and W&B) video."""
+        for k, (video_env, writer) in enumerate(zip(self.video_envs, self.writers)):
+            def act(obs):
+                with torch.no_grad():
+                    x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).expand(len(self.seeds), 1, -1)
+                    return policy(x)[k, 0].cpu().numpy()
+
+            frames = record_episode(video_env, act, f"{self.run_dirs[k]}/videos/step_{step}.mp4")
+            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+
+    def check_finite(self, losses: dict, networks: dict, step: int):
+        stop_if_nonfinite(losses, networks, step, self.run_dir, self.seeds)
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether to save a checkpoint after `step`: every --checkpoint-interval steps, and when asked to stop."""
+        return bool(self.stop_signal) or bool(self.args.checkpoint_interval and (step + 1) % self.args.checkpoint_interval == 0)
+
+    def save_checkpoint(self, next_step: int, agent: dict, loop: tuple):
+        """Everything the run's future depends on, for every seed: `agent` (name: modules, optimizers, buffers and tensors,
+        or lists of them), the envs, the loop's own state `loop` and the random generators. After a stop signal it exits
+        with the resume command."""
+        write_checkpoint({
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
+            "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
+            "wandb_id": self.wandb_run.id if self.wandb_run else None, **state_of(agent),
+            "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
+            "loop": loop, "rng": rng_state(self.device),
+        }, self.run_dir)
+        if self.stop_signal:
+            sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
+                     f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
+
+    def restore(self, agent: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: `agent` (as save_checkpoint takes it), the envs, the random
+        generators; returns the loop's state."""
+        load_state(agent, {name: self.checkpoint[name] for name in agent})
+        for env, state in zip(self.envs + self.eval_envs, self.checkpoint["env"] + self.checkpoint["eval_env"], strict=True):
+            set_env_state(env, state)
+        set_rng_state(self.checkpoint["rng"], self.device)
+        return self.checkpoint["loop"]
+
+    def progress(self, step: int, last_evals: np.ndarray):
+        """After each env step (`step` of them done): the progress line, and env steps per second on TensorBoard."""
+        if self.start_time is None:
+            self.start_time = time.time()
+        if (step - 1) % self.args.log_interval == 0:
+            self.log({"charts/SPS": int((step - 1 - self.start_step) / max(time.time() - self.start_time, 1e-9))}, step - 1)
+        self.progress_line(step, last_evals)
+
+    def finish(self, last_evals: np.ndarray, policy):
+        """The end: a video of the final policy (--capture-video), the last progress line, envs and logs closed."""
+        if self.args.capture_video and not os.path.exists(f"{self.run_dir}/videos/step_{self.args.total_timesteps}.mp4"):
+            self.record_video(self.args.total_timesteps, policy)
+        self.progress_line(self.args.total_timesteps, last_evals, force=True)
+        for env in self.envs + self.eval_envs:
+            env.close()
+        for writer in self.writers:
+            writer.close()
+        if self.wandb_run:
+            self.wandb_run.finish()
 
 
 def parse_args() -> Args:
@@ -502,10 +898,30 @@ def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     return stacked
 
 
-def load_states(objects, states):
-    """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
-    for obj, state in zip(objects, states, strict=True):
-        obj.load_state_dict(state)
+def state_of(x):
+    """The state of `x` for a checkpoint: a module's, optimizer's or buffer's state_dict, a tensor's values (on the
+    CPU), or the same of each entry of a tuple, list or dict."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", copy=True)
+    if isinstance(x, (tuple, list)):
+        return [state_of(y) for y in x]
+    if isinstance(x, dict):
+        return {name: state_of(y) for name, y in x.items()}
+    return x.state_dict()
+
+
+def load_state(x, state):
+    """`state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one."""
+    if isinstance(x, torch.Tensor):
+        x.detach().copy_(state)
+    elif isinstance(x, (tuple, list)):
+        for y, y_state in zip(x, state, strict=True):
+            load_state(y, y_state)
+    elif isinstance(x, dict):
+        for name, y in x.items():
+            load_state(y, state[name])
+    else:
+        x.load_state_dict(state)
 
 
 def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
@@ -587,6 +1003,51 @@ def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
         return record["replay"]()
 
     return call
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
+    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
+    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+
+    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
+        self.step_count = torch.zeros((), device=self.params[0].device)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads):
+        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
+        torch._foreach_add_(denom, self.eps)
+        updates = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
+        torch._foreach_sub_(self.params, updates)
+
+    def minimize(self, loss: torch.Tensor):
+        """One step down the gradient of `loss`, each seed's loss (a tensor of one per seed) on its own parameters: the
+        gradient of the seeds' sum is each seed's own, as no seed's loss reads another's weights."""
+        self.step(torch.autograd.grad(loss.sum(), self.params))
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict):
+        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+        self.step_count.copy_(state["step"])
+        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
+        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -685,396 +1146,4 @@ def duration(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    check_args(args)
-    seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
-    checkpoint = None
-    if args.resume:  # the run's own settings, directories and state
-        checkpoint, args, run_dirs = load_checkpoint(args)
-        seeds = list(range(args.seed, args.seed + args.num_seeds))
-    if args.total_timesteps is None:
-        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
-    if checkpoint is None:
-        started = int(time.time())
-        run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
-                    for seed in seeds]
-        for run_dir in run_dirs:
-            try:
-                os.makedirs(run_dir)
-            except OSError as e:
-                sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
-    run_dir = run_dirs[0]  # the first seed's: it holds the checkpoint of them all
-
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
-    torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
-    torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
-    torch.set_num_threads(args.torch_threads)
-    torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
-
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
-    # env setup: for each seed one env for training, a separate one for evaluation
-    try:
-        envs = [make_env(args.env, seed) for seed in seeds]
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    eval_envs = [make_env(args.env, seed + 10_000) for seed in seeds]
-    env = envs[0]
-    if not isinstance(env.action_space, gym.spaces.Box):
-        sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
-    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
-
-    start_step = checkpoint["next_step"] if checkpoint else 0
-    # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
-    # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-    wandb_run = start_wandb(args, os.path.basename(run_dir), run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
-    writers = [SummaryWriter(run_dir, purge_step=start_step if checkpoint else None) for run_dir in run_dirs]
-    if checkpoint is None:
-        for seed, writer in zip(seeds, writers):  # each seed's run as a single-seed run with that seed logs it
-            writer.add_text(
-                "hyperparameters",
-                "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
-            )
-    print(f"run {os.path.basename(run_dir)}: {args.env} for {args.total_timesteps} steps on {device}"
-          + (f", seeds {seeds[0]}-{seeds[-1]} in one process" if len(seeds) > 1 else "")
-          + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
-    stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-
-    # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
-    # and the loop's state when it is called)
-    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    try:
-        video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in seeds] if args.capture_video else None
-    except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
-        sys.exit(f"error: --capture-video: {e}")
-
-    def record_video(step: int):
-        """For each seed one deterministic episode as videos/step_<step>.mp4 in its run directory and a TensorBoard (and
-        W&B) video."""
-        for k, (video_env, writer) in enumerate(zip(video_envs, writers)):
-            def policy(obs):
-                with torch.no_grad():  # the mean action: no random number drawn
-                    x = torch.as_tensor(obs, dtype=torch.float32, device=device).expand(len(seeds), 1, -1)
-                    return torch.tanh(actor(x)[0])[k, 0].cpu().numpy()
-
-            frames = record_episode(video_env, policy, f"{run_dirs[k]}/videos/step_{step}.mp4")
-            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
-
-    def evaluate():
-        """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation
-        gauge: the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take
-        mu(s0) and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target
-        does. The seeds' episodes run in step (one forward pass for all), a seed that is done waiting for the others.
-        Every step draws the policy's sample, taken or not, as training's random stream expects."""
-        def policy(obs):
-            with torch.no_grad():
-                return actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
-
-        def reset():
-            return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(len(seeds), dtype=bool)
-
-        def step(actions, live):
-            """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
-            rewards = np.zeros(len(seeds))
-            for k in np.flatnonzero(live):
-                obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
-                done[k] = terminated or truncated
-            return rewards
-
-        returns = np.zeros((args.eval_episodes, len(seeds)))
-        for episode in range(args.eval_episodes):  # the deterministic policy's return
-            obs, done = reset()
-            while not done.all():
-                _, _, mean = policy(obs)
-                returns[episode] += step(mean[:, 0].cpu().numpy(), ~done)
-
-        alpha = log_alpha.exp().detach().cpu().numpy()
-        q_estimates, mc_returns = np.zeros((args.eval_episodes, len(seeds))), np.zeros((args.eval_episodes, len(seeds)))
-        for episode in range(args.eval_episodes):  # the gauge
-            (obs, done), discount = reset(), np.ones(len(seeds))
-            _, _, action = policy(obs)
-            with torch.no_grad():
-                q_estimates[episode] = (qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None], action)
-                                        .min(1).values[:, 0].cpu().numpy())  # min over the twin, as in the target
-            while not done.all():
-                live = ~done
-                mc_returns[episode] += discount * step(action[:, 0].cpu().numpy(), live)
-                discount = np.where(live, discount * args.gamma, discount)
-                if not done.all():
-                    action, log_pi, _ = policy(obs)
-                    # the entropy bonus inside the soft Q
-                    mc_returns[episode] -= np.where(done, 0.0, discount * alpha * log_pi[:, 0].cpu().numpy())
-        return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
-
-    def log_eval(step: int) -> np.ndarray:
-        eval_returns, q_estimates, mc_returns = evaluate()
-        for writer, eval_return, q_estimate, mc_return in zip(writers, eval_returns, q_estimates, mc_returns):
-            writer.add_scalar("eval/return", eval_return, step)
-            writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-            writer.add_scalar("diagnostics/mc_return", mc_return, step)
-        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
-            record_video(step)
-        return eval_returns
-
-    def log_scalars(values: dict, step: int):
-        """Each seed's value (one host sync per name) to its own run's TensorBoard."""
-        for name, value in values.items():
-            for writer, x in zip(writers, value.tolist()):
-                writer.add_scalar(name, x, step)
-
-    def save_checkpoint(next_step: int):
-        """Everything the run's future depends on, for every seed."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "next_step": next_step,
-            "run_dirs": [os.path.relpath(d, run_dir) for d in run_dirs], "wandb_id": wandb_run.id if wandb_run else None,
-            "agent": [m.state_dict() for m in agent], "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
-            "states": states[:, : rb.size].copy(), "synthetic_rb": synthetic_rb.state_dict(),
-            "env": [get_env_state(env) for env in envs], "eval_env": [get_env_state(env) for env in eval_envs],
-            "loop": (obs, episode_returns, episode_lengths, last_evals), "rng": rng_state(device),
-        }, run_dir)
-
-    def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffers, envs, RNGs; returns the loop state."""
-        load_states(agent, checkpoint["agent"])
-        log_alpha.detach().copy_(checkpoint["log_alpha"])
-        rb.load_state_dict(checkpoint["rb"])
-        states[:, : rb.size] = checkpoint["states"]
-        synthetic_rb.load_state_dict(checkpoint["synthetic_rb"])
-        for env, state in zip(envs + eval_envs, checkpoint["env"] + checkpoint["eval_env"], strict=True):
-            set_env_state(env, state)
-        set_rng_state(checkpoint["rng"], device)
-        return checkpoint["loop"]
-
-    def check_finite(step: int):
-        stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha},
-                          {"qf": qf, "actor": actor}, step, run_dir, seeds)
-
-    # ALGO LOGIC: initialize agent here
-    # each seed's initial weights from a seed of its own (seed + 20_000), apart from the global stream
-    actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
-                                                 SoftQNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
-                              [seed + 20_000 for seed in seeds])
-    qf_target = copy.deepcopy(qf)
-    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
-    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
-    log_alpha = torch.full((len(seeds),), math.log(args.init_alpha), device=device, requires_grad=True)
-    a_optimizer = Adam([log_alpha], lr=args.q_lr)
-    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer)  # what a checkpoint holds, beside log_alpha
-    # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
-    initial_agent, initial_log_alpha = copy.deepcopy([m.state_dict() for m in agent]), log_alpha.detach().clone()
-    target_entropy = -args.target_entropy_scale * act_dim
-
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
-
-    # Dyna: the simulator as the model (one per seed, as the envs), the simulator state of each real transition (at the
-    # same slot as in `rb`), the synthetic buffer, and minibatches that mix real and synthetic transitions
-    sims = [make_simulator(args.env, seed + 20_000) for seed in seeds]
-    states = np.empty((len(seeds), args.buffer_size, len(get_physics_state(env))))  # float64; pages are only touched when filled
-    synthetic_rb = SyntheticReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device, len(seeds))
-    rollout_schedule = parse_rollout_schedule(args)
-    # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
-    real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
-    timings = dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0)
-
-    @contextlib.contextmanager
-    def timed(name: str):
-        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
-        tic = time.perf_counter()
-        yield
-        timings[name] += time.perf_counter() - tic
-
-    def sample_batch():
-        """A SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)."""
-        if real_batch_size == args.batch_size:
-            return rb.sample(args.batch_size)
-        real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
-        return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
-
-    def rows(storage, idx):
-        """Each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, capacity, ...)."""
-        return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
-
-    def predict(sim_states, actions, alive):
-        """Each seed's rows `alive` (seeds, n; None: all) stepped by its own simulator from `sim_states` (seeds, n, ...):
-        next observations, rewards and terminations (tensors on `device`, 0 in the other rows), and the next states (the
-        other rows' unchanged)."""
-        actions = actions.cpu().numpy()
-        alive = np.ones(actions.shape[:2], dtype=bool) if alive is None else alive.cpu().numpy()
-        next_obs, next_states = np.zeros((*alive.shape, obs_dim)), sim_states.copy()
-        rewards, terminations = np.zeros(alive.shape), np.zeros(alive.shape, dtype=bool)
-        for k, live in enumerate(alive):  # on the CPU, transition by transition
-            if live.any():
-                next_obs[k, live], rewards[k, live], terminations[k, live], next_states[k, live] = simulator_step(
-                    sims[k], sim_states[k, live], actions[k, live])
-        next_obs, rewards = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (next_obs, rewards))
-        return next_obs, rewards, torch.as_tensor(terminations, device=device), next_states
-
-    def model_errors(idx) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each seed's model error (seeds,) on its real transitions `idx` (seeds, B): the paper's 100 * ||predicted ds -
-        true ds|| / ||true ds|| per sample, averaged over the samples (state only); and the mean absolute reward error.
-        Both read 0 here."""
-        obs, actions, rewards, next_obs = (rows(x, idx) for x in (rb.obs, rb.actions, rb.rewards, rb.next_obs))
-        pred_next_obs, pred_rewards, _, _ = predict(states[np.arange(len(seeds))[:, None], idx.cpu().numpy()], actions, None)
-        error_pct = 100 * (pred_next_obs - next_obs).norm(dim=-1) / (next_obs - obs).norm(dim=-1).clamp_min(1e-8)
-        return error_pct.mean(1), (pred_rewards - rewards).abs().mean(1)
-
-    def rollout(length: int):
-        """Synthetic transitions from real start states and the current policy, stepped by each seed's simulator; the
-        rollouts keep their shape to the end, those that terminated masked out of the buffer (and no longer stepped)."""
-        idx = torch.randint(0, rb.size, (len(seeds), args.rollouts_per_step), device=device)
-        obs, sim_states = rows(rb.obs, idx), states[np.arange(len(seeds))[:, None], idx.cpu().numpy()]
-        alive = None  # every rollout, at the first step
-        for t in range(length):
-            with torch.no_grad():
-                actions, _, _ = actor.get_action(obs)
-            next_obs, rewards, terminations, sim_states = predict(sim_states, actions, alive)
-            synthetic_rb.add(obs, actions, rewards, next_obs, terminations, alive)
-            if t + 1 < length:  # the rollouts that did not terminate go on
-                alive = ~terminations if alive is None else alive & ~terminations
-                if not alive.any():
-                    break
-                obs = next_obs
-
-    def update(data):
-        """One gradient update of every seed's critics, actor and temperature on its minibatch in `data` (seeds, batch,
-        ...). Each seed's loss is its own; their sum's gradient is each seed's own gradient, so one Adam over the stacked
-        parameters is one Adam per seed. Tensor ops only, no host sync: it compiles to one graph (--compile) and replays
-        as one CUDA graph (--cuda-graph)."""
-        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
-        alpha = log_alpha.exp().detach()[:, None]
-        with torch.no_grad():
-            next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
-            qf_next_target = qf_target(data_next_obs, next_state_actions).min(1).values - alpha * next_state_log_pi
-            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-        qf_values = qf(data_obs, data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value[:, None].expand_as(qf_values), reduction="none").mean(2).sum(1)
-
-        # optimize the critics
-        q_optimizer.step(torch.autograd.grad(qf_loss.sum(), q_optimizer.params))
-
-        pi, log_pi, _ = actor.get_action(data_obs)
-        min_qf_pi = qf(data_obs, pi).min(1).values
-        actor_loss = ((alpha * log_pi) - min_qf_pi).mean(1)
-
-        # the actor's gradients only: none for the critic's weights, a third of its critic FLOPs saved
-        actor_optimizer.step(torch.autograd.grad(actor_loss.sum(), actor_optimizer.params))
-
-        alpha_loss = (-log_alpha.exp()[:, None] * (log_pi.detach() + target_entropy)).mean(1)
-        a_optimizer.step(torch.autograd.grad(alpha_loss.sum(), a_optimizer.params))
-
-        # update the target networks (one fused op over all parameters)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
-        return qf_values.detach(), qf_loss.detach(), actor_loss.detach(), alpha[:, 0], alpha_loss.detach()
-
-    if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
-        torch._dynamo.config.trace_autograd_ops = True
-        update = torch.compile(update, fullgraph=True)
-    if args.cuda_graph and (device.type == "cuda" or GRAPH_STAND_IN):  # one launch per update instead of ~250 kernels
-        update = as_cuda_graph(update, stand_in=device.type != "cuda")
-
-    if checkpoint:
-        obs, episode_returns, episode_lengths, last_evals = restore(checkpoint)
-    else:  # TRY NOT TO MODIFY: start the game
-        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)])
-        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
-    progress = ProgressLine(args.total_timesteps, args.learning_starts, start_step)
-    start_time = time.time()
-
-    for global_step in range(start_step, args.total_timesteps):
-        if global_step % args.eval_interval == 0:
-            last_evals = log_eval(global_step)
-
-        # ALGO LOGIC: put action logic here
-        if global_step < args.learning_starts:
-            actions = np.stack([env.action_space.sample() for env in envs])
-        else:
-            with torch.no_grad():  # every seed's action in one forward pass
-                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
-            actions = actions[:, 0].cpu().numpy()
-
-        # TRY NOT TO MODIFY: execute the game and log data.
-        state = np.stack([get_physics_state(env) for env in envs])  # the simulator states these transitions start from, for the perfect model
-        with timed("env"):
-            next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(envs, actions))))
-        episode_returns += rewards
-        episode_lengths += 1
-
-        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
-        states[:, rb.pos] = state
-        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float))
-
-        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
-        obs = next_obs
-        for k in np.flatnonzero(terminations | truncations):
-            writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
-            writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
-            obs[k], _ = envs[k].reset()
-            episode_returns[k], episode_lengths[k] = 0.0, 0
-
-        # ALGO LOGIC: training.
-        if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
-            print(f"step {global_step}: compiling (--compile); the first learning step waits for it, minutes on a GPU", flush=True)
-        if global_step >= args.learning_starts:
-            # Dyna: measure the simulator every model_train_freq env steps (nothing to retrain), add its rollouts, update SAC
-            if (global_step - args.learning_starts) % args.model_train_freq == 0:
-                with timed("model_error"):
-                    error_pct, reward_error = model_errors(torch.stack([torch.randperm(rb.size, device=device)[:1000] for _ in seeds]))
-                log_scalars({"model/error_pct": error_pct, "model/reward_error": reward_error}, global_step)
-            if args.synthetic_rollouts:
-                with timed("rollouts"):
-                    rollout(rollout_length_at(global_step, rollout_schedule))
-            with timed("sac_updates"):
-                for _ in range(args.replay_ratio):
-                    qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
-
-            if global_step % args.log_interval == 0:
-                log_scalars({"losses/qf_values": qf_values.mean((1, 2)), "losses/qf_loss": qf_loss / 2.0,
-                             "losses/actor_loss": actor_loss, "losses/alpha": alpha, "losses/alpha_loss": alpha_loss}, global_step)
-                check_finite(global_step)
-        if global_step % args.log_interval == 0:
-            for writer in writers:
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
-                writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, rollout_schedule), global_step)
-                for name, seconds in timings.items():  # where the wall-clock time goes
-                    writer.add_scalar(f"time/{name}_frac", seconds / (time.time() - start_time), global_step)
-
-        # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
-        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
-            load_states(agent, initial_agent)
-            log_alpha.detach().copy_(initial_log_alpha)
-            for writer in writers:
-                writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
-
-        if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
-            if global_step >= args.learning_starts:
-                check_finite(global_step)
-            save_checkpoint(global_step + 1)
-        if stop_signal:
-            sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
-                     f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
-        progress(global_step + 1, last_evals)
-
-    if args.total_timesteps % args.eval_interval == 0:
-        last_evals = log_eval(args.total_timesteps)
-    if args.capture_video and not os.path.exists(f"{run_dir}/videos/step_{args.total_timesteps}.mp4"):
-        record_video(args.total_timesteps)  # the final policy
-    progress(args.total_timesteps, last_evals, force=True)
-
-    elapsed = time.time() - start_time
-    print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in timings.items()))
-    for env in envs + eval_envs:
-        env.close()
-    for writer in writers:
-        writer.close()
-    if wandb_run:
-        wandb_run.finish()
+    main(parse_args())
