@@ -440,7 +440,7 @@ class Run:
             self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
         except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
             sys.exit(f"error: --capture-video: {e}")
-        self.progress_line, self.start_time, self.timings = ProgressLine(args.total_timesteps, args.learning_starts), None, {}
+        self.progress_line, self.start_time, self.timings = ProgressLine(args.total_timesteps, args.learning_starts), time.time(), {}
 
     def accelerate(self, fn):  # `fn` (tensor ops, no host sync) compiled to one graph (--compile) and replayed as one CUDA graph (a GPU)
         if self.args.compile:
@@ -463,8 +463,7 @@ class Run:
             for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
                 writer.add_scalar(name, x, step)
 
-    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:
-        """An evaluation's results and, every --video-interval-th one with --capture-video, videos of `policy`."""
+    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:  # its logs (and videos)
         self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
         if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
             self.record_video(step, policy)
@@ -522,8 +521,7 @@ class Run:
             sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
                      f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
 
-    def restore(self, agent: dict) -> tuple:
-        """Continue exactly where the checkpoint left off (`agent` as save_checkpoint takes it); returns the loop's state."""
+    def restore(self, agent: dict) -> tuple:  # exactly where the checkpoint left off; the loop's state
         for name, x in agent.items():
             load_state(x, self.checkpoint[name])
         for env, state in zip(self.envs + self.eval_envs, self.checkpoint["env"] + self.checkpoint["eval_env"], strict=True):
@@ -536,17 +534,20 @@ class Run:
             torch.cuda.set_rng_state_all(cuda)
         return self.checkpoint["loop"]
 
-    def progress(self, step: int, last_evals: np.ndarray):
-        """After each env step (`step` of them done): the progress line, and env steps per second on TensorBoard."""
-        self.start_time = self.start_time or time.time()
+    def progress(self, step: int, last_evals: np.ndarray):  # after each env step: the progress line, SPS, the time split
         if (step - 1) % self.args.log_interval == 0:
-            self.log({"charts/SPS": int((step - 1 - self.start_step) / max(time.time() - self.start_time, 1e-9))}, step - 1)
+            elapsed = time.time() - self.start_time
+            self.log({"charts/SPS": int((step - 1 - self.start_step) / elapsed),
+                      **{f"time/{name}_frac": seconds / elapsed for name, seconds in self.timings.items()}}, step - 1)
         self.progress_line(step, last_evals)
 
     def finish(self, last_evals: np.ndarray, policy):  # the final policy's video, the last progress line; all closed
         if self.args.capture_video and not os.path.exists(f"{self.run_dir}/videos/step_{self.args.total_timesteps}.mp4"):
             self.record_video(self.args.total_timesteps, policy)
         self.progress_line(self.args.total_timesteps, last_evals, force=True)
+        if self.timings:  # where the time went (run.timed's blocks)
+            elapsed = time.time() - self.start_time
+            print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{k} {100 * s / elapsed:.1f}%" for k, s in self.timings.items()))
         for env in self.envs + self.eval_envs:
             env.close()
         for writer in self.writers:
@@ -636,8 +637,7 @@ def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     return stacked
 
 
-def state_of(x):
-    """What a checkpoint keeps of `x` (or of each of a list's): a state_dict, or a tensor's values on the CPU."""
+def state_of(x):  # what a checkpoint keeps of `x` (or of each of a list's): a state_dict, a tensor's values
     if isinstance(x, (tuple, list)):
         return [state_of(y) for y in x]
     return x.detach().to("cpu", copy=True) if isinstance(x, torch.Tensor) else x.state_dict()
@@ -765,8 +765,8 @@ class Adam:
 
 
 class ProgressLine:
-    """Prints `step, phase, SPS, ETA, last eval` (the seeds' mean) at most every `every` seconds (always when `force`),
-    rate and ETA from the current phase alone (random actions, then learning: 100x slower) over its last `window` s."""
+    """`step, phase, SPS, ETA, last eval` (the seeds' mean) every `every` s (and when `force`), rate and ETA from the
+    current phase alone (random actions, then learning: 100x slower) over its last `window` seconds."""
 
     def __init__(self, total: int, learning_starts: int, every: float = 10.0, window: float = 600.0):
         self.total, self.learning_starts, self.every, self.window = total, learning_starts, every, window

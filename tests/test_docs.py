@@ -32,12 +32,10 @@ def function(tree: ast.AST, name: str, script: str) -> ast.FunctionDef:
     return found[0]
 
 
-def timing_names(tree: ast.AST, script: str) -> set[str]:
-    """The names the script times with `run.timed("env")` (the harness's timings), logged as time/{name}_frac."""
-    names = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "timed"
-             and n.args and isinstance(n.args[0], ast.Constant)}
-    assert names, f"{script}: no `run.timed(\"...\")` to read time/*_frac from; update tests/test_docs.py"
-    return names
+def timing_names(tree: ast.AST) -> set[str]:
+    """The names the script times with `run.timed("env")` (none: it logs no time/*_frac), logged as time/{name}_frac."""
+    return {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "timed"
+            and n.args and isinstance(n.args[0], ast.Constant)}
 
 
 def expand(node: ast.AST, tree: ast.AST, script: str) -> set[str]:
@@ -51,8 +49,8 @@ def expand(node: ast.AST, tree: ast.AST, script: str) -> set[str]:
     i = parts.index(None)
     prefix, suffix = "".join(parts[:i]), "".join(parts[i + 1:])
     if (prefix, suffix) == ("time/", "_frac"):
-        names = timing_names(tree, script)
-    elif (prefix, suffix) == ("model/", ""):
+        return {prefix + name + suffix for name in timing_names(tree)}
+    if (prefix, suffix) == ("model/", ""):
         names = string_keys(function(tree, "train_model", script), "stats")
     else:
         raise AssertionError(f"{script} line {node.lineno}: f-string tag {prefix}{{...}}{suffix} that tests/test_docs.py "
@@ -76,9 +74,11 @@ def logged_tags(script: str) -> set[str]:
         if name in WRITER_CALLS:
             tags |= expand(first, tree, script)
         elif name == "log" and getattr(node.func.value, "id", None) in ("run", "self"):
-            if isinstance(first, ast.Dict):
-                assert None not in first.keys, f"{script} line {node.lineno}: run.log of a dict with ** in it: write its keys out"
-                keys = first.keys
+            if isinstance(first, ast.Dict):  # a ** in it must unpack a dict comprehension
+                keys = [k for k in first.keys if k is not None]
+                for key, value in zip(first.keys, first.values):
+                    assert key is not None or isinstance(value, ast.DictComp), f"{script} line {node.lineno}: run.log of **{ast.unparse(value)}: write its keys out"
+                    keys += [value.key] if key is None else []
             else:
                 assert isinstance(first, ast.DictComp), f"{script} line {node.lineno}: run.log of neither a dict nor a dict comprehension"
                 keys = [first.key]
