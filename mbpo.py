@@ -1,7 +1,7 @@
-# MBPO (Janner et al. 2019) as run in "Stealing That Free Lunch" (arXiv 2412.14312): sac.py plus a learned model and
-# synthetic rollouts (Dyna). `diff sac.py mbpo.py` shows exactly what Dyna adds. Read top to bottom: the settings, the
-# networks, the update, Dyna's model and rollouts, then what the paper did not run, and the training loop (main); then,
-# below "The harness", what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+# MBPO (Janner et al. 2019) as run in "Stealing That Free Lunch" (arXiv 2412.14312): sac.py plus a learned model and synthetic
+# rollouts (Dyna), what `diff sac.py mbpo.py` shows; what the paper's code did not run is fenced in main, below Dyna.
+# Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
+# what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
 import collections
 import contextlib
 import copy
@@ -282,12 +282,10 @@ class EnsembleDynamicsModel(nn.Module):
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar
 
-    def trained_parameters(self) -> tuple[list, list]:
-        """The parameters Adam trains and the L2 weight decay of each: MBPO's per layer on weights, none on biases."""
+    def trained_parameters(self) -> dict:  # what Adam trains, and the L2 weight decay of each: MBPO's per layer on weights
         layers = [*self.layers, self.head]
-        params = [layer.weight for layer in layers] + [layer.bias for layer in layers]
-        params += [p for p in (self.max_logvar, self.min_logvar) if p.requires_grad]
-        return params, [*self.WEIGHT_DECAYS, *[0.0] * (len(params) - len(self.WEIGHT_DECAYS))]
+        params = [x.weight for x in layers] + [x.bias for x in layers] + [p for p in (self.max_logvar, self.min_logvar) if p.requires_grad]
+        return {"params": params, "weight_decay": [*self.WEIGHT_DECAYS, *[0.0] * (len(params) - len(self.WEIGHT_DECAYS))]}
 
 
 def main(args: Args):
@@ -347,8 +345,7 @@ def main(args: Args):
     # each seed's model drawn as its single-seed run draws it, from a generator seeded with the seed itself
     (model,) = init_per_seed(lambda num_seeds: (EnsembleDynamicsModel(obs_dim, act_dim, args.model_hidden_dim, args.ensemble_size,
                                                                       args.learned_logvar_bounds, num_seeds).to(device),), seeds)
-    model_params, model_weight_decays = model.trained_parameters()
-    model_optimizer = Adam(model_params, lr=args.model_lr, weight_decay=model_weight_decays)
+    model_optimizer = Adam(**model.trained_parameters(), lr=args.model_lr)
     elites = torch.arange(args.num_elites, device=device).repeat(len(seeds), 1)  # each seed's own (seeds, num_elites)
     synthetic_rb = SyntheticReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device, len(seeds))
     is_terminated, rollout_schedule = termination_fn(args.env), parse_rollout_schedule(args)
@@ -357,15 +354,13 @@ def main(args: Args):
     # the paper's code ranks the elites on 50,000 draws from the holdout, 5,000 on Humanoid (train_parallel.py:210-212)
     elite_draws = 5_000 if args.env.startswith("Humanoid-") else 50_000
 
-    def sample_batch():
-        """A SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)."""
+    def sample_batch():  # a SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)
         if real_batch_size == args.batch_size:
             return rb.sample(args.batch_size)
         real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
         return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
 
-    def rows(storage, idx):
-        """Each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, capacity, ...): sampling."""
+    def rows(storage, idx):  # sampling: each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, n, ...)
         return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
 
     def model_targets(obs, rewards, next_obs):  # what the model learns: the change of state s' - s, and the reward
@@ -375,16 +370,15 @@ def main(args: Args):
         return obs + prediction[..., :-1], prediction[..., -1]
 
     def predict(obs, actions, sample: bool):
-        """Next observation and reward of every member (members, B, ...) from (1 or members, B, ...), in env units;
+        """Every member's next observation and reward (members, B, ...) from (1 or members, B, ...), in env units;
         `sample` draws from the Gaussian (rollouts), otherwise its mean (diagnostics)."""
         mean, logvar = model(obs, actions)
         if sample:
             mean = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
         return from_targets(obs, mean * model.target_std + model.target_mean)
 
-    def model_step(obs, actions, targets):
-        """One Adam step on the Gaussian NLL of a minibatch ((1, B, ...) for all members, or (members, B, ...)), summed
-        over the members."""
+    @run.accelerate
+    def model_step(obs, actions, targets):  # one Adam step on the members' Gaussian NLL of a minibatch (1 or members, B, ...)
         mean, logvar = model(obs, actions)
         target = (targets - model.target_mean) / model.target_std
         loss = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean((-2, -1)).sum(-1)
@@ -392,10 +386,7 @@ def main(args: Args):
             loss = loss + 0.01 * (model.max_logvar.sum((-3, -2, -1)) - model.min_logvar.sum((-3, -2, -1)))
         model_optimizer.minimize(loss)
 
-    model_step = run.accelerate(model_step)
-
-    def holdout_losses(idx, targets):
-        """Per-member MSE of the predicted mean on the real transitions `idx`, in the model's (normalized) target units."""
+    def holdout_losses(idx, targets):  # each member's MSE of its mean on real transitions `idx`, in its (normalized) target units
         with torch.no_grad():
             mean, _ = model(rows(rb.obs, idx).unsqueeze(-3), rows(rb.actions, idx).unsqueeze(-3))
         return ((mean - (rows(targets, idx).unsqueeze(-3) - model.target_mean) / model.target_std) ** 2).mean((-2, -1))
@@ -408,50 +399,45 @@ def main(args: Args):
         inputs = torch.cat([rows(rb.obs, train), rows(rb.actions, train)], -1)
         model.input_mean.copy_(inputs.mean(-2, keepdim=True).unsqueeze(-3))
         model.input_std.copy_(inputs.std(-2, correction=0, keepdim=True).unsqueeze(-3) + 1e-6)  # the paper's code: population std + 1e-6
-        if args.normalize_targets:
+        if args.normalize_targets:  # below
             normalize_targets(rows(targets, train))
         return holdout, train
 
-    def train_model_as_paper(targets):
-        """The paper's code (mbpo_learner.py `train_mbpo`, called model_train_chunks times per retrain): each chunk draws
-        a fresh split, refits the normalizers and takes i.i.d. minibatches with replacement from its training part, the
-        same minibatch for every member (its `tile_and_shuffle` returns the unshuffled tile)."""
-        chunks = min(args.model_train_chunks, args.model_train_steps)
-        for chunk in range(chunks):
-            holdout, train = split_and_normalize(targets, max_holdout=math.inf)
-            steps = args.model_train_steps // chunks + (chunk < args.model_train_steps % chunks)
-            draws = torch.randint(0, train.shape[1], (steps, len(seeds), args.model_batch_size), device=device)
-            for batch in rows(train, draws.transpose(0, 1)).transpose(0, 1):  # (seeds, B) each
-                model_step(rows(rb.obs, batch).unsqueeze(-3), rows(rb.actions, batch).unsqueeze(-3), rows(targets, batch).unsqueeze(-3))
-        return holdout, train, batch, args.model_train_steps * args.model_batch_size / train.shape[1]
-
     def train_model():
-        """Fit each seed's ensemble on its real buffer, as the paper's code or (--model-bootstrap) as official MBPO, then
-        rank its elites by holdout MSE and measure the model with them; the stats are (seeds,) tensors."""
-        stats = recent_model_errors() if model_optimizer.step_count.item() > 0 else {}  # before it sees them: below
+        """Fit each seed's ensemble on its real buffer, rank its elites by holdout MSE and measure the model with them. As
+        the paper's code (mbpo_learner.py `train_mbpo`, called model_train_chunks times per retrain): each chunk draws a
+        fresh split, refits the normalizers and takes i.i.d. minibatches with replacement from its training part, the same
+        minibatch for every member (its `tile_and_shuffle` returns the unshuffled tile)."""
+        stats = recent_model_errors() if model_optimizer.step_count.item() > 0 else {}  # before it trains on them: below
         targets = model_targets(rb.obs[:, : rb.size], rb.rewards[:, : rb.size], rb.next_obs[:, : rb.size])
-        train_as = train_model_as_mbpo if args.model_bootstrap or args.model_early_stopping else train_model_as_paper
-        holdout, train, last_batch, epochs = train_as(targets)
-        stats["train_epochs"] = torch.full((len(seeds),), epochs)
+        if args.model_bootstrap or args.model_early_stopping:  # official MBPO's trainer: below
+            holdout, train, batch, epochs = train_model_as_mbpo(targets)
+        else:
+            chunks = min(args.model_train_chunks, args.model_train_steps)
+            for chunk in range(chunks):
+                holdout, train = split_and_normalize(targets, max_holdout=math.inf)
+                steps = args.model_train_steps // chunks + (chunk < args.model_train_steps % chunks)
+                draws = torch.randint(0, train.shape[1], (steps, len(seeds), args.model_batch_size), device=device)
+                for batch in rows(train, draws.transpose(0, 1)).transpose(0, 1):  # (seeds, B) each
+                    model_step(rows(rb.obs, batch).unsqueeze(-3), rows(rb.actions, batch).unsqueeze(-3), rows(targets, batch).unsqueeze(-3))
+            epochs = args.model_train_steps * args.model_batch_size / train.shape[1]
         if holdout.shape[1] > elite_draws:  # the paper's code ranks on draws from the holdout; all of a smaller one here
             holdout = rows(holdout, torch.randint(0, holdout.shape[1], (len(seeds), elite_draws), device=device))
         losses = holdout_losses(holdout, targets)
         new_elites = losses.argsort(-1)[..., : args.num_elites]
-        stats["holdout_loss"] = losses.gather(-1, new_elites).mean(-1)
+        stats["train_epochs"], stats["holdout_loss"] = torch.full((len(seeds),), epochs), losses.gather(-1, new_elites).mean(-1)
         stats["error_pct"] = model_errors(train[:, :1000], new_elites)["pct"]
         # the paper code's own figure: all members on the last training minibatch
-        stats["error_pct_stfl"] = model_errors(last_batch, torch.arange(args.ensemble_size, device=device).repeat(len(seeds), 1))["pct"]
+        stats["error_pct_stfl"] = model_errors(batch, torch.arange(args.ensemble_size, device=device).repeat(len(seeds), 1))["pct"]
         return new_elites, {**stats, **holdout_model_errors(holdout, new_elites)}
 
-    def rollout_step(obs):
-        """One model step of rollouts (n, obs): the current policy's action, then a random elite's sampled prediction."""
+    @run.accelerate
+    def rollout_step(obs):  # one model step of rollouts (n, obs): the policy's action, then a random elite's sampled prediction
         with torch.no_grad():
             actions, _, _ = actor.get_action(obs)
             next_obs, rewards = predict(obs.unsqueeze(-3), actions.unsqueeze(-3), sample=True)  # all members in one pass, then pick
         member = elites.gather(-1, torch.randint(0, args.num_elites, obs.shape[:-1], device=device)).unsqueeze(-2)  # (1, n)
         return actions, next_obs.take_along_dim(member.unsqueeze(-1), -3).squeeze(-3), rewards.take_along_dim(member, -2).squeeze(-2)
-
-    rollout_step = run.accelerate(rollout_step)
 
     def rollout(length: int):
         """Synthetic transitions from real start states, the current policy and a random elite per rollout; the rollouts
@@ -472,11 +458,8 @@ def main(args: Args):
     # targets (--predict-next-state, --normalize-targets), official MBPO's model trainer (--model-bootstrap,
     # --model-early-stopping), and the model's errors beyond the paper's figure (logged at every retrain).
     if args.predict_next_state:  # the model learns s' itself, not s' - s
-        def model_targets(obs, rewards, next_obs):
-            return torch.cat([next_obs, rewards.unsqueeze(-1)], -1)
-
-        def from_targets(obs, prediction):
-            return prediction[..., :-1], prediction[..., -1]
+        model_targets = lambda obs, rewards, next_obs: torch.cat([next_obs, rewards.unsqueeze(-1)], -1)  # noqa: E731
+        from_targets = lambda obs, prediction: (prediction[..., :-1], prediction[..., -1])  # noqa: E731
 
     def normalize_targets(targets):  # --normalize-targets: zero mean, unit std per dimension on the training part
         model.target_mean.copy_(targets.mean(-2, keepdim=True).unsqueeze(-3))
@@ -511,28 +494,22 @@ def main(args: Args):
                 if epochs_since_update > 5:
                     break
         if args.model_early_stopping:
-            with torch.no_grad():
-                for param, best in zip(member_params, best_params):
-                    param.copy_(best)
+            torch._foreach_copy_([p.detach() for p in member_params], best_params)
         return holdout, train, batch, epochs
 
     def model_errors(idx, members) -> dict[str, torch.Tensor]:
-        """The model's errors on real transitions `idx` (B, or (members, B): one row per member) over its `members` and
-        the samples: `pct`, the paper's figure, the mean of 100 * ||predicted ds - true ds|| / ||true ds|| per sample
-        (state only; heavy-tailed: near-static transitions dominate it, as do large-scale dimensions); `pct_pooled`, 100 *
-        sum ||predicted ds - true ds|| / sum ||true ds|| over the same (member, sample) pairs (as means: shared
-        transitions have one true ds for all members); `pct_median`, the median ratio; `reward`, the mean absolute reward
-        error; `reward_rel_pct`, that error as a percentage of the rewards' own mean absolute deviation (100: no better
-        than predicting the mean reward)."""
-        shared = idx.dim() == members.dim()
+        """The errors of `members` on real transitions `idx` (B, or (members, B): a row each): `pct`, the paper's figure, the
+        mean of 100 ||predicted ds - true ds|| / ||true ds|| (state only; heavy-tailed: near-static transitions dominate
+        it); `pct_pooled`, 100 sum ||predicted ds - true ds|| / sum ||true ds||; `pct_median`, the median ratio; `reward`,
+        the mean absolute reward error, and `reward_rel_pct` relative to the rewards' mean absolute deviation."""
+        shared = idx.dim() == members.dim()  # one true ds for all members
         obs, actions, rewards, next_obs = (rows(x, idx.unsqueeze(-2) if shared else idx) for x in (rb.obs, rb.actions, rb.rewards, rb.next_obs))
         with torch.no_grad():
             pred_next_obs, pred_rewards = predict(obs, actions, sample=False)
         picked = members.unsqueeze(-1)  # (m, 1): the members measured
         pred_next_obs, pred_rewards = pred_next_obs.take_along_dim(picked.unsqueeze(-1), -3), pred_rewards.take_along_dim(picked, -2)
         if not shared:
-            obs, next_obs = (x.take_along_dim(picked.unsqueeze(-1), -3) for x in (obs, next_obs))
-            rewards = rewards.take_along_dim(picked, -2)
+            obs, next_obs, rewards = obs.take_along_dim(picked.unsqueeze(-1), -3), next_obs.take_along_dim(picked.unsqueeze(-1), -3), rewards.take_along_dim(picked, -2)
         errors, changes = (pred_next_obs - next_obs).norm(dim=-1), (next_obs - obs).norm(dim=-1)
         ratios, reward_errors = 100 * errors / changes.clamp_min(1e-8), (pred_rewards - rewards).abs()
         spread = (rewards - rewards.mean((-2, -1), keepdim=True)).abs().mean((-2, -1)).clamp_min(1e-8)
@@ -540,16 +517,16 @@ def main(args: Args):
                 "pct_median": ratios.flatten(-2).median(-1).values, "reward": reward_errors.mean((-2, -1)),
                 "reward_rel_pct": 100 * reward_errors.mean((-2, -1)) / spread}
 
-    def recent_model_errors():  # before a retrain: the model's errors on the transitions it has not been trained on
+    def recent_model_errors():  # before a retrain: the errors on the transitions it has not been trained on yet
         recent = (rb.pos - torch.arange(1, min(args.model_train_freq, rb.size) + 1, device=device)) % rb.capacity
-        errors = model_errors(recent.expand(len(seeds), -1), elites)
-        return dict(error_pct_recent=errors["pct"], error_pct_recent_pooled=errors["pct_pooled"], error_pct_recent_median=errors["pct_median"],
-                    reward_error_recent=errors["reward"], reward_error_recent_rel_pct=errors["reward_rel_pct"])
+        e = model_errors(recent.expand(len(seeds), -1), elites)
+        return {"error_pct_recent": e["pct"], "error_pct_recent_pooled": e["pct_pooled"], "error_pct_recent_median": e["pct_median"],
+                "reward_error_recent": e["reward"], "reward_error_recent_rel_pct": e["reward_rel_pct"]}
 
     def holdout_model_errors(holdout, new_elites):  # after it: the new elites' errors on the holdout
-        errors = model_errors(holdout, new_elites)
-        return dict(error_pct_holdout=errors["pct"], error_pct_holdout_pooled=errors["pct_pooled"],
-                    reward_error=errors["reward"], reward_error_rel_pct=errors["reward_rel_pct"])
+        e = model_errors(holdout, new_elites)
+        return {"error_pct_holdout": e["pct"], "error_pct_holdout_pooled": e["pct_pooled"], "reward_error": e["reward"],
+                "reward_error_rel_pct": e["reward_rel_pct"]}
 
     if run.checkpoint:
         obs, episode_returns, episode_lengths, last_evals = run.restore(
@@ -724,8 +701,7 @@ class ReplayBuffer:
 
 
 def parse_rollout_schedule(args: Args) -> tuple[int, int, int, int]:
-    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (without it: --rollout-length at every epoch), or exit with
-    one line saying what is allowed."""
+    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (else --rollout-length at every epoch), or exit with one line."""
     if args.rollout_schedule is None:
         return 0, 1, args.rollout_length, args.rollout_length
     try:
@@ -744,48 +720,21 @@ def rollout_length_at(step: int, schedule: tuple[int, int, int, int]) -> int:
     return int(min_length + fraction * (max_length - min_length))
 
 
-# Termination functions for model rollouts: each Gym env's own health rule, read off its next observation (..., obs).
-# (Gymnasium v5 observations exclude the x (and y) position, so obs[0] is the torso height.)
-def hopper_terminated(next_obs):
-    z, angle, state = next_obs[..., 0], next_obs[..., 1], next_obs[..., 1:]
-    healthy = (z > 0.7) & (angle > -0.2) & (angle < 0.2) & ((state > -100) & (state < 100)).all(-1)
-    return ~healthy
-
-
-def walker2d_terminated(next_obs):
-    z, angle = next_obs[..., 0], next_obs[..., 1]
-    return ~((z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0))
-
-
-def ant_terminated(next_obs):
-    z = next_obs[..., 0]
-    return ~(torch.isfinite(next_obs[..., :27]).all(-1) & (z >= 0.2) & (z <= 1.0))  # 27 = qpos[2:] + qvel
-
-
-def humanoid_terminated(next_obs):
-    z = next_obs[..., 0]
-    return ~((z > 1.0) & (z < 2.0))
-
-
-def inverted_pendulum_terminated(next_obs):
-    return ~(torch.isfinite(next_obs).all(-1) & (next_obs[..., 1].abs() <= 0.2))
-
-
-def never_terminated(next_obs):
-    return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
-
-
+# Termination rules for model rollouts: each Gym env's own health rule, read off its next observation (..., obs)
+# (Gymnasium v5 observations exclude the x (and y) position, so obs[0] is the torso height); DMC tasks never terminate.
 TERMINATION_FNS = {
-    "Hopper": hopper_terminated, "Walker2d": walker2d_terminated, "Ant": ant_terminated,
-    "Humanoid": humanoid_terminated, "InvertedPendulum": inverted_pendulum_terminated, "HalfCheetah": never_terminated,
+    "Hopper": lambda s: ~((s[..., 0] > 0.7) & (s[..., 1].abs() < 0.2) & (s[..., 1:].abs() < 100).all(-1)),
+    "Walker2d": lambda s: ~((s[..., 0] > 0.8) & (s[..., 0] < 2.0) & (s[..., 1].abs() < 1.0)),
+    "Ant": lambda s: ~(torch.isfinite(s[..., :27]).all(-1) & (s[..., 0] >= 0.2) & (s[..., 0] <= 1.0)),  # 27 = qpos[2:] + qvel
+    "Humanoid": lambda s: ~((s[..., 0] > 1.0) & (s[..., 0] < 2.0)),
+    "InvertedPendulum": lambda s: ~(torch.isfinite(s).all(-1) & (s[..., 1].abs() <= 0.2)),
+    "HalfCheetah": lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool, device=s.device),
 }
 
 
 def termination_fn(env_id: str):
-    """The rollout termination rule of `env_id`: DMC tasks never terminate; Gym tasks use their env's rule."""
-    if is_dmc(env_id):
-        return never_terminated
-    name = env_id.split("-v")[0]
+    """The rollout termination rule of `env_id`, or exit with one line naming the supported envs."""
+    name = "HalfCheetah" if is_dmc(env_id) else env_id.split("-v")[0]
     if name not in TERMINATION_FNS:
         sys.exit(f"error: mbpo.py has no termination function for {env_id!r}; supported Gym envs: "
                  f"{', '.join(TERMINATION_FNS)} (and every dmc: task)")
@@ -811,9 +760,7 @@ class SyntheticReplayBuffer(ReplayBuffer):
         added = valid.sum(1)
         self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
 
-    def state_dict(self) -> dict:
-        """Up to the fullest seed's size; a seed's rows past its own size, never written, saved as zeros (not as whatever
-        the memory held, which made two equal runs' checkpoints differ)."""
+    def state_dict(self) -> dict:  # up to the fullest seed's size; rows past a seed's own, never written, as zeros
         filled = int(self.size.max())
         state = {name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}
         unwritten = torch.arange(filled) >= self.size.cpu()[:, None]
@@ -822,16 +769,14 @@ class SyntheticReplayBuffer(ReplayBuffer):
         return {"size": self.size.cpu(), "pos": self.pos.cpu(), **state}
 
     def load_state_dict(self, state: dict):
-        self.size.copy_(state["size"])
-        self.pos.copy_(state["pos"])
+        torch._foreach_copy_([self.size, self.pos], [state["size"], state["pos"]])
         for name in self.fields:
             getattr(self, name)[:, : state[name].shape[1]] = state[name]
 
     def sample(self, batch_size: int):
         """As ReplayBuffer's, each seed's indices below its own size."""
         idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
-        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
-                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
+        return tuple(getattr(self, name)[self.seeds, idx] for name in self.fields)
 
 
 # The harness: the same text in every script (tests/test_drift.py), but for each script's own checks in check_args.
