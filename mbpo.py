@@ -271,8 +271,8 @@ class EnsembleDynamicsModel(nn.Module):
         self.register_buffer("target_std", torch.ones(num_seeds, 1, 1, out_dim))
 
     def forward(self, obs, actions):
-        """(seeds, 1, B, ...) inputs (each seed's for all its members) or (seeds, members, B, ...) -> mean and
-        log-variance (seeds, members, B, out) in normalized target units."""
+        """(1, B, ...) inputs (one for all members) or (members, B, ...) -> mean and log-variance (members, B, out) in
+        normalized target units (every seed's, on a leading seed axis)."""
         x = (torch.cat([obs, actions], -1) - self.input_mean) / self.input_std
         x = x.expand(-1, self.ensemble_size, -1, -1).flatten(0, 1)  # (seeds * members, B, in), seed-major
         for layer in self.layers:
