@@ -454,9 +454,9 @@ def main(args: Args):
                     break
                 obs = next_obs.clone()  # not the graph's own output tensor, which the next step overwrites
 
-    # Beyond the paper: what its code did not run, each behind a flag that is off by default: "Fixing That Free Lunch"'s
-    # targets (--predict-next-state, --normalize-targets), official MBPO's model trainer (--model-bootstrap,
-    # --model-early-stopping), and the model's errors beyond the paper's figure (logged at every retrain).
+    # ==== Beyond the paper: what its code did not run, each behind a flag that is off by default =========================
+    # "Fixing That Free Lunch"'s targets (--predict-next-state, --normalize-targets), official MBPO's model trainer
+    # (--model-bootstrap, --model-early-stopping), and the model's errors beyond the paper's figure (logged at retrains).
     if args.predict_next_state:  # the model learns s' itself, not s' - s
         model_targets = lambda obs, rewards, next_obs: torch.cat([next_obs, rewards.unsqueeze(-1)], -1)  # noqa: E731
         from_targets = lambda obs, prediction: (prediction[..., :-1], prediction[..., -1])  # noqa: E731
@@ -509,7 +509,8 @@ def main(args: Args):
         picked = members.unsqueeze(-1)  # (m, 1): the members measured
         pred_next_obs, pred_rewards = pred_next_obs.take_along_dim(picked.unsqueeze(-1), -3), pred_rewards.take_along_dim(picked, -2)
         if not shared:
-            obs, next_obs, rewards = obs.take_along_dim(picked.unsqueeze(-1), -3), next_obs.take_along_dim(picked.unsqueeze(-1), -3), rewards.take_along_dim(picked, -2)
+            obs, next_obs = (x.take_along_dim(picked.unsqueeze(-1), -3) for x in (obs, next_obs))
+            rewards = rewards.take_along_dim(picked, -2)
         errors, changes = (pred_next_obs - next_obs).norm(dim=-1), (next_obs - obs).norm(dim=-1)
         ratios, reward_errors = 100 * errors / changes.clamp_min(1e-8), (pred_rewards - rewards).abs()
         spread = (rewards - rewards.mean((-2, -1), keepdim=True)).abs().mean((-2, -1)).clamp_min(1e-8)
@@ -527,6 +528,7 @@ def main(args: Args):
         e = model_errors(holdout, new_elites)
         return {"error_pct_holdout": e["pct"], "error_pct_holdout_pooled": e["pct_pooled"], "reward_error": e["reward"],
                 "reward_error_rel_pct": e["reward_rel_pct"]}
+    # ==== (end of what the paper did not run) ============================================================================
 
     if run.checkpoint:
         obs, episode_returns, episode_lengths, last_evals = run.restore(
