@@ -1,8 +1,12 @@
-# MBPO (Janner et al. 2019) as run in "Stealing That Free Lunch" (arXiv 2412.14312): sac.py plus a learned model and
-# synthetic rollouts (Dyna). `diff sac.py mbpo.py` shows exactly what Dyna adds.
+# MBPO (Janner et al. 2019) as run in "Stealing That Free Lunch" (arXiv 2412.14312): sac.py plus a learned model and synthetic
+# rollouts (Dyna), what `diff sac.py mbpo.py` shows; what the paper's code did not run is fenced in main, below Dyna.
+# Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
+# what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+import collections
 import contextlib
 import copy
 import errno
+import functools
 import io
 import math
 import os
@@ -89,14 +93,8 @@ class Args:
     """gradient steps per retrain (paper's code: a fixed 5000); with --model-early-stopping, the most it may take"""
     model_train_chunks: int = 25
     """the paper's code takes a retrain's steps in this many chunks (at most one per step), each on a fresh holdout split (paper's code: 25)"""
-    model_bootstrap: bool = False
-    """official MBPO's sampling instead of the paper code's: one split (holdout at most 5000), a bootstrap per member, epochs"""
-    model_early_stopping: bool = False
-    """official MBPO's rule (implies --model-bootstrap): train epochs until 5 pass without a 1 % holdout improvement"""
     model_holdout_ratio: float = 0.2
     """fraction of the real buffer held out to rank the elites (paper: 0.2)"""
-    learned_logvar_bounds: bool = False
-    """official MBPO's learned log-variance bounds with their 0.01 penalty (paper's code: fixed at [-10, 0.5])"""
     rollouts_per_step: int = 400
     """model rollouts started from real states every env step (paper: 400)"""
     rollout_length: int = 1
@@ -105,10 +103,18 @@ class Args:
     """MBPO's "a,b,min,max": length grows linearly from min at epoch a to max at epoch b (epoch = 1000 env steps)"""
     synthetic_buffer_size: int = 1_000_000
     """capacity of the FIFO buffer of synthetic transitions (paper: 1e6)"""
+
+    # beyond the paper: what its code did not run, each off by default (main's "Beyond the paper" section)
+    model_bootstrap: bool = False
+    """official MBPO's sampling instead of the paper code's: one split (holdout at most 5000), a bootstrap per member, epochs"""
+    model_early_stopping: bool = False
+    """official MBPO's rule (implies --model-bootstrap): train epochs until 5 pass without a 1 % holdout improvement"""
+    learned_logvar_bounds: bool = False
+    """official MBPO's learned log-variance bounds with their 0.01 penalty (paper's code: fixed at [-10, 0.5])"""
     normalize_targets: bool = False
-    """beyond the paper ("Fixing That Free Lunch"): model targets scaled to zero mean, unit std per dimension"""
+    """("Fixing That Free Lunch") model targets scaled to zero mean, unit std per dimension"""
     predict_next_state: bool = False
-    """beyond the paper ("Fixing That Free Lunch"): the model predicts s' itself instead of s' - s"""
+    """("Fixing That Free Lunch") the model predicts s' itself instead of s' - s"""
 
     # the run's harness, not the algorithm: evaluation, logging, checkpoints, video, tracking, device, compile
     eval_interval: int = 5000
@@ -145,6 +151,8 @@ class Args:
     """torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)"""
     cuda_graph: bool = True
     """on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph"""
+
+
 
 
 class VectorizedLinear(nn.Module):
@@ -199,53 +207,6 @@ class SoftQNetwork(nn.Module):
         return self.fc3(x).view(self.num_seeds, -1, x.shape[1])  # (seeds, num_critics, batch)
 
 
-class EnsembleDynamicsModel(nn.Module):
-    """MBPO's probabilistic ensemble, one per seed: every member maps normalized (s, a) to a Gaussian (mean,
-    log-variance) over the target [s' - s (or s'), r], all members of all seeds in one batched matmul per layer."""
-
-    WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # official MBPO and the paper's code, per layer (4 hidden + output)
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, ensemble_size: int, learned_logvar_bounds: bool, num_seeds: int):
-        super().__init__()
-        in_dim, out_dim = obs_dim + act_dim, obs_dim + 1
-        self.num_seeds, self.ensemble_size = num_seeds, ensemble_size
-        dims = [in_dim, hidden_dim, hidden_dim, hidden_dim, hidden_dim]
-        self.layers = nn.ModuleList(VectorizedLinear(i, o, num_seeds * ensemble_size) for i, o in zip(dims[:-1], dims[1:]))
-        self.head = VectorizedLinear(hidden_dim, 2 * out_dim, num_seeds * ensemble_size)
-        for layer in (*self.layers, self.head):  # the paper's code: flax's lecun_normal (truncated at 2 std), zero biases
-            # members in the fan-in: STFL's kernel is (members, in, out) and JAX counts the member axis as receptive field
-            fan_in = ensemble_size * layer.weight.shape[-2]  # --ensemble-size members, never seeds (STFL vmaps seeds apart)
-            std = (1 / fan_in) ** 0.5 / 0.87962566103423978  # jax's correction: the std after truncation is 1/sqrt(fan_in)
-            nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
-        # soft bounds of the log-variance at [-10, 0.5]: fixed in the paper's code, learned in official MBPO
-        self.max_logvar = nn.Parameter(torch.full((num_seeds, 1, 1, out_dim), 0.5), requires_grad=learned_logvar_bounds)
-        self.min_logvar = nn.Parameter(torch.full((num_seeds, 1, 1, out_dim), -10.0), requires_grad=learned_logvar_bounds)
-        # normalizers, refitted on each seed's real buffer at every retrain (targets stay raw unless --normalize-targets)
-        self.register_buffer("input_mean", torch.zeros(num_seeds, 1, 1, in_dim))
-        self.register_buffer("input_std", torch.ones(num_seeds, 1, 1, in_dim))
-        self.register_buffer("target_mean", torch.zeros(num_seeds, 1, 1, out_dim))
-        self.register_buffer("target_std", torch.ones(num_seeds, 1, 1, out_dim))
-
-    def forward(self, obs, actions):
-        """(seeds, 1, B, ...) inputs (each seed's for all its members) or (seeds, members, B, ...) -> mean and
-        log-variance (seeds, members, B, out) in normalized target units."""
-        x = (torch.cat([obs, actions], -1) - self.input_mean) / self.input_std
-        x = x.expand(-1, self.ensemble_size, -1, -1).flatten(0, 1)  # (seeds * members, B, in), seed-major
-        for layer in self.layers:
-            x = F.silu(layer(x))
-        mean, logvar = self.head(x).unflatten(0, (self.num_seeds, self.ensemble_size)).chunk(2, dim=-1)
-        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
-        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
-        return mean, logvar
-
-    def trained_parameters(self) -> tuple[list, list]:
-        """The parameters Adam trains and the L2 weight decay of each: MBPO's per layer on weights, none on biases."""
-        layers = [*self.layers, self.head]
-        params = [layer.weight for layer in layers] + [layer.bias for layer in layers]
-        params += [p for p in (self.max_logvar, self.min_logvar) if p.requires_grad]
-        return params, [*self.WEIGHT_DECAYS, *[0.0] * (len(params) - len(self.WEIGHT_DECAYS))]
-
-
 LOG_STD_MAX = 2
 LOG_STD_MIN = -10  # the paper's code (jaxrl policies.py)
 
@@ -282,44 +243,419 @@ class Actor(nn.Module):
         return action, log_prob, torch.tanh(mean)
 
 
-class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
-    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
-    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+class EnsembleDynamicsModel(nn.Module):
+    """MBPO's probabilistic ensemble, one per seed: every member maps normalized (s, a) to a Gaussian (mean,
+    log-variance) over the target [s' - s (or s'), r], all members of all seeds in one batched matmul per layer."""
 
-    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
-        self.step_count = torch.zeros((), device=self.params[0].device)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+    WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # official MBPO and the paper's code, per layer (4 hidden + output)
 
-    @torch.no_grad()
-    def step(self, grads):
-        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
-        beta1, beta2 = self.betas
-        self.step_count += 1
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
-        torch._foreach_add_(denom, self.eps)
-        updates = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
-        torch._foreach_sub_(self.params, updates)
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, ensemble_size: int, learned_logvar_bounds: bool, num_seeds: int):
+        super().__init__()
+        in_dim, out_dim = obs_dim + act_dim, obs_dim + 1
+        self.num_seeds, self.ensemble_size = num_seeds, ensemble_size
+        dims = [in_dim, hidden_dim, hidden_dim, hidden_dim, hidden_dim]
+        self.layers = nn.ModuleList(VectorizedLinear(i, o, num_seeds * ensemble_size) for i, o in zip(dims[:-1], dims[1:]))
+        self.head = VectorizedLinear(hidden_dim, 2 * out_dim, num_seeds * ensemble_size)
+        for layer in (*self.layers, self.head):  # the paper's code: flax's lecun_normal (truncated at 2 std), zero biases
+            # members in the fan-in: STFL's kernel is (members, in, out) and JAX counts the member axis as receptive field
+            fan_in = ensemble_size * layer.weight.shape[-2]  # --ensemble-size members, never seeds (STFL vmaps seeds apart)
+            std = (1 / fan_in) ** 0.5 / 0.87962566103423978  # jax's correction: the std after truncation is 1/sqrt(fan_in)
+            nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+        # soft bounds of the log-variance at [-10, 0.5]: fixed in the paper's code, learned in official MBPO
+        self.max_logvar = nn.Parameter(torch.full((num_seeds, 1, 1, out_dim), 0.5), requires_grad=learned_logvar_bounds)
+        self.min_logvar = nn.Parameter(torch.full((num_seeds, 1, 1, out_dim), -10.0), requires_grad=learned_logvar_bounds)
+        # normalizers, refitted on each seed's real buffer at every retrain (targets stay raw unless --normalize-targets)
+        self.register_buffer("input_mean", torch.zeros(num_seeds, 1, 1, in_dim))
+        self.register_buffer("input_std", torch.ones(num_seeds, 1, 1, in_dim))
+        self.register_buffer("target_mean", torch.zeros(num_seeds, 1, 1, out_dim))
+        self.register_buffer("target_std", torch.ones(num_seeds, 1, 1, out_dim))
 
-    def state_dict(self) -> dict:
-        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
-                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+    def forward(self, obs, actions):
+        """(1, B, ...) inputs (one for all members) or (members, B, ...) -> mean and log-variance (members, B, out) in
+        normalized target units (every seed's, on a leading seed axis)."""
+        x = (torch.cat([obs, actions], -1) - self.input_mean) / self.input_std
+        x = x.expand(-1, self.ensemble_size, -1, -1).flatten(0, 1)  # (seeds * members, B, in), seed-major
+        for layer in self.layers:
+            x = F.silu(layer(x))
+        mean, logvar = self.head(x).unflatten(0, (self.num_seeds, self.ensemble_size)).chunk(2, dim=-1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar
 
-    @torch.no_grad()
-    def load_state_dict(self, state: dict):
-        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
-        self.step_count.copy_(state["step"])
-        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
-        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
+    def trained_parameters(self) -> dict:  # what Adam trains, and the L2 weight decay of each: MBPO's per layer on weights
+        layers = [*self.layers, self.head]
+        params = [x.weight for x in layers] + [x.bias for x in layers] + [p for p in (self.max_logvar, self.min_logvar) if p.requires_grad]
+        return {"params": params, "weight_decay": [*self.WEIGHT_DECAYS, *[0.0] * (len(params) - len(self.WEIGHT_DECAYS))]}
+
+
+def main(args: Args):
+    run = Run(args)  # the harness (below): run directories, seeding, device, envs, TensorBoard, W&B, checkpoints, Ctrl-C
+    env, device, seeds = run.envs[0], run.device, run.seeds
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+
+    # ALGO LOGIC: initialize agent here
+    # each seed's weights (every weight has a leading seed axis) drawn from a seed of its own (seed + 20_000)
+    actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
+                                                 SoftQNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
+                              [seed + 20_000 for seed in seeds])
+    qf_target = copy.deepcopy(qf)
+    log_alpha = torch.full((len(seeds), 1), math.log(args.init_alpha), device=device, requires_grad=True)
+    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
+    a_optimizer = Adam([log_alpha], lr=args.q_lr)
+    target_entropy = -args.target_entropy_scale * act_dim
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
+
+    def update(data):
+        """One gradient update of the critics, the actor and the temperature on a minibatch `data`. Written for one
+        seed: with --num-seeds every tensor carries a seed axis in front, which no line here names (each seed's loss is
+        its own; Adam's `minimize` steps each seed on its own loss's gradient)."""
+        obs, actions, rewards, next_obs, terminations = data
+        alpha = log_alpha.exp().detach()
+        with torch.no_grad():
+            next_state_actions, next_state_log_pi, _ = actor.get_action(next_obs)
+            qf_next_target = qf_target(next_obs, next_state_actions).min(-2).values - alpha * next_state_log_pi
+            next_q_value = rewards + (1 - terminations) * args.gamma * qf_next_target
+
+        qf_values = qf(obs, actions)  # (critics, batch): Q1 and Q2
+        qf_loss = F.mse_loss(qf_values, next_q_value.unsqueeze(-2).expand_as(qf_values), reduction="none").mean(-1).sum(-1)
+        q_optimizer.minimize(qf_loss)  # qf1_loss + qf2_loss
+
+        pi, log_pi, _ = actor.get_action(obs)
+        actor_loss = (alpha * log_pi - qf(obs, pi).min(-2).values).mean(-1)
+        actor_optimizer.minimize(actor_loss)  # the actor's gradients only: a third of the critic's FLOPs saved
+
+        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean(-1)
+        a_optimizer.minimize(alpha_loss)
+
+        with torch.no_grad():  # the target networks' soft update (one fused op over all parameters)
+            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
+        return qf_values.detach(), qf_loss.detach(), actor_loss.detach(), alpha, alpha_loss.detach()
+
+    update = run.accelerate(update)  # --compile: one graph; on a GPU, one CUDA graph launch instead of ~250 kernels
+
+    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer, log_alpha)  # what a checkpoint holds, and rb
+    # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
+    initial_agent = copy.deepcopy(state_of(agent))
+
+    def policy(x):  # the deterministic policy, for videos
+        return torch.tanh(actor(x)[0])
+
+    # Dyna: the learned model, the synthetic buffer, and minibatches that mix real and synthetic transitions
+    # each seed's model drawn as its single-seed run draws it, from a generator seeded with the seed itself
+    (model,) = init_per_seed(lambda num_seeds: (EnsembleDynamicsModel(obs_dim, act_dim, args.model_hidden_dim, args.ensemble_size,
+                                                                      args.learned_logvar_bounds, num_seeds).to(device),), seeds)
+    model_optimizer = Adam(**model.trained_parameters(), lr=args.model_lr)
+    elites = torch.arange(args.num_elites, device=device).repeat(len(seeds), 1)  # each seed's own (seeds, num_elites)
+    synthetic_rb = SyntheticReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device, len(seeds))
+    is_terminated, rollout_schedule = termination_fn(args.env), parse_rollout_schedule(args)
+    # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
+    real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
+    # the paper's code ranks the elites on 50,000 draws from the holdout, 5,000 on Humanoid (train_parallel.py:210-212)
+    elite_draws = 5_000 if args.env.startswith("Humanoid-") else 50_000
+
+    def sample_batch():  # a SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)
+        if real_batch_size == args.batch_size:
+            return rb.sample(args.batch_size)
+        real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
+        return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
+
+    def rows(storage, idx):  # sampling: each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, n, ...)
+        return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
+
+    def model_targets(obs, rewards, next_obs):  # what the model learns: the change of state s' - s, and the reward
+        return torch.cat([next_obs - obs, rewards.unsqueeze(-1)], -1)
+
+    def from_targets(obs, prediction):  # and back: the next state and the reward
+        return obs + prediction[..., :-1], prediction[..., -1]
+
+    def predict(obs, actions, sample: bool):
+        """Every member's next observation and reward (members, B, ...) from (1 or members, B, ...), in env units;
+        `sample` draws from the Gaussian (rollouts), otherwise its mean (diagnostics)."""
+        mean, logvar = model(obs, actions)
+        if sample:
+            mean = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        return from_targets(obs, mean * model.target_std + model.target_mean)
+
+    @run.accelerate
+    def model_step(obs, actions, targets):  # one Adam step on the members' Gaussian NLL of a minibatch (1 or members, B, ...)
+        mean, logvar = model(obs, actions)
+        target = (targets - model.target_mean) / model.target_std
+        loss = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean((-2, -1)).sum(-1)
+        if args.learned_logvar_bounds:  # official MBPO's bound penalty
+            loss = loss + 0.01 * (model.max_logvar.sum((-3, -2, -1)) - model.min_logvar.sum((-3, -2, -1)))
+        model_optimizer.minimize(loss)
+
+    def holdout_losses(idx, targets):  # each member's MSE of its mean on real transitions `idx`, in its (normalized) target units
+        with torch.no_grad():
+            mean, _ = model(rows(rb.obs, idx).unsqueeze(-3), rows(rb.actions, idx).unsqueeze(-3))
+        return ((mean - (rows(targets, idx).unsqueeze(-3) - model.target_mean) / model.target_std) ** 2).mean((-2, -1))
+
+    def split_and_normalize(targets, max_holdout: float):
+        """A random holdout split of each seed's real buffer (seeds, n), and its normalizers refitted on the training part."""
+        perm = torch.stack([torch.randperm(rb.size, device=device) for _ in seeds])
+        num_holdout = int(max(1, min(int(rb.size * args.model_holdout_ratio), max_holdout)))
+        holdout, train = perm[:, :num_holdout], perm[:, num_holdout:]
+        inputs = torch.cat([rows(rb.obs, train), rows(rb.actions, train)], -1)
+        model.input_mean.copy_(inputs.mean(-2, keepdim=True).unsqueeze(-3))
+        model.input_std.copy_(inputs.std(-2, correction=0, keepdim=True).unsqueeze(-3) + 1e-6)  # the paper's code: population std + 1e-6
+        if args.normalize_targets:  # below
+            normalize_targets(rows(targets, train))
+        return holdout, train
+
+    def train_model():
+        """Fit each seed's ensemble on its real buffer, rank its elites by holdout MSE and measure the model with them. As
+        the paper's code (mbpo_learner.py `train_mbpo`, called model_train_chunks times per retrain): each chunk draws a
+        fresh split, refits the normalizers and takes i.i.d. minibatches with replacement from its training part, the same
+        minibatch for every member (its `tile_and_shuffle` returns the unshuffled tile)."""
+        stats = recent_model_errors() if model_optimizer.step_count.item() > 0 else {}  # before it trains on them: below
+        targets = model_targets(rb.obs[:, : rb.size], rb.rewards[:, : rb.size], rb.next_obs[:, : rb.size])
+        if args.model_bootstrap or args.model_early_stopping:  # official MBPO's trainer: below
+            holdout, train, batch, epochs = train_model_as_mbpo(targets)
+        else:
+            chunks = min(args.model_train_chunks, args.model_train_steps)
+            for chunk in range(chunks):
+                holdout, train = split_and_normalize(targets, max_holdout=math.inf)
+                steps = args.model_train_steps // chunks + (chunk < args.model_train_steps % chunks)
+                draws = torch.randint(0, train.shape[1], (steps, len(seeds), args.model_batch_size), device=device)
+                for batch in rows(train, draws.transpose(0, 1)).transpose(0, 1):  # (seeds, B) each
+                    model_step(rows(rb.obs, batch).unsqueeze(-3), rows(rb.actions, batch).unsqueeze(-3), rows(targets, batch).unsqueeze(-3))
+            epochs = args.model_train_steps * args.model_batch_size / train.shape[1]
+        if holdout.shape[1] > elite_draws:  # the paper's code ranks on draws from the holdout; all of a smaller one here
+            holdout = rows(holdout, torch.randint(0, holdout.shape[1], (len(seeds), elite_draws), device=device))
+        losses = holdout_losses(holdout, targets)
+        new_elites = losses.argsort(-1)[..., : args.num_elites]
+        stats["train_epochs"], stats["holdout_loss"] = torch.full((len(seeds),), epochs), losses.gather(-1, new_elites).mean(-1)
+        stats["error_pct"] = model_errors(train[:, :1000], new_elites)["pct"]
+        # the paper code's own figure: all members on the last training minibatch
+        stats["error_pct_stfl"] = model_errors(batch, torch.arange(args.ensemble_size, device=device).repeat(len(seeds), 1))["pct"]
+        return new_elites, {**stats, **holdout_model_errors(holdout, new_elites)}
+
+    @run.accelerate
+    def rollout_step(obs):  # one model step of rollouts (n, obs): the policy's action, then a random elite's sampled prediction
+        with torch.no_grad():
+            actions, _, _ = actor.get_action(obs)
+            next_obs, rewards = predict(obs.unsqueeze(-3), actions.unsqueeze(-3), sample=True)  # all members in one pass, then pick
+        member = elites.gather(-1, torch.randint(0, args.num_elites, obs.shape[:-1], device=device)).unsqueeze(-2)  # (1, n)
+        return actions, next_obs.take_along_dim(member.unsqueeze(-1), -3).squeeze(-3), rewards.take_along_dim(member, -2).squeeze(-2)
+
+    def rollout(length: int):
+        """Synthetic transitions from real start states, the current policy and a random elite per rollout; the rollouts
+        keep their shape to the end, those that terminated masked out of the buffer."""
+        obs = rows(rb.obs, torch.randint(0, rb.size, (len(seeds), args.rollouts_per_step), device=device))
+        alive = None  # every rollout, at the first step
+        for t in range(length):
+            actions, next_obs, rewards = rollout_step(obs)
+            terminations = is_terminated(next_obs)
+            synthetic_rb.add(obs, actions, rewards, next_obs, terminations, alive)
+            if t + 1 < length:  # the rollouts that did not terminate go on (a host sync, which length 1 is spared)
+                alive = ~terminations if alive is None else alive & ~terminations
+                if not alive.any():
+                    break
+                obs = next_obs.clone()  # not the graph's own output tensor, which the next step overwrites
+
+    # ==== Beyond the paper: what its code did not run, each behind a flag that is off by default =========================
+    # "Fixing That Free Lunch"'s targets (--predict-next-state, --normalize-targets), official MBPO's model trainer
+    # (--model-bootstrap, --model-early-stopping), and the model's errors beyond the paper's figure (logged at retrains).
+    if args.predict_next_state:  # the model learns s' itself, not s' - s
+        model_targets = lambda obs, rewards, next_obs: torch.cat([next_obs, rewards.unsqueeze(-1)], -1)  # noqa: E731
+        from_targets = lambda obs, prediction: (prediction[..., :-1], prediction[..., -1])  # noqa: E731
+
+    def normalize_targets(targets):  # --normalize-targets: zero mean, unit std per dimension on the training part
+        model.target_mean.copy_(targets.mean(-2, keepdim=True).unsqueeze(-3))
+        model.target_std.copy_(targets.std(-2, correction=0, keepdim=True).unsqueeze(-3) + 1e-6)
+
+    def train_model_as_mbpo(targets):
+        """Official MBPO: one split (holdout at most 5000), each member on its own bootstrap of the training part,
+        reshuffled every epoch; with --model-early-stopping, each member keeps its best epoch and training stops after 5
+        epochs without a 1 % holdout improvement."""
+        holdout, train = split_and_normalize(targets, max_holdout=5000)
+        bootstrap = rows(train, torch.randint(0, train.shape[1], (len(seeds), args.ensemble_size, train.shape[1]), device=device))
+        member_params = [p for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
+        # as in official MBPO, every call starts with no best loss, so each member keeps at least its first epoch
+        best_losses = torch.full((len(seeds), args.ensemble_size), math.inf, device=device)
+        best_params = [p.detach().clone() for p in member_params]
+        grad_steps, epochs, epochs_since_update = 0, 0.0, 0
+        while grad_steps < args.model_train_steps:
+            order = bootstrap.gather(2, torch.rand(bootstrap.shape, device=device).argsort(2))
+            for batch in order.split(args.model_batch_size, dim=2):  # (seeds, members, B)
+                model_step(rows(rb.obs, batch), rows(rb.actions, batch), rows(targets, batch))
+                grad_steps += 1
+                epochs += batch.shape[2] / train.shape[1]
+                if grad_steps == args.model_train_steps:
+                    break
+            if args.model_early_stopping:  # official MBPO: keep each member's best epoch; stop after 5 without gain
+                losses = holdout_losses(holdout, targets)
+                improved = losses < 0.99 * best_losses  # official: (best - loss) / best > 1 %
+                best_losses = torch.where(improved, losses, best_losses)
+                for param, best in zip(member_params, best_params):
+                    best[improved.flatten()] = param.detach()[improved.flatten()]
+                epochs_since_update = 0 if improved.any() else epochs_since_update + 1
+                if epochs_since_update > 5:
+                    break
+        if args.model_early_stopping:
+            torch._foreach_copy_([p.detach() for p in member_params], best_params)
+        return holdout, train, batch, epochs
+
+    def model_errors(idx, members) -> dict[str, torch.Tensor]:
+        """The errors of `members` on real transitions `idx` (B, or (members, B): a row each): `pct`, the paper's figure, the
+        mean of 100 ||predicted ds - true ds|| / ||true ds|| (state only; heavy-tailed: near-static transitions dominate
+        it); `pct_pooled`, 100 sum ||predicted ds - true ds|| / sum ||true ds||; `pct_median`, the median ratio; `reward`,
+        the mean absolute reward error, and `reward_rel_pct` relative to the rewards' mean absolute deviation."""
+        shared = idx.dim() == members.dim()  # one true ds for all members
+        obs, actions, rewards, next_obs = (rows(x, idx.unsqueeze(-2) if shared else idx) for x in (rb.obs, rb.actions, rb.rewards, rb.next_obs))
+        with torch.no_grad():
+            pred_next_obs, pred_rewards = predict(obs, actions, sample=False)
+        picked = members.unsqueeze(-1)  # (m, 1): the members measured
+        pred_next_obs, pred_rewards = pred_next_obs.take_along_dim(picked.unsqueeze(-1), -3), pred_rewards.take_along_dim(picked, -2)
+        if not shared:
+            obs, next_obs = (x.take_along_dim(picked.unsqueeze(-1), -3) for x in (obs, next_obs))
+            rewards = rewards.take_along_dim(picked, -2)
+        errors, changes = (pred_next_obs - next_obs).norm(dim=-1), (next_obs - obs).norm(dim=-1)
+        ratios, reward_errors = 100 * errors / changes.clamp_min(1e-8), (pred_rewards - rewards).abs()
+        spread = (rewards - rewards.mean((-2, -1), keepdim=True)).abs().mean((-2, -1)).clamp_min(1e-8)
+        return {"pct": ratios.mean((-2, -1)), "pct_pooled": 100 * errors.mean((-2, -1)) / changes.mean((-2, -1)).clamp_min(1e-8),
+                "pct_median": ratios.flatten(-2).median(-1).values, "reward": reward_errors.mean((-2, -1)),
+                "reward_rel_pct": 100 * reward_errors.mean((-2, -1)) / spread}
+
+    def recent_model_errors():  # before a retrain: the errors on the transitions it has not been trained on yet
+        recent = (rb.pos - torch.arange(1, min(args.model_train_freq, rb.size) + 1, device=device)) % rb.capacity
+        e = model_errors(recent.expand(len(seeds), -1), elites)
+        return {"error_pct_recent": e["pct"], "error_pct_recent_pooled": e["pct_pooled"], "error_pct_recent_median": e["pct_median"],
+                "reward_error_recent": e["reward"], "reward_error_recent_rel_pct": e["reward_rel_pct"]}
+
+    def holdout_model_errors(holdout, new_elites):  # after it: the new elites' errors on the holdout
+        e = model_errors(holdout, new_elites)
+        return {"error_pct_holdout": e["pct"], "error_pct_holdout_pooled": e["pct_pooled"], "reward_error": e["reward"],
+                "reward_error_rel_pct": e["reward_rel_pct"]}
+    # ==== (end of what the paper did not run) ============================================================================
+
+    if run.checkpoint:
+        obs, episode_returns, episode_lengths, last_evals = run.restore(
+            {"agent": agent, "rb": rb, "model": (model, model_optimizer), "elites": elites, "synthetic_rb": synthetic_rb})
+    else:  # TRY NOT TO MODIFY: start the game
+        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
+        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
+    run.timings.update(dict.fromkeys(("env", "model_training", "rollouts", "sac_updates"), 0.0))  # the time split, from step 0
+    start_time = time.time()
+
+    for global_step in range(run.start_step, args.total_timesteps):
+        if global_step % args.eval_interval == 0:
+            last_evals = run.log_eval(global_step, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
+
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = np.stack([env.action_space.sample() for env in run.envs])
+        else:
+            with torch.no_grad():  # every seed's action in one forward pass
+                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
+            actions = actions[:, 0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        with run.timed("env"):
+            next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(run.envs, actions))))
+        episode_returns += rewards
+        episode_lengths += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float))
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        for k in np.flatnonzero(terminations | truncations):
+            run.writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
+            run.writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
+            obs[k], _ = run.envs[k].reset()
+            episode_returns[k], episode_lengths[k] = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            # Dyna: retrain the model every model_train_freq env steps, add model rollouts from real states, update SAC
+            if (global_step - args.learning_starts) % args.model_train_freq == 0:
+                with run.timed("model_training"):
+                    new_elites, model_stats = train_model()
+                    elites.copy_(new_elites)  # in place: the compiled and captured rollout step read this tensor
+                run.log({f"model/{name}": value for name, value in model_stats.items()}, global_step)
+            if args.synthetic_rollouts:
+                with run.timed("rollouts"):
+                    rollout(rollout_length_at(global_step, rollout_schedule))
+            with run.timed("sac_updates"):
+                for _ in range(args.replay_ratio):
+                    qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
+            losses = {"losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss, "losses/alpha_loss": alpha_loss}
+            if global_step % args.log_interval == 0:
+                run.log({"losses/qf_values": qf_values, **losses, "losses/alpha": alpha}, global_step)
+                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor, "model": model}, global_step)
+        if global_step % args.log_interval == 0:  # and where the wall-clock time goes
+            run.log({"charts/rollout_length": rollout_length_at(global_step, rollout_schedule),
+                     **{f"time/{name}_frac": seconds / (time.time() - start_time) for name, seconds in run.timings.items()}}, global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            load_state(agent, initial_agent)
+            run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
+
+        run.progress(global_step + 1, last_evals)
+        if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
+            if global_step >= args.learning_starts:
+                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor, "model": model}, global_step)
+            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb, "model": (model, model_optimizer), "elites": elites,
+                                                  "synthetic_rb": synthetic_rb}, (obs, episode_returns, episode_lengths, last_evals))
+
+    if args.total_timesteps % args.eval_interval == 0:
+        last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
+    run.finish(last_evals, policy)
+    elapsed = time.time() - start_time
+    print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in run.timings.items()))
+
+
+def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
+    """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation
+    gauge: the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take
+    mu(s0) and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target
+    does. The seeds' episodes run in step (one forward pass for all), a seed that is done waiting for the others.
+    Every step draws the policy's sample, taken or not, as training's random stream expects."""
+    num_seeds, device = len(eval_envs), log_alpha.device
+
+    def policy(obs):
+        with torch.no_grad():
+            return actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
+
+    def reset():
+        return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(num_seeds, dtype=bool)
+
+    def step(actions, live):
+        """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+        rewards = np.zeros(num_seeds)
+        for k in np.flatnonzero(live):
+            obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
+            done[k] = terminated or truncated
+        return rewards
+
+    returns = np.zeros((args.eval_episodes, num_seeds))
+    for episode in range(args.eval_episodes):  # the deterministic policy's return
+        obs, done = reset()
+        while not done.all():
+            _, _, mean = policy(obs)
+            returns[episode] += step(mean[:, 0].cpu().numpy(), ~done)
+
+    alpha = log_alpha.exp().detach()[:, 0].cpu().numpy()
+    q_estimates, mc_returns = np.zeros((args.eval_episodes, num_seeds)), np.zeros((args.eval_episodes, num_seeds))
+    for episode in range(args.eval_episodes):  # the gauge
+        (obs, done), discount = reset(), np.ones(num_seeds)
+        _, _, action = policy(obs)
+        with torch.no_grad():
+            q_estimates[episode] = (qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None], action)
+                                    .min(1).values[:, 0].cpu().numpy())  # min over the twin, as in the target
+        while not done.all():
+            live = ~done
+            mc_returns[episode] += discount * step(action[:, 0].cpu().numpy(), live)
+            discount = np.where(live, discount * args.gamma, discount)
+            if not done.all():
+                action, log_pi, _ = policy(obs)
+                # the entropy bonus inside the soft Q
+                mc_returns[episode] -= np.where(done, 0.0, discount * alpha * log_pi[:, 0].cpu().numpy())
+    return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
 
 
 class ReplayBuffer:
@@ -367,8 +703,7 @@ class ReplayBuffer:
 
 
 def parse_rollout_schedule(args: Args) -> tuple[int, int, int, int]:
-    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (without it: --rollout-length at every epoch), or exit with
-    one line saying what is allowed."""
+    """--rollout-schedule "a,b,min,max" as (a, b, min, max) (else --rollout-length at every epoch), or exit with one line."""
     if args.rollout_schedule is None:
         return 0, 1, args.rollout_length, args.rollout_length
     try:
@@ -387,48 +722,21 @@ def rollout_length_at(step: int, schedule: tuple[int, int, int, int]) -> int:
     return int(min_length + fraction * (max_length - min_length))
 
 
-# Termination functions for model rollouts: each Gym env's own health rule, read off its next observation (..., obs).
-# (Gymnasium v5 observations exclude the x (and y) position, so obs[0] is the torso height.)
-def hopper_terminated(next_obs):
-    z, angle, state = next_obs[..., 0], next_obs[..., 1], next_obs[..., 1:]
-    healthy = (z > 0.7) & (angle > -0.2) & (angle < 0.2) & ((state > -100) & (state < 100)).all(-1)
-    return ~healthy
-
-
-def walker2d_terminated(next_obs):
-    z, angle = next_obs[..., 0], next_obs[..., 1]
-    return ~((z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0))
-
-
-def ant_terminated(next_obs):
-    z = next_obs[..., 0]
-    return ~(torch.isfinite(next_obs[..., :27]).all(-1) & (z >= 0.2) & (z <= 1.0))  # 27 = qpos[2:] + qvel
-
-
-def humanoid_terminated(next_obs):
-    z = next_obs[..., 0]
-    return ~((z > 1.0) & (z < 2.0))
-
-
-def inverted_pendulum_terminated(next_obs):
-    return ~(torch.isfinite(next_obs).all(-1) & (next_obs[..., 1].abs() <= 0.2))
-
-
-def never_terminated(next_obs):
-    return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
-
-
+# Termination rules for model rollouts: each Gym env's own health rule, read off its next observation (..., obs)
+# (Gymnasium v5 observations exclude the x (and y) position, so obs[0] is the torso height); DMC tasks never terminate.
 TERMINATION_FNS = {
-    "Hopper": hopper_terminated, "Walker2d": walker2d_terminated, "Ant": ant_terminated,
-    "Humanoid": humanoid_terminated, "InvertedPendulum": inverted_pendulum_terminated, "HalfCheetah": never_terminated,
+    "Hopper": lambda s: ~((s[..., 0] > 0.7) & (s[..., 1].abs() < 0.2) & (s[..., 1:].abs() < 100).all(-1)),
+    "Walker2d": lambda s: ~((s[..., 0] > 0.8) & (s[..., 0] < 2.0) & (s[..., 1].abs() < 1.0)),
+    "Ant": lambda s: ~(torch.isfinite(s[..., :27]).all(-1) & (s[..., 0] >= 0.2) & (s[..., 0] <= 1.0)),  # 27 = qpos[2:] + qvel
+    "Humanoid": lambda s: ~((s[..., 0] > 1.0) & (s[..., 0] < 2.0)),
+    "InvertedPendulum": lambda s: ~(torch.isfinite(s).all(-1) & (s[..., 1].abs() <= 0.2)),
+    "HalfCheetah": lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool, device=s.device),
 }
 
 
 def termination_fn(env_id: str):
-    """The rollout termination rule of `env_id`: DMC tasks never terminate; Gym tasks use their env's rule."""
-    if is_dmc(env_id):
-        return never_terminated
-    name = env_id.split("-v")[0]
+    """The rollout termination rule of `env_id`, or exit with one line naming the supported envs."""
+    name = "HalfCheetah" if is_dmc(env_id) else env_id.split("-v")[0]
     if name not in TERMINATION_FNS:
         sys.exit(f"error: mbpo.py has no termination function for {env_id!r}; supported Gym envs: "
                  f"{', '.join(TERMINATION_FNS)} (and every dmc: task)")
@@ -454,9 +762,7 @@ class SyntheticReplayBuffer(ReplayBuffer):
         added = valid.sum(1)
         self.pos, self.size = (self.pos + added) % self.capacity, (self.size + added).clamp(max=self.capacity)
 
-    def state_dict(self) -> dict:
-        """Up to the fullest seed's size; a seed's rows past its own size, never written, saved as zeros (not as whatever
-        the memory held, which made two equal runs' checkpoints differ)."""
+    def state_dict(self) -> dict:  # up to the fullest seed's size; rows past a seed's own, never written, as zeros
         filled = int(self.size.max())
         state = {name: getattr(self, name)[:, :filled].to("cpu", copy=True) for name in self.fields}
         unwritten = torch.arange(filled) >= self.size.cpu()[:, None]
@@ -465,20 +771,19 @@ class SyntheticReplayBuffer(ReplayBuffer):
         return {"size": self.size.cpu(), "pos": self.pos.cpu(), **state}
 
     def load_state_dict(self, state: dict):
-        self.size.copy_(state["size"])
-        self.pos.copy_(state["pos"])
+        torch._foreach_copy_([self.size, self.pos], [state["size"], state["pos"]])
         for name in self.fields:
             getattr(self, name)[:, : state[name].shape[1]] = state[name]
 
     def sample(self, batch_size: int):
         """As ReplayBuffer's, each seed's indices below its own size."""
         idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
-        return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
-                self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
+        return tuple(getattr(self, name)[self.seeds, idx] for name in self.fields)
 
 
-# Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
-# checkpoints, the NaN guard and the progress line.
+# The harness: the same text in every script (tests/test_drift.py), but for each script's own checks in check_args.
+# The command line and its checks, run directories, checkpoints, the optimizer, the CUDA graph, the NaN guard, W&B,
+# videos and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
@@ -486,6 +791,187 @@ RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
+
+
+class Run:
+    """What the training loop calls that is not the algorithm: the command line's run directories (or the resumed
+    run's), seeding, the device, each seed's envs, TensorBoard writers and W&B, the update's compilation and CUDA graph,
+    evaluations' logs and videos, checkpoints and Ctrl-C (SIGTERM, SIGINT), the NaN guard, the progress line, timing."""
+
+    def __init__(self, args: Args):
+        check_args(args)
+        self.args, self.checkpoint = args, None
+        if args.resume:  # the run's own settings (into `args`), directories and state
+            self.checkpoint, run_args, self.run_dirs = load_checkpoint(args)
+            vars(args).update(vars(run_args))
+        self.seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
+        if args.total_timesteps is None:
+            args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+        if self.checkpoint is None:
+            started = int(time.time())
+            self.run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
+                             for seed in self.seeds]
+            for run_dir in self.run_dirs:
+                try:
+                    os.makedirs(run_dir)
+                except OSError as e:
+                    sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+        self.run_dir = self.run_dirs[0]  # the first seed's: it holds the checkpoint of them all
+
+        # TRY NOT TO MODIFY: seeding
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
+        torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
+        torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
+        torch.set_num_threads(args.torch_threads)
+        torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
+        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+        # env setup: for each seed one env for training, a separate one for evaluation
+        try:
+            self.envs = [make_env(args.env, seed) for seed in self.seeds]
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
+        if not isinstance(self.envs[0].action_space, gym.spaces.Box):
+            sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
+
+        self.start_step = self.checkpoint["next_step"] if self.checkpoint else 0
+        # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
+        # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
+        self.wandb_run = (start_wandb(args, os.path.basename(self.run_dir), self.run_dir, self.checkpoint.get("wandb_id") if self.checkpoint else None)
+                          if args.track else None)
+        self.writers = [SummaryWriter(run_dir, purge_step=self.start_step if self.checkpoint else None) for run_dir in self.run_dirs]
+        if self.checkpoint is None:
+            for seed, writer in zip(self.seeds, self.writers):  # each seed's run as a single-seed run with that seed logs it
+                writer.add_text(
+                    "hyperparameters",
+                    "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
+                )
+        print(f"run {os.path.basename(self.run_dir)}: {args.env} for {args.total_timesteps} steps on {self.device}"
+              + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
+              + (f", resumed at step {self.start_step}" if self.checkpoint else ""), flush=True)
+        self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
+
+        # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+        try:
+            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
+        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+            sys.exit(f"error: --capture-video: {e}")
+        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.start_step)
+        self.start_time, self.timings = None, collections.defaultdict(float)
+
+    def accelerate(self, fn):
+        """`fn` (tensor ops only, no host sync) as the device runs it fastest: compiled into one graph (--compile, no graph
+        break: autograd.grad traced into it), replayed as one captured CUDA graph on a GPU (--cuda-graph: one launch
+        instead of hundreds of kernels). Its first call says when it compiles."""
+        if self.args.compile:
+            torch._dynamo.config.trace_autograd_ops = True
+            compiled, fn = torch.compile(fn, fullgraph=True), None
+
+            @functools.wraps(compiled)
+            def fn(*args):
+                if not calls:  # no progress line while it compiles
+                    print(f"compiling {compiled.__name__} (--compile): its first call waits for it, minutes on a GPU", flush=True)
+                calls.append(1)
+                return compiled(*args)
+            calls = []
+        if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
+            fn = as_cuda_graph(fn, stand_in=self.device.type != "cuda")
+        return fn
+
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
+        tic = time.perf_counter()
+        yield
+        self.timings[name] += time.perf_counter() - tic
+
+    def log(self, values: dict, step: int):
+        """Each seed's value of each name to its own run's TensorBoard: a tensor with a leading seed axis (each seed's
+        mean over the rest; one host sync per name), or one number for every seed."""
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().reshape(len(self.writers), -1).mean(1).tolist()
+            for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
+                writer.add_scalar(name, x, step)
+
+    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:
+        """An evaluation's results (each seed's) and, every --video-interval-th evaluation with --capture-video, a video of
+        `policy`, the deterministic one; returns the returns."""
+        self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
+        if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
+            self.record_video(step, policy)
+        return eval_returns
+
+    def record_video(self, step: int, policy):
+        """For each seed one episode of `policy` (observations (seeds, 1, obs) -> actions (seeds, 1, act), no random
+        number drawn) as videos/step_<step>.mp4 in its run directory and a TensorBoard (and W&B) video."""
+        for k, (video_env, writer) in enumerate(zip(self.video_envs, self.writers)):
+            def act(obs):
+                with torch.no_grad():
+                    x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).expand(len(self.seeds), 1, -1)
+                    return policy(x)[k, 0].cpu().numpy()
+
+            frames = record_episode(video_env, act, f"{self.run_dirs[k]}/videos/step_{step}.mp4")
+            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+
+    def check_finite(self, losses: dict, networks: dict, step: int):
+        stop_if_nonfinite(losses, networks, step, self.run_dir, self.seeds)
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether to save a checkpoint after `step`: every --checkpoint-interval steps, and when asked to stop."""
+        return bool(self.stop_signal) or bool(self.args.checkpoint_interval and (step + 1) % self.args.checkpoint_interval == 0)
+
+    def save_checkpoint(self, next_step: int, agent: dict, loop: tuple):
+        """Everything the run's future depends on, for every seed: `agent` (name: modules, optimizers, buffers and tensors,
+        or lists of them), the envs, the loop's own state `loop` and the random generators. After a stop signal it exits
+        with the resume command."""
+        write_checkpoint({
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
+            "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
+            "wandb_id": self.wandb_run.id if self.wandb_run else None, **state_of(agent),
+            "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
+            "loop": loop, "rng": rng_state(self.device),
+        }, self.run_dir)
+        if self.stop_signal:
+            sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
+                     f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
+
+    def restore(self, agent: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: `agent` (as save_checkpoint takes it), the envs, the random
+        generators; returns the loop's state."""
+        load_state(agent, {name: self.checkpoint[name] for name in agent})
+        for env, state in zip(self.envs + self.eval_envs, self.checkpoint["env"] + self.checkpoint["eval_env"], strict=True):
+            set_env_state(env, state)
+        set_rng_state(self.checkpoint["rng"], self.device)
+        return self.checkpoint["loop"]
+
+    def progress(self, step: int, last_evals: np.ndarray):
+        """After each env step (`step` of them done): the progress line, and env steps per second on TensorBoard."""
+        if self.start_time is None:
+            self.start_time = time.time()
+        if (step - 1) % self.args.log_interval == 0:
+            self.log({"charts/SPS": int((step - 1 - self.start_step) / max(time.time() - self.start_time, 1e-9))}, step - 1)
+        self.progress_line(step, last_evals)
+
+    def finish(self, last_evals: np.ndarray, policy):
+        """The end: a video of the final policy (--capture-video), the last progress line, envs and logs closed."""
+        if self.args.capture_video and not os.path.exists(f"{self.run_dir}/videos/step_{self.args.total_timesteps}.mp4"):
+            self.record_video(self.args.total_timesteps, policy)
+        self.progress_line(self.args.total_timesteps, last_evals, force=True)
+        for env in self.envs + self.eval_envs:
+            env.close()
+        for writer in self.writers:
+            writer.close()
+        if self.wandb_run:
+            self.wandb_run.finish()
 
 
 def parse_args() -> Args:
@@ -599,10 +1085,30 @@ def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     return stacked
 
 
-def load_states(objects, states):
-    """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
-    for obj, state in zip(objects, states, strict=True):
-        obj.load_state_dict(state)
+def state_of(x):
+    """The state of `x` for a checkpoint: a module's, optimizer's or buffer's state_dict, a tensor's values (on the
+    CPU), or the same of each entry of a tuple, list or dict."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", copy=True)
+    if isinstance(x, (tuple, list)):
+        return [state_of(y) for y in x]
+    if isinstance(x, dict):
+        return {name: state_of(y) for name, y in x.items()}
+    return x.state_dict()
+
+
+def load_state(x, state):
+    """`state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one."""
+    if isinstance(x, torch.Tensor):
+        x.detach().copy_(state)
+    elif isinstance(x, (tuple, list)):
+        for y, y_state in zip(x, state, strict=True):
+            load_state(y, y_state)
+    elif isinstance(x, dict):
+        for name, y in x.items():
+            load_state(y, state[name])
+    else:
+        x.load_state_dict(state)
 
 
 def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
@@ -684,6 +1190,51 @@ def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
         return record["replay"]()
 
     return call
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
+    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
+    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+
+    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
+        self.step_count = torch.zeros((), device=self.params[0].device)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads):
+        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
+        torch._foreach_add_(denom, self.eps)
+        updates = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
+        torch._foreach_sub_(self.params, updates)
+
+    def minimize(self, loss: torch.Tensor):
+        """One step down the gradient of `loss`, each seed's loss (a tensor of one per seed) on its own parameters: the
+        gradient of the seeds' sum is each seed's own, as no seed's loss reads another's weights."""
+        self.step(torch.autograd.grad(loss.sum(), self.params))
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict):
+        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+        self.step_count.copy_(state["step"])
+        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
+        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -782,525 +1333,4 @@ def duration(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    check_args(args)
-    seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
-    checkpoint = None
-    if args.resume:  # the run's own settings, directories and state
-        checkpoint, args, run_dirs = load_checkpoint(args)
-        seeds = list(range(args.seed, args.seed + args.num_seeds))
-    if args.total_timesteps is None:
-        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
-    if checkpoint is None:
-        started = int(time.time())
-        run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
-                    for seed in seeds]
-        for run_dir in run_dirs:
-            try:
-                os.makedirs(run_dir)
-            except OSError as e:
-                sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
-    run_dir = run_dirs[0]  # the first seed's: it holds the checkpoint of them all
-
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
-    torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
-    torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
-    torch.set_num_threads(args.torch_threads)
-    torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
-
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
-    # env setup: for each seed one env for training, a separate one for evaluation
-    try:
-        envs = [make_env(args.env, seed) for seed in seeds]
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    eval_envs = [make_env(args.env, seed + 10_000) for seed in seeds]
-    env = envs[0]
-    if not isinstance(env.action_space, gym.spaces.Box):
-        sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
-    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
-
-    start_step = checkpoint["next_step"] if checkpoint else 0
-    # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
-    # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-    wandb_run = start_wandb(args, os.path.basename(run_dir), run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
-    writers = [SummaryWriter(run_dir, purge_step=start_step if checkpoint else None) for run_dir in run_dirs]
-    if checkpoint is None:
-        for seed, writer in zip(seeds, writers):  # each seed's run as a single-seed run with that seed logs it
-            writer.add_text(
-                "hyperparameters",
-                "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
-            )
-    print(f"run {os.path.basename(run_dir)}: {args.env} for {args.total_timesteps} steps on {device}"
-          + (f", seeds {seeds[0]}-{seeds[-1]} in one process" if len(seeds) > 1 else "")
-          + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
-    stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-
-    # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
-    # and the loop's state when it is called)
-    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    try:
-        video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in seeds] if args.capture_video else None
-    except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
-        sys.exit(f"error: --capture-video: {e}")
-
-    def record_video(step: int):
-        """For each seed one deterministic episode as videos/step_<step>.mp4 in its run directory and a TensorBoard (and
-        W&B) video."""
-        for k, (video_env, writer) in enumerate(zip(video_envs, writers)):
-            def policy(obs):
-                with torch.no_grad():  # the mean action: no random number drawn
-                    x = torch.as_tensor(obs, dtype=torch.float32, device=device).expand(len(seeds), 1, -1)
-                    return torch.tanh(actor(x)[0])[k, 0].cpu().numpy()
-
-            frames = record_episode(video_env, policy, f"{run_dirs[k]}/videos/step_{step}.mp4")
-            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
-
-    def evaluate():
-        """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation
-        gauge: the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take
-        mu(s0) and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target
-        does. The seeds' episodes run in step (one forward pass for all), a seed that is done waiting for the others.
-        Every step draws the policy's sample, taken or not, as training's random stream expects."""
-        def policy(obs):
-            with torch.no_grad():
-                return actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
-
-        def reset():
-            return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(len(seeds), dtype=bool)
-
-        def step(actions, live):
-            """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
-            rewards = np.zeros(len(seeds))
-            for k in np.flatnonzero(live):
-                obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
-                done[k] = terminated or truncated
-            return rewards
-
-        returns = np.zeros((args.eval_episodes, len(seeds)))
-        for episode in range(args.eval_episodes):  # the deterministic policy's return
-            obs, done = reset()
-            while not done.all():
-                _, _, mean = policy(obs)
-                returns[episode] += step(mean[:, 0].cpu().numpy(), ~done)
-
-        alpha = log_alpha.exp().detach().cpu().numpy()
-        q_estimates, mc_returns = np.zeros((args.eval_episodes, len(seeds))), np.zeros((args.eval_episodes, len(seeds)))
-        for episode in range(args.eval_episodes):  # the gauge
-            (obs, done), discount = reset(), np.ones(len(seeds))
-            _, _, action = policy(obs)
-            with torch.no_grad():
-                q_estimates[episode] = (qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None], action)
-                                        .min(1).values[:, 0].cpu().numpy())  # min over the twin, as in the target
-            while not done.all():
-                live = ~done
-                mc_returns[episode] += discount * step(action[:, 0].cpu().numpy(), live)
-                discount = np.where(live, discount * args.gamma, discount)
-                if not done.all():
-                    action, log_pi, _ = policy(obs)
-                    # the entropy bonus inside the soft Q
-                    mc_returns[episode] -= np.where(done, 0.0, discount * alpha * log_pi[:, 0].cpu().numpy())
-        return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
-
-    def log_eval(step: int) -> np.ndarray:
-        eval_returns, q_estimates, mc_returns = evaluate()
-        for writer, eval_return, q_estimate, mc_return in zip(writers, eval_returns, q_estimates, mc_returns):
-            writer.add_scalar("eval/return", eval_return, step)
-            writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-            writer.add_scalar("diagnostics/mc_return", mc_return, step)
-        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
-            record_video(step)
-        return eval_returns
-
-    def log_scalars(values: dict, step: int):
-        """Each seed's value (one host sync per name) to its own run's TensorBoard."""
-        for name, value in values.items():
-            for writer, x in zip(writers, value.tolist()):
-                writer.add_scalar(name, x, step)
-
-    def save_checkpoint(next_step: int):
-        """Everything the run's future depends on, for every seed."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "next_step": next_step,
-            "run_dirs": [os.path.relpath(d, run_dir) for d in run_dirs], "wandb_id": wandb_run.id if wandb_run else None,
-            "agent": [m.state_dict() for m in (*agent, model, model_optimizer)], "log_alpha": log_alpha.detach().cpu(), "rb": rb.state_dict(),
-            "elites": elites.cpu(), "synthetic_rb": synthetic_rb.state_dict(),
-            "env": [get_env_state(env) for env in envs], "eval_env": [get_env_state(env) for env in eval_envs],
-            "loop": (obs, episode_returns, episode_lengths, last_evals), "rng": rng_state(device),
-        }, run_dir)
-
-    def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffers, envs, RNGs; returns the loop state."""
-        load_states((*agent, model, model_optimizer), checkpoint["agent"])
-        log_alpha.detach().copy_(checkpoint["log_alpha"])
-        rb.load_state_dict(checkpoint["rb"])
-        elites.copy_(checkpoint["elites"])
-        synthetic_rb.load_state_dict(checkpoint["synthetic_rb"])
-        for env, state in zip(envs + eval_envs, checkpoint["env"] + checkpoint["eval_env"], strict=True):
-            set_env_state(env, state)
-        set_rng_state(checkpoint["rng"], device)
-        return checkpoint["loop"]
-
-    def check_finite(step: int):
-        stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha},
-                          {"qf": qf, "actor": actor, "model": model}, step, run_dir, seeds)
-
-    # ALGO LOGIC: initialize agent here
-    # each seed's initial weights from a seed of its own (seed + 20_000), apart from the global stream
-    actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
-                                                 SoftQNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
-                              [seed + 20_000 for seed in seeds])
-    qf_target = copy.deepcopy(qf)
-    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
-    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
-    log_alpha = torch.full((len(seeds),), math.log(args.init_alpha), device=device, requires_grad=True)
-    a_optimizer = Adam([log_alpha], lr=args.q_lr)
-    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer)  # what a checkpoint holds, beside log_alpha
-    # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
-    initial_agent, initial_log_alpha = copy.deepcopy([m.state_dict() for m in agent]), log_alpha.detach().clone()
-    target_entropy = -args.target_entropy_scale * act_dim
-
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
-
-    # Dyna: the learned model, the synthetic buffer, and minibatches that mix real and synthetic transitions
-    # each seed's model drawn as its single-seed run draws it, from a generator seeded with the seed itself
-    (model,) = init_per_seed(lambda num_seeds: (EnsembleDynamicsModel(obs_dim, act_dim, args.model_hidden_dim, args.ensemble_size,
-                                                                      args.learned_logvar_bounds, num_seeds).to(device),), seeds)
-    model_params, model_weight_decays = model.trained_parameters()
-    model_optimizer = Adam(model_params, lr=args.model_lr, weight_decay=model_weight_decays)
-    elites = torch.arange(args.num_elites, device=device).repeat(len(seeds), 1)  # each seed's own (seeds, num_elites)
-    synthetic_rb = SyntheticReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device, len(seeds))
-    is_terminated = termination_fn(args.env)
-    rollout_schedule = parse_rollout_schedule(args)
-    # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
-    real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
-    timings = dict.fromkeys(("env", "model_training", "rollouts", "sac_updates"), 0.0)
-
-    @contextlib.contextmanager
-    def timed(name: str):
-        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
-        tic = time.perf_counter()
-        yield
-        timings[name] += time.perf_counter() - tic
-
-    def sample_batch():
-        """A SAC minibatch: `real_batch_size` real transitions, the rest synthetic (MBPO's real ratio)."""
-        if real_batch_size == args.batch_size:
-            return rb.sample(args.batch_size)
-        real, synthetic = rb.sample(real_batch_size), synthetic_rb.sample(args.batch_size - real_batch_size)
-        return tuple(torch.cat(pair, 1) for pair in zip(real, synthetic))
-
-    def rows(storage, idx):
-        """Each seed's rows `idx` (seeds, ...) of a buffer's field or a tensor (seeds, capacity, ...)."""
-        return storage[torch.arange(len(seeds), device=device).view(-1, *[1] * (idx.dim() - 1)), idx]
-
-    def model_targets(obs, rewards, next_obs):
-        return torch.cat([next_obs if args.predict_next_state else next_obs - obs, rewards[..., None]], -1)
-
-    def predict(obs, actions, sample: bool):
-        """Next observation and reward of every member (seeds, members, B, ...) from (seeds, 1 or members, B, ...), in env
-        units; `sample` draws from the Gaussian (rollouts), otherwise its mean (diagnostics)."""
-        mean, logvar = model(obs, actions)
-        if sample:
-            mean = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        prediction = mean * model.target_std + model.target_mean
-        next_obs = prediction[..., :-1] if args.predict_next_state else obs + prediction[..., :-1]
-        return next_obs, prediction[..., -1]
-
-    def model_errors(idx, members) -> dict[str, torch.Tensor]:
-        """Each seed's model errors (seeds,) on its real transitions `idx` ((seeds, B), or (seeds, members, B) one row per
-        member), over its `members` (seeds, m) and the samples: `pct`, the paper's figure, the mean of 100 * ||predicted
-        ds - true ds|| / ||true ds|| per sample (state only; heavy-tailed: near-static transitions dominate it, as do
-        large-scale dimensions); `pct_pooled`, 100 * sum ||predicted ds - true ds|| / sum ||true ds|| over the same
-        (member, sample) pairs (as means: shared transitions have one true ds for all members); `pct_median`, the
-        median ratio; `reward`, the mean absolute reward error; `reward_rel_pct`, that error as a percentage of the
-        rewards' own mean absolute deviation (100: no better than predicting the mean reward)."""
-        shared = idx.dim() == 2
-        obs, actions, rewards, next_obs = (rows(x, idx[:, None] if shared else idx) for x in (rb.obs, rb.actions, rb.rewards, rb.next_obs))
-        with torch.no_grad():
-            pred_next_obs, pred_rewards = (rows(x, members) for x in predict(obs, actions, sample=False))
-        if not shared:
-            obs, rewards, next_obs = (rows(x, members) for x in (obs, rewards, next_obs))
-        errors, changes = (pred_next_obs - next_obs).norm(dim=-1), (next_obs - obs).norm(dim=-1)
-        ratios, reward_errors = 100 * errors / changes.clamp_min(1e-8), (pred_rewards - rewards).abs()
-        spread = (rewards - rewards.mean((1, 2), keepdim=True)).abs().mean((1, 2)).clamp_min(1e-8)
-        return {"pct": ratios.mean((1, 2)), "pct_pooled": 100 * errors.mean((1, 2)) / changes.mean((1, 2)).clamp_min(1e-8),
-                "pct_median": ratios.flatten(1).median(1).values, "reward": reward_errors.mean((1, 2)),
-                "reward_rel_pct": 100 * reward_errors.mean((1, 2)) / spread}
-
-    def holdout_losses(idx, targets):
-        """Per-member MSE (seeds, members) of the predicted mean on each seed's transitions `idx` (seeds, B), in the
-        model's (normalized) target units."""
-        with torch.no_grad():
-            mean, _ = model(rows(rb.obs, idx)[:, None], rows(rb.actions, idx)[:, None])
-        return ((mean - (rows(targets, idx)[:, None] - model.target_mean) / model.target_std) ** 2).mean(dim=(2, 3))
-
-    def split_and_normalize(targets, max_holdout: float):
-        """A random holdout split of each seed's real buffer (seeds, n), and its normalizers refitted on the training part."""
-        perm = torch.stack([torch.randperm(rb.size, device=device) for _ in seeds])
-        num_holdout = int(max(1, min(int(rb.size * args.model_holdout_ratio), max_holdout)))
-        holdout, train = perm[:, :num_holdout], perm[:, num_holdout:]
-        inputs = torch.cat([rows(rb.obs, train), rows(rb.actions, train)], -1)
-        model.input_mean.copy_(inputs.mean(1)[:, None, None])
-        model.input_std.copy_(inputs.std(1, correction=0)[:, None, None] + 1e-6)  # the paper's code: population std + 1e-6
-        if args.normalize_targets:
-            model.target_mean.copy_(rows(targets, train).mean(1)[:, None, None])
-            model.target_std.copy_(rows(targets, train).std(1, correction=0)[:, None, None] + 1e-6)
-        return holdout, train
-
-    def model_step(obs, actions, targets):
-        """One Adam step on the Gaussian NLL of each seed's minibatch ((seeds, 1, B, ...) for all its members, or (seeds,
-        members, B, ...)), summed over seeds. Tensor ops only, no host sync: one graph (--compile), one CUDA graph
-        (--cuda-graph)."""
-        mean, logvar = model(obs, actions)
-        target = (targets - model.target_mean) / model.target_std
-        loss = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean(dim=(2, 3)).sum()
-        if args.learned_logvar_bounds:
-            loss = loss + 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())  # official MBPO's bound penalty
-        model_optimizer.step(torch.autograd.grad(loss, model_optimizer.params))
-
-    def train_model_as_paper(targets):
-        """The paper's code (mbpo_learner.py `train_mbpo`, called model_train_chunks times per retrain): each chunk draws
-        a fresh split, refits the normalizers and takes i.i.d. minibatches with replacement from its training part, the
-        same minibatch for every member (its `tile_and_shuffle` returns the unshuffled tile)."""
-        chunks = min(args.model_train_chunks, args.model_train_steps)
-        for chunk in range(chunks):
-            holdout, train = split_and_normalize(targets, max_holdout=math.inf)
-            steps = args.model_train_steps // chunks + (chunk < args.model_train_steps % chunks)
-            draws = torch.randint(0, train.shape[1], (steps, len(seeds), args.model_batch_size), device=device)
-            for batch in rows(train, draws.transpose(0, 1)).transpose(0, 1):  # (seeds, B) each
-                model_step(rows(rb.obs, batch)[:, None], rows(rb.actions, batch)[:, None], rows(targets, batch)[:, None])
-        return holdout, train, batch, args.model_train_steps * args.model_batch_size / train.shape[1]
-
-    def train_model_as_mbpo(targets):
-        """Official MBPO: one split (holdout at most 5000), each member on its own bootstrap of the training part,
-        reshuffled every epoch; with --model-early-stopping, each member keeps its best epoch and training stops after 5
-        epochs without a 1 % holdout improvement."""
-        holdout, train = split_and_normalize(targets, max_holdout=5000)
-        bootstrap = rows(train, torch.randint(0, train.shape[1], (len(seeds), args.ensemble_size, train.shape[1]), device=device))
-        member_params = [p for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
-        # as in official MBPO, every call starts with no best loss, so each member keeps at least its first epoch
-        best_losses = torch.full((len(seeds), args.ensemble_size), math.inf, device=device)
-        best_params = [p.detach().clone() for p in member_params]
-        grad_steps, epochs, epochs_since_update = 0, 0.0, 0
-        while grad_steps < args.model_train_steps:
-            order = bootstrap.gather(2, torch.rand(bootstrap.shape, device=device).argsort(2))
-            for batch in order.split(args.model_batch_size, dim=2):  # (seeds, members, B)
-                model_step(rows(rb.obs, batch), rows(rb.actions, batch), rows(targets, batch))
-                grad_steps += 1
-                epochs += batch.shape[2] / train.shape[1]
-                if grad_steps == args.model_train_steps:
-                    break
-            if args.model_early_stopping:  # official MBPO: keep each member's best epoch; stop after 5 without gain
-                losses = holdout_losses(holdout, targets)
-                improved = losses < 0.99 * best_losses  # official: (best - loss) / best > 1 %
-                best_losses = torch.where(improved, losses, best_losses)
-                for param, best in zip(member_params, best_params):
-                    best[improved.flatten()] = param.detach()[improved.flatten()]
-                epochs_since_update = 0 if improved.any() else epochs_since_update + 1
-                if epochs_since_update > 5:
-                    break
-        if args.model_early_stopping:
-            with torch.no_grad():
-                for param, best in zip(member_params, best_params):
-                    param.copy_(best)
-        return holdout, train, batch, epochs
-
-    # the paper's code ranks the elites on 50,000 draws from the holdout, 5,000 on Humanoid (train_parallel.py:210-212)
-    elite_draws = 5_000 if args.env.startswith("Humanoid-") else 50_000
-
-    def train_model():
-        """Fit each seed's ensemble on its real buffer, as the paper's code or (--model-bootstrap) as official MBPO, then
-        rank its elites by holdout MSE and measure the model with them; the stats are (seeds,) tensors."""
-        stats = {}
-        if model_optimizer.step_count.item() > 0:  # trained before: first measure it on the transitions it has not seen yet
-            recent = (rb.pos - torch.arange(1, min(args.model_train_freq, rb.size) + 1, device=device)) % rb.capacity
-            errors = model_errors(recent.expand(len(seeds), -1), elites)
-            stats.update(error_pct_recent=errors["pct"], error_pct_recent_pooled=errors["pct_pooled"],
-                         error_pct_recent_median=errors["pct_median"], reward_error_recent=errors["reward"],
-                         reward_error_recent_rel_pct=errors["reward_rel_pct"])
-        targets = model_targets(rb.obs[:, : rb.size], rb.rewards[:, : rb.size], rb.next_obs[:, : rb.size])
-        train_as = train_model_as_mbpo if args.model_bootstrap or args.model_early_stopping else train_model_as_paper
-        holdout, train, last_batch, epochs = train_as(targets)
-        stats["train_epochs"] = torch.full((len(seeds),), epochs)
-        if holdout.shape[1] > elite_draws:  # the paper's code ranks on draws from the holdout; all of a smaller one here
-            holdout = rows(holdout, torch.randint(0, holdout.shape[1], (len(seeds), elite_draws), device=device))
-        losses = holdout_losses(holdout, targets)
-        new_elites = losses.argsort(1)[:, : args.num_elites]
-        stats["holdout_loss"] = rows(losses, new_elites).mean(1)
-        stats["error_pct"] = model_errors(train[:, :1000], new_elites)["pct"]
-        errors = model_errors(holdout, new_elites)
-        stats.update(error_pct_holdout=errors["pct"], error_pct_holdout_pooled=errors["pct_pooled"],
-                     reward_error=errors["reward"], reward_error_rel_pct=errors["reward_rel_pct"])
-        # the paper code's own figure: all members on the last training minibatch
-        stats["error_pct_stfl"] = model_errors(last_batch, torch.arange(args.ensemble_size, device=device).repeat(len(seeds), 1))["pct"]
-        return new_elites, stats
-
-    def rollout_step(obs):
-        """One model step of each seed's rollouts (seeds, n, ...): the current policy's action, then a random elite's
-        sampled prediction."""
-        with torch.no_grad():
-            actions, _, _ = actor.get_action(obs)
-            next_obs, rewards = predict(obs[:, None], actions[:, None], sample=True)  # all members in one pass, then pick
-        member = rows(elites, torch.randint(0, args.num_elites, obs.shape[:2], device=device))
-        picked = (torch.arange(len(seeds), device=device)[:, None], member, torch.arange(obs.shape[1], device=device))
-        return actions, next_obs[picked], rewards[picked]
-
-    def rollout(length: int):
-        """Synthetic transitions from real start states, the current policy and a random elite per rollout; the rollouts
-        keep their shape to the end, those that terminated masked out of the buffer."""
-        obs = rows(rb.obs, torch.randint(0, rb.size, (len(seeds), args.rollouts_per_step), device=device))
-        alive = None  # every rollout, at the first step
-        for t in range(length):
-            actions, next_obs, rewards = rollout_step(obs)
-            terminations = is_terminated(next_obs)
-            synthetic_rb.add(obs, actions, rewards, next_obs, terminations, alive)
-            if t + 1 < length:  # the rollouts that did not terminate go on (a host sync, which length 1 is spared)
-                alive = ~terminations if alive is None else alive & ~terminations
-                if not alive.any():
-                    break
-                obs = next_obs.clone()  # not the graph's own output tensor, which the next step overwrites
-
-    def update(data):
-        """One gradient update of every seed's critics, actor and temperature on its minibatch in `data` (seeds, batch,
-        ...). Each seed's loss is its own; their sum's gradient is each seed's own gradient, so one Adam over the stacked
-        parameters is one Adam per seed. Tensor ops only, no host sync: it compiles to one graph (--compile) and replays
-        as one CUDA graph (--cuda-graph)."""
-        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
-        alpha = log_alpha.exp().detach()[:, None]
-        with torch.no_grad():
-            next_state_actions, next_state_log_pi, _ = actor.get_action(data_next_obs)
-            qf_next_target = qf_target(data_next_obs, next_state_actions).min(1).values - alpha * next_state_log_pi
-            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-        qf_values = qf(data_obs, data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value[:, None].expand_as(qf_values), reduction="none").mean(2).sum(1)
-
-        # optimize the critics
-        q_optimizer.step(torch.autograd.grad(qf_loss.sum(), q_optimizer.params))
-
-        pi, log_pi, _ = actor.get_action(data_obs)
-        min_qf_pi = qf(data_obs, pi).min(1).values
-        actor_loss = ((alpha * log_pi) - min_qf_pi).mean(1)
-
-        # the actor's gradients only: none for the critic's weights, a third of its critic FLOPs saved
-        actor_optimizer.step(torch.autograd.grad(actor_loss.sum(), actor_optimizer.params))
-
-        alpha_loss = (-log_alpha.exp()[:, None] * (log_pi.detach() + target_entropy)).mean(1)
-        a_optimizer.step(torch.autograd.grad(alpha_loss.sum(), a_optimizer.params))
-
-        # update the target networks (one fused op over all parameters)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
-        return qf_values.detach(), qf_loss.detach(), actor_loss.detach(), alpha[:, 0], alpha_loss.detach()
-
-    if args.compile:  # one graph each for the update, the model's step and the rollout's step, no graph break
-        torch._dynamo.config.trace_autograd_ops = True
-        update, model_step, rollout_step = (torch.compile(f, fullgraph=True) for f in (update, model_step, rollout_step))
-    if args.cuda_graph and (device.type == "cuda" or GRAPH_STAND_IN):  # one launch each instead of hundreds of kernels
-        update, model_step, rollout_step = (as_cuda_graph(f, stand_in=device.type != "cuda") for f in (update, model_step, rollout_step))
-
-    if checkpoint:
-        obs, episode_returns, episode_lengths, last_evals = restore(checkpoint)
-    else:  # TRY NOT TO MODIFY: start the game
-        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)])
-        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
-    progress = ProgressLine(args.total_timesteps, args.learning_starts, start_step)
-    start_time = time.time()
-
-    for global_step in range(start_step, args.total_timesteps):
-        if global_step % args.eval_interval == 0:
-            last_evals = log_eval(global_step)
-
-        # ALGO LOGIC: put action logic here
-        if global_step < args.learning_starts:
-            actions = np.stack([env.action_space.sample() for env in envs])
-        else:
-            with torch.no_grad():  # every seed's action in one forward pass
-                actions, _, _ = actor.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
-            actions = actions[:, 0].cpu().numpy()
-
-        # TRY NOT TO MODIFY: execute the game and log data.
-        with timed("env"):
-            next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(envs, actions))))
-        episode_returns += rewards
-        episode_lengths += 1
-
-        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
-        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float))
-
-        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
-        obs = next_obs
-        for k in np.flatnonzero(terminations | truncations):
-            writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
-            writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
-            obs[k], _ = envs[k].reset()
-            episode_returns[k], episode_lengths[k] = 0.0, 0
-
-        # ALGO LOGIC: training.
-        if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
-            print(f"step {global_step}: compiling (--compile); the first learning step waits for it, minutes on a GPU", flush=True)
-        if global_step >= args.learning_starts:
-            # Dyna: retrain the model every model_train_freq env steps, add model rollouts from real states, update SAC
-            if (global_step - args.learning_starts) % args.model_train_freq == 0:
-                with timed("model_training"):
-                    new_elites, model_stats = train_model()
-                    elites.copy_(new_elites)  # in place: the compiled and captured rollout step read this tensor
-                log_scalars({f"model/{name}": value for name, value in model_stats.items()}, global_step)
-            if args.synthetic_rollouts:
-                with timed("rollouts"):
-                    rollout(rollout_length_at(global_step, rollout_schedule))
-            with timed("sac_updates"):
-                for _ in range(args.replay_ratio):
-                    qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
-
-            if global_step % args.log_interval == 0:
-                log_scalars({"losses/qf_values": qf_values.mean((1, 2)), "losses/qf_loss": qf_loss / 2.0,
-                             "losses/actor_loss": actor_loss, "losses/alpha": alpha, "losses/alpha_loss": alpha_loss}, global_step)
-                check_finite(global_step)
-        if global_step % args.log_interval == 0:
-            for writer in writers:
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
-                writer.add_scalar("charts/rollout_length", rollout_length_at(global_step, rollout_schedule), global_step)
-                for name, seconds in timings.items():  # where the wall-clock time goes
-                    writer.add_scalar(f"time/{name}_frac", seconds / (time.time() - start_time), global_step)
-
-        # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
-        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
-            load_states(agent, initial_agent)
-            log_alpha.detach().copy_(initial_log_alpha)
-            for writer in writers:
-                writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
-
-        if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
-            if global_step >= args.learning_starts:
-                check_finite(global_step)
-            save_checkpoint(global_step + 1)
-        if stop_signal:
-            sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
-                     f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
-        progress(global_step + 1, last_evals)
-
-    if args.total_timesteps % args.eval_interval == 0:
-        last_evals = log_eval(args.total_timesteps)
-    if args.capture_video and not os.path.exists(f"{run_dir}/videos/step_{args.total_timesteps}.mp4"):
-        record_video(args.total_timesteps)  # the final policy
-    progress(args.total_timesteps, last_evals, force=True)
-
-    elapsed = time.time() - start_time
-    print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in timings.items()))
-    for env in envs + eval_envs:
-        env.close()
-    for writer in writers:
-        writer.close()
-    if wandb_run:
-        wandb_run.finish()
+    main(parse_args())

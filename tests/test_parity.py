@@ -99,6 +99,12 @@ def test_logvar_bounds_stay_fixed_by_default_and_learn_with_the_flag(log_dir):
     assert not ((learned.max_logvar == 0.5).all() and (learned.min_logvar == -10).all())
 
 
+def rebind(function, name: str, value):
+    """`name`, a local of the script's main that `function` (defined in main) reads, rebound for every function of main
+    (they share one cell)."""
+    function.__closure__[function.__code__.co_freevars.index(name)].cell_contents = value
+
+
 @pytest.mark.parametrize("flags,rows", [((), (1, 1)), (("--model-bootstrap",), (1, 7))])
 def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(flags, rows, log_dir):
     """The paper's code feeds every member the same minibatch (drawn with replacement from the training split);
@@ -106,7 +112,7 @@ def test_members_share_minibatches_by_default_and_draw_their_own_with_bootstrap(
     run = run_in_process("mbpo.py", "--env", "InvertedPendulum-v5", "--total-timesteps", "100", *MBPO_TINY,
                          "--model-batch-size", "32", *flags, log_dir=log_dir)  # only the setup runs
     batches, model_step = [], run["model_step"]
-    run["train_model"].__globals__["model_step"] = lambda obs, *rest: (batches.append(obs), model_step(obs, *rest))
+    rebind(run["train_model"], "model_step", lambda obs, *rest: (batches.append(obs), model_step(obs, *rest)))
     run["train_model"]()
     # (seeds, 1, B, .) for all members, or (seeds, members, B, .)
     assert len(batches) == 20 and all(batch.shape[:-2] == rows for batch in batches)
@@ -124,8 +130,7 @@ def test_elites_ranked_on_5000_holdout_draws_on_humanoid_else_on_a_smaller_whole
     obs = rng.normal(size=(1, 30_000, rb.obs.shape[-1]))  # the one seed's
     rb.add(obs, rng.uniform(-1, 1, size=(1, 30_000, rb.actions.shape[-1])), np.zeros((1, 30_000)), obs, np.zeros((1, 30_000)))
     ranked_on, holdout_losses = [], run["holdout_losses"]
-    run["train_model"].__globals__["holdout_losses"] = (
-        lambda idx, targets: (ranked_on.append(idx.shape[-1]), holdout_losses(idx, targets))[1])
+    rebind(run["train_model"], "holdout_losses", lambda idx, targets: (ranked_on.append(idx.shape[-1]), holdout_losses(idx, targets))[1])
     run["train_model"]()
     assert ranked_on == [ranked]
 
