@@ -2,11 +2,9 @@
 # rollouts (Dyna), what `diff sac.py mbpo.py` shows; what the paper's code did not run is fenced in main, below Dyna.
 # Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
 # what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
-import collections
 import contextlib
 import copy
 import errno
-import functools
 import io
 import math
 import os
@@ -24,141 +22,88 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from utils import get_env_state, make_env, set_env_state
-from utils.envs import is_dmc
+from utils.envs import TERMINATION_FNS, is_dmc, termination_fn
 
 
 @dataclass
 class Args:
     # the experiment: task, seed, budget
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment (part of the run name)"""
-    env: str = "dmc:walker-walk"
-    """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
-    seed: int = 1
-    """seed of the experiment (python, numpy, torch, env)"""
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the name of this experiment (part of the run name)
+    env: str = "dmc:walker-walk"  # a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)
+    seed: int = 1  # seed of the experiment (python, numpy, torch, env)
     num_seeds: int = 1
     """independent runs in this one process, seeds --seed ... --seed + num-seeds - 1, each with its own envs, buffer,
     networks and run directory; their networks stacked on a leading seed axis, one kernel for all (a GPU's gain)"""
-    total_timesteps: Optional[int] = None
-    """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+    total_timesteps: Optional[int] = None  # environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)
 
     # the algorithm: SAC's hyperparameters (the paper's defaults), then Dyna's
-    learning_starts: int = 10_000
-    """uniformly random actions before learning starts (paper: 10k)"""
-    buffer_size: int = 1_000_000
-    """replay buffer capacity (paper: 1e6)"""
-    gamma: float = 0.99
-    """discount factor (paper: 0.99)"""
-    tau: float = 0.005
-    """target network soft-update rate (paper: 0.005)"""
-    batch_size: int = 256
-    """minibatch size of each gradient update (paper: 256)"""
-    policy_lr: float = 3e-4
-    """Adam learning rate of the actor (paper: 3e-4)"""
-    q_lr: float = 3e-4
-    """Adam learning rate of the critics and the temperature (paper: 3e-4)"""
-    hidden_dim: int = 256
-    """width of the two hidden layers of actor and critics (paper: 256)"""
-    init_alpha: float = 1.0
-    """initial entropy temperature (paper: 1.0)"""
-    target_entropy_scale: float = 0.5
-    """target entropy = -scale * |A| (paper: 0.5)"""
-    replay_ratio: int = 20
-    """gradient updates per environment step (paper: 20)"""
-    layer_norm: bool = False
-    """LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)"""
-    reset_interval: int = 0
-    """every this many env steps re-initialize actor, critics, targets, temperature and optimizers (paper: 128k; 0 = off)"""
+    learning_starts: int = 10_000  # uniformly random actions before learning starts (paper: 10k)
+    buffer_size: int = 1_000_000  # replay buffer capacity (paper: 1e6)
+    gamma: float = 0.99  # discount factor (paper: 0.99)
+    tau: float = 0.005  # target network soft-update rate (paper: 0.005)
+    batch_size: int = 256  # minibatch size of each gradient update (paper: 256)
+    policy_lr: float = 3e-4  # Adam learning rate of the actor (paper: 3e-4)
+    q_lr: float = 3e-4  # Adam learning rate of the critics and the temperature (paper: 3e-4)
+    hidden_dim: int = 256  # width of the two hidden layers of actor and critics (paper: 256)
+    init_alpha: float = 1.0  # initial entropy temperature (paper: 1.0)
+    target_entropy_scale: float = 0.5  # target entropy = -scale * |A| (paper: 0.5)
+    replay_ratio: int = 20  # gradient updates per environment step (paper: 20)
+    layer_norm: bool = False  # LayerNorm after each critic hidden layer, before the activation (paper's mitigation; off by default)
+    reset_interval: int = 0  # every this many env steps re-initialize actor, critics, targets, temperature and optimizers (paper: 128k; 0 = off)
 
     # Dyna (MBPO) specific arguments
-    synthetic_rollouts: bool = True
-    """train SAC on model rollouts (off: the model is still trained and its error logged, SAC sees real data only)"""
-    real_ratio: float = 0.05
-    """fraction of each SAC minibatch drawn from real transitions, the rest synthetic (paper: 0.05)"""
-    ensemble_size: int = 7
-    """members of the probabilistic dynamics ensemble (paper: 7)"""
-    num_elites: int = 5
-    """members with the lowest holdout loss used for rollouts (paper: 5)"""
-    model_hidden_dim: int = 200
-    """width of the model's 4 hidden SiLU layers (paper: 200)"""
-    model_lr: float = 3e-4
-    """Adam learning rate of the model (paper's code: 3e-4)"""
-    model_batch_size: int = 256
-    """model minibatch size (paper: 256)"""
-    model_train_freq: int = 250
-    """retrain the model every this many env steps (paper: 250)"""
-    model_train_steps: int = 5000
-    """gradient steps per retrain (paper's code: a fixed 5000); with --model-early-stopping, the most it may take"""
-    model_train_chunks: int = 25
-    """the paper's code takes a retrain's steps in this many chunks (at most one per step), each on a fresh holdout split (paper's code: 25)"""
-    model_holdout_ratio: float = 0.2
-    """fraction of the real buffer held out to rank the elites (paper: 0.2)"""
-    rollouts_per_step: int = 400
-    """model rollouts started from real states every env step (paper: 400)"""
-    rollout_length: int = 1
-    """steps per model rollout (paper: 1); see --rollout-schedule"""
-    rollout_schedule: Optional[str] = None
-    """MBPO's "a,b,min,max": length grows linearly from min at epoch a to max at epoch b (epoch = 1000 env steps)"""
-    synthetic_buffer_size: int = 1_000_000
-    """capacity of the FIFO buffer of synthetic transitions (paper: 1e6)"""
+    synthetic_rollouts: bool = True  # train SAC on model rollouts (off: the model is still trained and its error logged, SAC sees real data only)
+    real_ratio: float = 0.05  # fraction of each SAC minibatch drawn from real transitions, the rest synthetic (paper: 0.05)
+    ensemble_size: int = 7  # members of the probabilistic dynamics ensemble (paper: 7)
+    num_elites: int = 5  # members with the lowest holdout loss used for rollouts (paper: 5)
+    model_hidden_dim: int = 200  # width of the model's 4 hidden SiLU layers (paper: 200)
+    model_lr: float = 3e-4  # Adam learning rate of the model (paper's code: 3e-4)
+    model_batch_size: int = 256  # model minibatch size (paper: 256)
+    model_train_freq: int = 250  # retrain the model every this many env steps (paper: 250)
+    model_train_steps: int = 5000  # gradient steps per retrain (paper's code: a fixed 5000); with --model-early-stopping, the most it may take
+    model_train_chunks: int = 25  # the paper's code takes a retrain's steps in this many chunks, each on a fresh holdout split (paper's code: 25)
+    model_holdout_ratio: float = 0.2  # fraction of the real buffer held out to rank the elites (paper: 0.2)
+    rollouts_per_step: int = 400  # model rollouts started from real states every env step (paper: 400)
+    rollout_length: int = 1  # steps per model rollout (paper: 1); see --rollout-schedule
+    rollout_schedule: Optional[str] = None  # MBPO's "a,b,min,max": length from min at epoch a to max at epoch b, linearly (epoch = 1000 env steps)
+    synthetic_buffer_size: int = 1_000_000  # capacity of the FIFO buffer of synthetic transitions (paper: 1e6)
 
     # beyond the paper: what its code did not run, each off by default (main's "Beyond the paper" section)
-    model_bootstrap: bool = False
-    """official MBPO's sampling instead of the paper code's: one split (holdout at most 5000), a bootstrap per member, epochs"""
-    model_early_stopping: bool = False
-    """official MBPO's rule (implies --model-bootstrap): train epochs until 5 pass without a 1 % holdout improvement"""
-    learned_logvar_bounds: bool = False
-    """official MBPO's learned log-variance bounds with their 0.01 penalty (paper's code: fixed at [-10, 0.5])"""
-    normalize_targets: bool = False
-    """("Fixing That Free Lunch") model targets scaled to zero mean, unit std per dimension"""
-    predict_next_state: bool = False
-    """("Fixing That Free Lunch") the model predicts s' itself instead of s' - s"""
+    model_bootstrap: bool = False  # official MBPO's model trainer: one split (holdout <= 5000), a bootstrap per member, epochs
+    model_early_stopping: bool = False  # official MBPO's rule (implies --model-bootstrap): stop after 5 epochs without 1 % holdout gain
+    learned_logvar_bounds: bool = False  # official MBPO's learned log-variance bounds with their 0.01 penalty (paper's code: fixed at [-10, 0.5])
+    normalize_targets: bool = False  # ("Fixing That Free Lunch") model targets scaled to zero mean, unit std per dimension
+    predict_next_state: bool = False  # ("Fixing That Free Lunch") the model predicts s' itself instead of s' - s
 
     # the run's harness, not the algorithm: evaluation, logging, checkpoints, video, tracking, device, compile
-    eval_interval: int = 5000
-    """evaluate at step 0 and every this many env steps (paper: 5000)"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes per evaluation (paper: 10)"""
-    log_interval: int = 100
-    """log training losses every this many env steps"""
+    eval_interval: int = 5000  # evaluate at step 0 and every this many env steps (paper: 5000)
+    eval_episodes: int = 10  # deterministic evaluation episodes per evaluation (paper: 10)
+    log_interval: int = 100  # log training losses every this many env steps
     log_dir: str = "runs"
     """TensorBoard logs go to {log_dir}/{run_name}, one run directory per seed ("{seed}" in it: that seed's number)"""
-    checkpoint_interval: int = 2_500
-    """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
-    resume: Optional[str] = None
-    """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
+    checkpoint_interval: int = 2_500  # save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)
+    resume: Optional[str] = None  # continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped
     capture_video: bool = False
     """record a deterministic episode at step 0, every --video-interval-th evaluation and the end: mp4s and TensorBoard videos"""
-    video_interval: int = 10
-    """with --capture-video, record every this-many-th evaluation (10: every 50k env steps at --eval-interval 5000)"""
-    track: bool = False
-    """also log to Weights & Biases: the scalars, the hyperparameters and the videos (as CleanRL's --track)"""
-    wandb_project: str = "freelunch"
-    """the Weights & Biases project"""
-    wandb_entity: Optional[str] = None
-    """the Weights & Biases entity (team or user; unset: your default one)"""
-    wandb_group: Optional[str] = None
-    """the Weights & Biases group (the sweep sets one per experiment and task)"""
-    cuda: bool = True
-    """use CUDA when it is available"""
-    torch_deterministic: bool = True
-    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
+    video_interval: int = 10  # with --capture-video, record every this-many-th evaluation (10: every 50k env steps at --eval-interval 5000)
+    track: bool = False  # also log to Weights & Biases: the scalars, the hyperparameters and the videos (as CleanRL's --track)
+    wandb_project: str = "freelunch"  # the Weights & Biases project
+    wandb_entity: Optional[str] = None  # the Weights & Biases entity (team or user; unset: your default one)
+    wandb_group: Optional[str] = None  # the Weights & Biases group (the sweep sets one per experiment and task)
+    cuda: bool = True  # use CUDA when it is available
+    torch_deterministic: bool = True  # `torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)
     torch_threads: int = 1
     """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
-    compile: bool = False
-    """torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)"""
-    cuda_graph: bool = True
-    """on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph"""
-
-
+    compile: bool = False  # torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)
+    cuda_graph: bool = True  # on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (M, B, in) -> (M, B, out), or (S, B, in)
-    -> (M, B, out) where each of S seeds' input goes to its M / S members (members stored seed-major). Initialized as the
-    paper's code (its `default_init`): each member's weights orthogonal (gain sqrt(2) unless given), biases 0."""
+    """`num_members` linear layers as one batched matmul: (M, B, in) -> (M, B, out), or (S, B, in) -> (M, B, out), each
+    of S seeds' input to its M / S members (seed-major). The paper's init (`default_init`): orthogonal (gain sqrt(2)), 0."""
 
     def __init__(self, in_features: int, out_features: int, num_members: int, gain: float = math.sqrt(2)):
         super().__init__()
@@ -271,8 +216,7 @@ class EnsembleDynamicsModel(nn.Module):
         self.register_buffer("target_std", torch.ones(num_seeds, 1, 1, out_dim))
 
     def forward(self, obs, actions):
-        """(1, B, ...) inputs (one for all members) or (members, B, ...) -> mean and log-variance (members, B, out) in
-        normalized target units (every seed's, on a leading seed axis)."""
+        """(1 or members, B, ...) -> each member's mean and log-variance (members, B, out), in normalized target units."""
         x = (torch.cat([obs, actions], -1) - self.input_mean) / self.input_std
         x = x.expand(-1, self.ensemble_size, -1, -1).flatten(0, 1)  # (seeds * members, B, in), seed-major
         for layer in self.layers:
@@ -307,9 +251,8 @@ def main(args: Args):
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
 
     def update(data):
-        """One gradient update of the critics, the actor and the temperature on a minibatch `data`. Written for one
-        seed: with --num-seeds every tensor carries a seed axis in front, which no line here names (each seed's loss is
-        its own; Adam's `minimize` steps each seed on its own loss's gradient)."""
+        """One gradient update of the critics, the actor and the temperature on a minibatch, written for one seed: with
+        --num-seeds a seed axis leads every tensor, each seed's loss its own (Adam's `minimize` steps each on its own)."""
         obs, actions, rewards, next_obs, terminations = data
         alpha = log_alpha.exp().detach()
         with torch.no_grad():
@@ -334,13 +277,12 @@ def main(args: Args):
 
     update = run.accelerate(update)  # --compile: one graph; on a GPU, one CUDA graph launch instead of ~250 kernels
 
-    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer, log_alpha)  # what a checkpoint holds, and rb
+    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer, log_alpha)  # what the update changes
+    checkpointed, guarded_networks = {"agent": agent, "rb": rb}, {"qf": qf, "actor": actor}  # a checkpoint's; the NaN guard's
     # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
     initial_agent = copy.deepcopy(state_of(agent))
 
-    def policy(x):  # the deterministic policy, for videos
-        return torch.tanh(actor(x)[0])
-
+    policy = lambda x: torch.tanh(actor(x)[0])  # the deterministic policy, for videos
     # Dyna: the learned model, the synthetic buffer, and minibatches that mix real and synthetic transitions
     # each seed's model drawn as its single-seed run draws it, from a generator seeded with the seed itself
     (model,) = init_per_seed(lambda num_seeds: (EnsembleDynamicsModel(obs_dim, act_dim, args.model_hidden_dim, args.ensemble_size,
@@ -348,7 +290,11 @@ def main(args: Args):
     model_optimizer = Adam(**model.trained_parameters(), lr=args.model_lr)
     elites = torch.arange(args.num_elites, device=device).repeat(len(seeds), 1)  # each seed's own (seeds, num_elites)
     synthetic_rb = SyntheticReplayBuffer(args.synthetic_buffer_size, obs_dim, act_dim, device, len(seeds))
+    checkpointed.update(model=(model, model_optimizer), elites=elites, synthetic_rb=synthetic_rb)
+    guarded_networks["model"] = model
     is_terminated, rollout_schedule = termination_fn(args.env), parse_rollout_schedule(args)
+    if is_terminated is None:  # the env's own rule, for model rollouts (utils/envs.py)
+        sys.exit(f"error: mbpo.py has no termination function for {args.env!r}; supported Gym envs: {', '.join(TERMINATION_FNS)} (and every dmc: task)")
     # as the paper's code: 256 - int(256 * 0.95) = 13 real rows
     real_batch_size = args.batch_size - int(args.batch_size * (1 - args.real_ratio)) if args.synthetic_rollouts else args.batch_size
     # the paper's code ranks the elites on 50,000 draws from the holdout, 5,000 on Humanoid (train_parallel.py:210-212)
@@ -370,8 +316,7 @@ def main(args: Args):
         return obs + prediction[..., :-1], prediction[..., -1]
 
     def predict(obs, actions, sample: bool):
-        """Every member's next observation and reward (members, B, ...) from (1 or members, B, ...), in env units;
-        `sample` draws from the Gaussian (rollouts), otherwise its mean (diagnostics)."""
+        """Every member's next observation and reward (members, B, ...) in env units: sampled (rollouts), or the mean."""
         mean, logvar = model(obs, actions)
         if sample:
             mean = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
@@ -404,10 +349,9 @@ def main(args: Args):
         return holdout, train
 
     def train_model():
-        """Fit each seed's ensemble on its real buffer, rank its elites by holdout MSE and measure the model with them. As
-        the paper's code (mbpo_learner.py `train_mbpo`, called model_train_chunks times per retrain): each chunk draws a
-        fresh split, refits the normalizers and takes i.i.d. minibatches with replacement from its training part, the same
-        minibatch for every member (its `tile_and_shuffle` returns the unshuffled tile)."""
+        """Fit the ensemble on the real buffer, rank its elites by holdout MSE, measure the model. As the paper's code
+        (mbpo_learner.py `train_mbpo`, model_train_chunks calls per retrain): each chunk draws a fresh split, refits the
+        normalizers, takes i.i.d. minibatches from its training part, one for all members (`tile_and_shuffle` doesn't shuffle)."""
         stats = recent_model_errors() if model_optimizer.step_count.item() > 0 else {}  # before it trains on them: below
         targets = model_targets(rb.obs[:, : rb.size], rb.rewards[:, : rb.size], rb.next_obs[:, : rb.size])
         if args.model_bootstrap or args.model_early_stopping:  # official MBPO's trainer: below
@@ -454,9 +398,8 @@ def main(args: Args):
                     break
                 obs = next_obs.clone()  # not the graph's own output tensor, which the next step overwrites
 
-    # ==== Beyond the paper: what its code did not run, each behind a flag that is off by default =========================
-    # "Fixing That Free Lunch"'s targets (--predict-next-state, --normalize-targets), official MBPO's model trainer
-    # (--model-bootstrap, --model-early-stopping), and the model's errors beyond the paper's figure (logged at retrains).
+    # ==== Beyond the paper: what its code did not run: "Fixing That Free Lunch"'s targets (--predict-next-state, ========
+    # --normalize-targets), official MBPO's trainer (--model-bootstrap, --model-early-stopping), the model's other errors
     if args.predict_next_state:  # the model learns s' itself, not s' - s
         model_targets = lambda obs, rewards, next_obs: torch.cat([next_obs, rewards.unsqueeze(-1)], -1)  # noqa: E731
         from_targets = lambda obs, prediction: (prediction[..., :-1], prediction[..., -1])  # noqa: E731
@@ -466,9 +409,8 @@ def main(args: Args):
         model.target_std.copy_(targets.std(-2, correction=0, keepdim=True).unsqueeze(-3) + 1e-6)
 
     def train_model_as_mbpo(targets):
-        """Official MBPO: one split (holdout at most 5000), each member on its own bootstrap of the training part,
-        reshuffled every epoch; with --model-early-stopping, each member keeps its best epoch and training stops after 5
-        epochs without a 1 % holdout improvement."""
+        """Official MBPO: one split (holdout at most 5000), each member on its own bootstrap, reshuffled every epoch; with
+        --model-early-stopping each member keeps its best epoch, and training stops after 5 epochs without 1 % gain."""
         holdout, train = split_and_normalize(targets, max_holdout=5000)
         bootstrap = rows(train, torch.randint(0, train.shape[1], (len(seeds), args.ensemble_size, train.shape[1]), device=device))
         member_params = [p for layer in (*model.layers, model.head) for p in (layer.weight, layer.bias)]
@@ -531,13 +473,11 @@ def main(args: Args):
     # ==== (end of what the paper did not run) ============================================================================
 
     if run.checkpoint:
-        obs, episode_returns, episode_lengths, last_evals = run.restore(
-            {"agent": agent, "rb": rb, "model": (model, model_optimizer), "elites": elites, "synthetic_rb": synthetic_rb})
+        obs, episode_returns, episode_lengths, last_evals = run.restore(checkpointed)
     else:  # TRY NOT TO MODIFY: start the game
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
         episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
     run.timings.update(dict.fromkeys(("env", "model_training", "rollouts", "sac_updates"), 0.0))  # the time split, from step 0
-    start_time = time.time()
 
     for global_step in range(run.start_step, args.total_timesteps):
         if global_step % args.eval_interval == 0:
@@ -582,13 +522,13 @@ def main(args: Args):
             with run.timed("sac_updates"):
                 for _ in range(args.replay_ratio):
                     qf_values, qf_loss, actor_loss, alpha, alpha_loss = update(sample_batch())
-            losses = {"losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss, "losses/alpha_loss": alpha_loss}
+            guarded = {"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss, "log_alpha": log_alpha}
             if global_step % args.log_interval == 0:
-                run.log({"losses/qf_values": qf_values, **losses, "losses/alpha": alpha}, global_step)
-                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor, "model": model}, global_step)
-        if global_step % args.log_interval == 0:  # and where the wall-clock time goes
-            run.log({"charts/rollout_length": rollout_length_at(global_step, rollout_schedule),
-                     **{f"time/{name}_frac": seconds / (time.time() - start_time) for name, seconds in run.timings.items()}}, global_step)
+                run.log({"losses/qf_values": qf_values, "losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss,
+                         "losses/alpha": alpha, "losses/alpha_loss": alpha_loss}, global_step)
+                run.check_finite(guarded, guarded_networks, global_step)
+        if global_step % args.log_interval == 0:
+            run.log({"charts/rollout_length": rollout_length_at(global_step, rollout_schedule)}, global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffers and model kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
@@ -596,25 +536,21 @@ def main(args: Args):
             run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
 
         run.progress(global_step + 1, last_evals)
-        if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
+        if run.stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
-                run.check_finite({**losses, "log_alpha": log_alpha}, {"qf": qf, "actor": actor, "model": model}, global_step)
-            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb, "model": (model, model_optimizer), "elites": elites,
-                                                  "synthetic_rb": synthetic_rb}, (obs, episode_returns, episode_lengths, last_evals))
+                run.check_finite(guarded, guarded_networks, global_step)
+            run.save_checkpoint(global_step + 1, checkpointed, (obs, episode_returns, episode_lengths, last_evals))
 
     if args.total_timesteps % args.eval_interval == 0:
         last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
     run.finish(last_evals, policy)
-    elapsed = time.time() - start_time
-    print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{name} {100 * seconds / elapsed:.1f}%" for name, seconds in run.timings.items()))
 
 
 def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
-    """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation
-    gauge: the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q, from as many episodes that take
-    mu(s0) and then follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target
-    does. The seeds' episodes run in step (one forward pass for all), a seed that is done waiting for the others.
-    Every step draws the policy's sample, taken or not, as training's random stream expects."""
+    """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation gauge:
+    the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q from episodes that take mu(s0), then
+    follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target does. The seeds'
+    episodes run in step (a seed that is done waits); every step draws the policy's sample, as training's stream expects."""
     num_seeds, device = len(eval_envs), log_alpha.device
 
     def policy(obs):
@@ -624,15 +560,14 @@ def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
     def reset():
         return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(num_seeds, dtype=bool)
 
-    def step(actions, live):
-        """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+    def step(actions, live):  # the seeds still in an episode; their rewards (0 for the others)
         rewards = np.zeros(num_seeds)
         for k in np.flatnonzero(live):
             obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
             done[k] = terminated or truncated
         return rewards
 
-    returns = np.zeros((args.eval_episodes, num_seeds))
+    returns, q_estimates, mc_returns = (np.zeros((args.eval_episodes, num_seeds)) for _ in range(3))
     for episode in range(args.eval_episodes):  # the deterministic policy's return
         obs, done = reset()
         while not done.all():
@@ -640,7 +575,6 @@ def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
             returns[episode] += step(mean[:, 0].cpu().numpy(), ~done)
 
     alpha = log_alpha.exp().detach()[:, 0].cpu().numpy()
-    q_estimates, mc_returns = np.zeros((args.eval_episodes, num_seeds)), np.zeros((args.eval_episodes, num_seeds))
     for episode in range(args.eval_episodes):  # the gauge
         (obs, done), discount = reset(), np.ones(num_seeds)
         _, _, action = policy(obs)
@@ -677,8 +611,7 @@ class ReplayBuffer:
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminations")
 
-    def add(self, obs, actions, rewards, next_obs, terminations):
-        """Add a batch of transitions for every seed (seeds, number of transitions, ...)."""
+    def add(self, obs, actions, rewards, next_obs, terminations):  # add a batch of transitions for every seed (seeds, number of transitions, ...)
         idx = (self.pos + torch.arange(len(obs[0]), device=self.obs.device)) % self.capacity
         for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
             storage = getattr(self, name)
@@ -686,8 +619,7 @@ class ReplayBuffer:
         self.pos = (self.pos + len(obs[0])) % self.capacity
         self.size = min(self.size + len(obs[0]), self.capacity)
 
-    def state_dict(self) -> dict:
-        """The filled rows only, so a young run's checkpoint stays small."""
+    def state_dict(self) -> dict:  # the filled rows only, so a young run's checkpoint stays small
         return {"size": self.size, "pos": self.pos, **{name: getattr(self, name)[:, : self.size].to("cpu", copy=True) for name in self.fields}}
 
     def load_state_dict(self, state: dict):
@@ -695,8 +627,7 @@ class ReplayBuffer:
         for name in self.fields:
             getattr(self, name)[:, : self.size] = state[name]
 
-    def sample(self, batch_size: int):
-        """A minibatch (seeds, batch_size, ...): each seed's own indices into its own transitions."""
+    def sample(self, batch_size: int):  # a minibatch (seeds, batch_size, ...): each seed's own indices into its own transitions
         idx = torch.randint(0, self.size, (len(self.seeds), batch_size), device=self.obs.device)
         return (self.obs[self.seeds, idx], self.actions[self.seeds, idx], self.rewards[self.seeds, idx],
                 self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
@@ -722,27 +653,6 @@ def rollout_length_at(step: int, schedule: tuple[int, int, int, int]) -> int:
     return int(min_length + fraction * (max_length - min_length))
 
 
-# Termination rules for model rollouts: each Gym env's own health rule, read off its next observation (..., obs)
-# (Gymnasium v5 observations exclude the x (and y) position, so obs[0] is the torso height); DMC tasks never terminate.
-TERMINATION_FNS = {
-    "Hopper": lambda s: ~((s[..., 0] > 0.7) & (s[..., 1].abs() < 0.2) & (s[..., 1:].abs() < 100).all(-1)),
-    "Walker2d": lambda s: ~((s[..., 0] > 0.8) & (s[..., 0] < 2.0) & (s[..., 1].abs() < 1.0)),
-    "Ant": lambda s: ~(torch.isfinite(s[..., :27]).all(-1) & (s[..., 0] >= 0.2) & (s[..., 0] <= 1.0)),  # 27 = qpos[2:] + qvel
-    "Humanoid": lambda s: ~((s[..., 0] > 1.0) & (s[..., 0] < 2.0)),
-    "InvertedPendulum": lambda s: ~(torch.isfinite(s).all(-1) & (s[..., 1].abs() <= 0.2)),
-    "HalfCheetah": lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool, device=s.device),
-}
-
-
-def termination_fn(env_id: str):
-    """The rollout termination rule of `env_id`, or exit with one line naming the supported envs."""
-    name = "HalfCheetah" if is_dmc(env_id) else env_id.split("-v")[0]
-    if name not in TERMINATION_FNS:
-        sys.exit(f"error: mbpo.py has no termination function for {env_id!r}; supported Gym envs: "
-                 f"{', '.join(TERMINATION_FNS)} (and every dmc: task)")
-    return TERMINATION_FNS[name]
-
-
 class SyntheticReplayBuffer(ReplayBuffer):
     """The synthetic transitions: a ReplayBuffer whose seeds fill at their own pace (their rollouts end apart), so
     positions and sizes are per seed and on the device (no host sync); rows a seed does not add go to a scratch row."""
@@ -752,8 +662,7 @@ class SyntheticReplayBuffer(ReplayBuffer):
         self.capacity = capacity
         self.size, self.pos = (torch.zeros(num_seeds, dtype=torch.long, device=device) for _ in range(2))
 
-    def add(self, obs, actions, rewards, next_obs, terminations, valid=None):
-        """Add each seed's transitions (seeds, n, ...) for which `valid` (seeds, n) holds (all, if None)."""
+    def add(self, obs, actions, rewards, next_obs, terminations, valid=None):  # those `valid` (seeds, n) holds for (None: all)
         valid = torch.ones(terminations.shape, dtype=torch.bool, device=self.obs.device) if valid is None else valid
         idx = torch.where(valid, (self.pos[:, None] + valid.cumsum(1) - 1) % self.capacity, self.capacity)
         for name, value in zip(self.fields, (obs, actions, rewards, next_obs, terminations)):
@@ -775,28 +684,25 @@ class SyntheticReplayBuffer(ReplayBuffer):
         for name in self.fields:
             getattr(self, name)[:, : state[name].shape[1]] = state[name]
 
-    def sample(self, batch_size: int):
-        """As ReplayBuffer's, each seed's indices below its own size."""
+    def sample(self, batch_size: int):  # as ReplayBuffer's, each seed's indices below its own size
         idx = torch.randint(0, 2**62, (len(self.seeds), batch_size), device=self.obs.device) % self.size[:, None]
         return tuple(getattr(self, name)[self.seeds, idx] for name in self.fields)
 
 
-# The harness: the same text in every script (tests/test_drift.py), but for each script's own checks in check_args.
-# The command line and its checks, run directories, checkpoints, the optimizer, the CUDA graph, the NaN guard, W&B,
-# videos and the progress line.
+# The harness: the same text in every script (tests/test_drift.py) but for each script's own check_args. The command
+# line, run directories, seeding, envs, logs, videos, checkpoints, the NaN guard, Adam, the CUDA graph, progress.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
+CHECKPOINT_FORMAT = 5  # 3: the scripts' own Adam; 4: a seed axis; 5: the agent's tensors in "agent"; older ones cannot be resumed
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
 
 
 class Run:
-    """What the training loop calls that is not the algorithm: the command line's run directories (or the resumed
-    run's), seeding, the device, each seed's envs, TensorBoard writers and W&B, the update's compilation and CUDA graph,
-    evaluations' logs and videos, checkpoints and Ctrl-C (SIGTERM, SIGINT), the NaN guard, the progress line, timing."""
+    """What the training loop calls that is not the algorithm: run directories, seeding, the device, each seed's envs
+    and logs (TensorBoard, W&B, videos), checkpoints and resume, Ctrl-C, the NaN guard, progress, timing."""
 
     def __init__(self, args: Args):
         check_args(args)
@@ -829,7 +735,7 @@ class Run:
         torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
-        # env setup: for each seed one env for training, a separate one for evaluation
+        # env setup: for each seed one env for training, a separate one for evaluation (and one for videos)
         try:
             self.envs = [make_env(args.env, seed) for seed in self.seeds]
         except ValueError as e:
@@ -837,135 +743,141 @@ class Run:
         self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
         if not isinstance(self.envs[0].action_space, gym.spaces.Box):
             sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
-
         self.start_step = self.checkpoint["next_step"] if self.checkpoint else 0
+        self.wandb_run = None
+        if args.track:  # W&B mirrors the TensorBoard logs (the same W&B run when resumed): it starts before the writers
+            import wandb
+            wandb.tensorboard.patch(root_logdir=self.run_dir)
+            try:
+                self.wandb_run = wandb.init(project=args.wandb_project, entity=args.wandb_entity, group=args.wandb_group,
+                                            name=os.path.basename(self.run_dir), id=(self.checkpoint or {}).get("wandb_id"),
+                                            resume="allow", config=vars(args), dir=self.run_dir)
+            except Exception as e:  # wandb raises its own errors for a missing login, an unreachable server, ...
+                sys.exit(f"error: --track cannot start Weights & Biases ({type(e).__name__}: {' '.join(str(e).split())}); "
+                         f"run `wandb login` or set WANDB_API_KEY, or WANDB_MODE=offline to log locally")
         # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
-        # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-        self.wandb_run = (start_wandb(args, os.path.basename(self.run_dir), self.run_dir, self.checkpoint.get("wandb_id") if self.checkpoint else None)
-                          if args.track else None)
         self.writers = [SummaryWriter(run_dir, purge_step=self.start_step if self.checkpoint else None) for run_dir in self.run_dirs]
-        if self.checkpoint is None:
-            for seed, writer in zip(self.seeds, self.writers):  # each seed's run as a single-seed run with that seed logs it
-                writer.add_text(
-                    "hyperparameters",
-                    "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
-                )
+        for seed, writer in zip(self.seeds, self.writers) if self.checkpoint is None else ():  # as its single-seed run logs it
+            writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()))
         print(f"run {os.path.basename(self.run_dir)}: {args.env} for {args.total_timesteps} steps on {self.device}"
               + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
-              + (f", resumed at step {self.start_step}" if self.checkpoint else ""), flush=True)
+              + (f", resumed at step {self.start_step}" if self.checkpoint else "")
+              + (", compiling at the first learning step (--compile; minutes on a GPU)" if args.compile else ""), flush=True)
         self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
-
-        # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-        try:
+        try:  # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
             self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
         except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
             sys.exit(f"error: --capture-video: {e}")
-        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.start_step)
-        self.start_time, self.timings = None, collections.defaultdict(float)
+        self.progress_line, self.start_time, self.timings = ProgressLine(args.total_timesteps, args.learning_starts), time.time(), {}
 
-    def accelerate(self, fn):
-        """`fn` (tensor ops only, no host sync) as the device runs it fastest: compiled into one graph (--compile, no graph
-        break: autograd.grad traced into it), replayed as one captured CUDA graph on a GPU (--cuda-graph: one launch
-        instead of hundreds of kernels). Its first call says when it compiles."""
+    def accelerate(self, fn):  # `fn` (tensor ops, no host sync) compiled to one graph (--compile) and replayed as one CUDA graph (a GPU)
         if self.args.compile:
             torch._dynamo.config.trace_autograd_ops = True
-            compiled, fn = torch.compile(fn, fullgraph=True), None
-
-            @functools.wraps(compiled)
-            def fn(*args):
-                if not calls:  # no progress line while it compiles
-                    print(f"compiling {compiled.__name__} (--compile): its first call waits for it, minutes on a GPU", flush=True)
-                calls.append(1)
-                return compiled(*args)
-            calls = []
+            fn = torch.compile(fn, fullgraph=True)
         if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
             fn = as_cuda_graph(fn, stand_in=self.device.type != "cuda")
         return fn
 
     @contextlib.contextmanager
-    def timed(self, name: str):
-        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
+    def timed(self, name: str):  # adds the wall-clock time of the block to timings[name] (where the time goes)
         tic = time.perf_counter()
         yield
-        self.timings[name] += time.perf_counter() - tic
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - tic
 
-    def log(self, values: dict, step: int):
-        """Each seed's value of each name to its own run's TensorBoard: a tensor with a leading seed axis (each seed's
-        mean over the rest; one host sync per name), or one number for every seed."""
+    def log(self, values: dict, step: int):  # each seed's value to its TensorBoard: a tensor's mean past its seed axis, or a number
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
                 value = value.detach().reshape(len(self.writers), -1).mean(1).tolist()
             for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
                 writer.add_scalar(name, x, step)
 
-    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:
-        """An evaluation's results (each seed's) and, every --video-interval-th evaluation with --capture-video, a video of
-        `policy`, the deterministic one; returns the returns."""
+    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:  # its logs (and videos)
         self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
         if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
             self.record_video(step, policy)
         return eval_returns
 
     def record_video(self, step: int, policy):
-        """For each seed one episode of `policy` (observations (seeds, 1, obs) -> actions (seeds, 1, act), no random
-        number drawn) as videos/step_<step>.mp4 in its run directory and a TensorBoard (and W&B) video."""
-        for k, (video_env, writer) in enumerate(zip(self.video_envs, self.writers)):
-            def act(obs):
+        """Each seed's episode of `policy` ((seeds, 1, obs) -> (seeds, 1, act)) as videos/step_<step>.mp4 and on TensorBoard."""
+        import imageio
+        for k, (env, writer) in enumerate(zip(self.video_envs, self.writers)):
+            obs, _ = env.reset()
+            frames, done = [env.render()], False
+            while not done:
                 with torch.no_grad():
                     x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).expand(len(self.seeds), 1, -1)
-                    return policy(x)[k, 0].cpu().numpy()
-
-            frames = record_episode(video_env, act, f"{self.run_dirs[k]}/videos/step_{step}.mp4")
+                    obs, _, terminated, truncated, _ = env.step(policy(x)[k, 0].cpu().numpy())
+                frames.append(env.render())
+                done = terminated or truncated
+            os.makedirs(f"{self.run_dirs[k]}/videos", exist_ok=True)
+            imageio.mimwrite(f"{self.run_dirs[k]}/videos/step_{step}.mp4", frames, fps=env.metadata.get("render_fps", 30), macro_block_size=1)
             stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+            clip = torch.from_numpy(np.stack(frames[::stride])[:, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(env.metadata.get("render_fps", 30) / stride)))
 
     def check_finite(self, losses: dict, networks: dict, step: int):
-        stop_if_nonfinite(losses, networks, step, self.run_dir, self.seeds)
+        """Q values growing is data (logged); NaN or inf in a loss or a network's parameter stops the run naming the
+        seed, keeping the last checkpoint (written before it). One host sync per tensor: call it rarely."""
+        named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
+        for name, tensor in named:
+            finite = torch.isfinite(tensor.detach().reshape(len(self.seeds), -1)).all(1)
+            if not finite.all():
+                sys.exit(f"error: {name} is NaN or inf at step {step} in seed {self.seeds[int((~finite).nonzero()[0])]}; "
+                         f"run stopped (last good checkpoint: {self.last_checkpoint()})")
 
-    def checkpoint_due(self, step: int) -> bool:
-        """Whether to save a checkpoint after `step`: every --checkpoint-interval steps, and when asked to stop."""
-        return bool(self.stop_signal) or bool(self.args.checkpoint_interval and (step + 1) % self.args.checkpoint_interval == 0)
+    def last_checkpoint(self) -> str:  # for an error line
+        return f"{self.run_dir}/{CHECKPOINT}" if os.path.exists(f"{self.run_dir}/{CHECKPOINT}") else "none written yet"
 
     def save_checkpoint(self, next_step: int, agent: dict, loop: tuple):
-        """Everything the run's future depends on, for every seed: `agent` (name: modules, optimizers, buffers and tensors,
-        or lists of them), the envs, the loop's own state `loop` and the random generators. After a stop signal it exits
-        with the resume command."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
-            "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
-            "wandb_id": self.wandb_run.id if self.wandb_run else None, **state_of(agent),
-            "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
-            "loop": loop, "rng": rng_state(self.device),
-        }, self.run_dir)
+        """What the run's future depends on: `agent` (name: modules, optimizers, buffers, tensors), envs, loop, RNGs."""
+        temporary = f"{self.run_dir}/{CHECKPOINT}.tmp"
+        try:
+            torch.save({"script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args),
+                        "next_step": next_step, "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
+                        "wandb_id": self.wandb_run.id if self.wandb_run else None, **{k: state_of(x) for k, x in agent.items()},
+                        "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
+                        "loop": loop, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                                              torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}, temporary)
+        except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            full = getattr(e, "errno", None) == errno.ENOSPC or "write failed" in str(e) or "No space left" in str(e)
+            reason = "the disk is full" if full else f"{type(e).__name__}: {' '.join(str(e).split())}"
+            sys.exit(f"error: cannot write a checkpoint in {self.run_dir} ({reason}); run stopped (last good checkpoint: {self.last_checkpoint()})")
+        os.replace(temporary, f"{self.run_dir}/{CHECKPOINT}")
         if self.stop_signal:
             sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
                      f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
 
-    def restore(self, agent: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: `agent` (as save_checkpoint takes it), the envs, the random
-        generators; returns the loop's state."""
-        load_state(agent, {name: self.checkpoint[name] for name in agent})
+    def restore(self, agent: dict) -> tuple:  # exactly where the checkpoint left off; the loop's state
+        for name, x in agent.items():
+            load_state(x, self.checkpoint[name])
         for env, state in zip(self.envs + self.eval_envs, self.checkpoint["env"] + self.checkpoint["eval_env"], strict=True):
             set_env_state(env, state)
-        set_rng_state(self.checkpoint["rng"], self.device)
+        python, numpy, torch_cpu, cuda = self.checkpoint["rng"]
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_rng_state(torch_cpu)
+        if self.device.type == "cuda" and cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
         return self.checkpoint["loop"]
 
-    def progress(self, step: int, last_evals: np.ndarray):
-        """After each env step (`step` of them done): the progress line, and env steps per second on TensorBoard."""
-        if self.start_time is None:
-            self.start_time = time.time()
+    def progress(self, step: int, last_evals: np.ndarray):  # after each env step: the progress line, SPS, the time split
         if (step - 1) % self.args.log_interval == 0:
-            self.log({"charts/SPS": int((step - 1 - self.start_step) / max(time.time() - self.start_time, 1e-9))}, step - 1)
+            elapsed = time.time() - self.start_time
+            self.log({"charts/SPS": int((step - 1 - self.start_step) / elapsed),
+                      **{f"time/{name}_frac": seconds / elapsed for name, seconds in self.timings.items()}}, step - 1)
         self.progress_line(step, last_evals)
 
-    def finish(self, last_evals: np.ndarray, policy):
-        """The end: a video of the final policy (--capture-video), the last progress line, envs and logs closed."""
+    def finish(self, last_evals: np.ndarray, policy):  # the final policy's video, the last progress line; all closed
         if self.args.capture_video and not os.path.exists(f"{self.run_dir}/videos/step_{self.args.total_timesteps}.mp4"):
             self.record_video(self.args.total_timesteps, policy)
         self.progress_line(self.args.total_timesteps, last_evals, force=True)
+        if self.timings:  # where the time went (run.timed's blocks)
+            elapsed = time.time() - self.start_time
+            print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{k} {100 * s / elapsed:.1f}%" for k, s in self.timings.items()))
         for env in self.envs + self.eval_envs:
             env.close()
         for writer in self.writers:
@@ -974,8 +886,7 @@ class Run:
             self.wandb_run.finish()
 
 
-def parse_args() -> Args:
-    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
+def parse_args() -> Args:  # tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line
     box = io.StringIO()
     try:
         with contextlib.redirect_stderr(box):
@@ -1025,16 +936,14 @@ def check_args(args: Args) -> None:
 
 
 def load_checkpoint(args: Args) -> tuple[dict, Args, list[str]]:
-    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directories.
-    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
+    """The checkpoint at `--resume`, the run's own Args (and the flags a resumed run may change), its run directories."""
     path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
     script = os.path.basename(__file__)
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
-        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+    if (author := checkpoint.get("script") if isinstance(checkpoint, dict) else None) != script:
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         sys.exit(f"error: {path!r} was written by an older {script} (checkpoint format {checkpoint.get('format')}, this one "
@@ -1052,25 +961,9 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, list[str]]:
     return checkpoint, run_args, [os.path.normpath(os.path.join(first, run_dir)) for run_dir in checkpoint["run_dirs"]]
 
 
-def write_checkpoint(state: dict, run_dir: str):
-    """Written to a temporary file and renamed, so a kill mid-write leaves the last checkpoint whole; a write that fails
-    (a full disk) stops the run with one line, its partial file removed and the last checkpoint kept."""
-    temporary = f"{run_dir}/{CHECKPOINT}.tmp"
-    try:
-        torch.save(state, temporary)
-    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        full = getattr(e, "errno", None) == errno.ENOSPC or "write failed" in str(e) or "No space left" in str(e)
-        kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-        reason = "the disk is full" if full else f"{type(e).__name__}: {' '.join(str(e).split())}"
-        sys.exit(f"error: cannot write a checkpoint in {run_dir} ({reason}); run stopped (last good checkpoint: {kept})")
-    os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
-
-
 def init_per_seed(make, generator_seeds: list[int]) -> tuple:
-    """The modules `make(num_seeds)` returns, each seed's slice of every tensor (its leading, seed-major axis) drawn as
-    `make(1)` from a generator of its own, seeded with its entry of `generator_seeds`; the global stream untouched."""
+    """The modules `make(num_seeds)` returns, each seed's slice drawn as `make(1)` from a generator seeded with its entry
+    of `generator_seeds`; the global stream untouched."""
     per_seed = []
     for generator_seed in generator_seeds:
         with torch.random.fork_rng(devices=[]):
@@ -1085,52 +978,31 @@ def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     return stacked
 
 
-def state_of(x):
-    """The state of `x` for a checkpoint: a module's, optimizer's or buffer's state_dict, a tensor's values (on the
-    CPU), or the same of each entry of a tuple, list or dict."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", copy=True)
+def state_of(x):  # what a checkpoint keeps of `x` (or of each of a list's): a state_dict, a tensor's values
     if isinstance(x, (tuple, list)):
         return [state_of(y) for y in x]
-    if isinstance(x, dict):
-        return {name: state_of(y) for name, y in x.items()}
-    return x.state_dict()
+    return x.detach().to("cpu", copy=True) if isinstance(x, torch.Tensor) else x.state_dict()
 
 
-def load_state(x, state):
-    """`state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one."""
-    if isinstance(x, torch.Tensor):
-        x.detach().copy_(state)
-    elif isinstance(x, (tuple, list)):
+def load_state(x, state):  # `state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one
+    if isinstance(x, (tuple, list)):
         for y, y_state in zip(x, state, strict=True):
             load_state(y, y_state)
-    elif isinstance(x, dict):
-        for name, y in x.items():
-            load_state(y, state[name])
     else:
-        x.load_state_dict(state)
+        x.detach().copy_(state) if isinstance(x, torch.Tensor) else x.load_state_dict(state)
 
 
 def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
-    """`fn` (tensors and constants in, tensors out, no host sync inside) replayed as one captured CUDA graph: its first
-    `warmup` calls run as they are (on a side stream, as torch.cuda.graph asks; a compiled `fn` compiles there), the
-    next is captured; from then on a call copies its tensor arguments into the captured ones and replays the graph, one
-    launch instead of hundreds of kernels. One graph per argument structure and constants, for the first tensor shapes
-    to reach `warmup` calls; a call with other shapes runs as it is (official MBPO's shorter last model minibatch of
-    an epoch mints no graph). The outputs are the graph's own tensors, overwritten by the next call: a caller that
-    keeps one past the next call clones it. A capture that fails says why once, and `fn` runs as it is from then on.
-    `stand_in` (on a CPU, for the tests: FREELUNCH_GRAPH_STAND_IN=1): the same contract without CUDA. The capture runs
-    `fn` once as make_fx traces it (the capture and its first replay in one), its Python values frozen in the trace and
-    a host sync failing as in a capture (though what ran before it stays done); each later replay runs that trace on
-    the captured inputs and copies its results into the same output tensors."""
+    """`fn` (tensors and constants in, tensors out, no host sync) replayed as one captured CUDA graph: its first `warmup`
+    calls run as they are (on a side stream, as torch.cuda.graph asks), the next is captured; later calls copy their
+    tensors into the captured inputs and replay it. One graph per argument structure and constants, for the first
+    shapes to reach `warmup` calls; other shapes run as they are. The outputs are the graph's own tensors, overwritten
+    by the next call (keep one longer: clone it). A failed capture says why once; `fn` then runs as it is. `stand_in`
+    (a CPU, the tests: FREELUNCH_GRAPH_STAND_IN=1): the same contract, the capture a make_fx trace of one run of `fn`."""
     graphs, side_stream = {}, None if stand_in else torch.cuda.Stream()
 
-    def capture(inputs: list, spec) -> tuple:
-        """`fn` captured on the argument leaves `inputs` (tensors and constants; `spec` their structure) and replayed
-        once: a function that replays it and returns its output tensors, and those tensors."""
+    def capture(inputs: list, spec) -> tuple:  # `fn` captured on the argument leaves, run once: (replay, outputs)
         if stand_in:
-            from torch.fx.experimental.proxy_tensor import make_fx
-
             ran = []
 
             def of_tensors(*tensors):  # the constants frozen into the trace, as a capture freezes them
@@ -1193,9 +1065,8 @@ def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
 
 
 class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
-    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
-    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term) in tensor ops,
+    the step count on the device: torch.optim's step() breaks a compiled graph and counts steps on the host."""
 
     def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
         self.params = list(params)
@@ -1220,9 +1091,7 @@ class Adam:
         torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
         torch._foreach_sub_(self.params, updates)
 
-    def minimize(self, loss: torch.Tensor):
-        """One step down the gradient of `loss`, each seed's loss (a tensor of one per seed) on its own parameters: the
-        gradient of the seeds' sum is each seed's own, as no seed's loss reads another's weights."""
+    def minimize(self, loss: torch.Tensor):  # each seed's loss's own gradient: no loss reads another seed's weights
         self.step(torch.autograd.grad(loss.sum(), self.params))
 
     def state_dict(self) -> dict:
@@ -1230,76 +1099,17 @@ class Adam:
                 "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
 
     @torch.no_grad()
-    def load_state_dict(self, state: dict):
-        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+    def load_state_dict(self, state: dict):  # in place: a captured CUDA graph keeps reading these tensors
         self.step_count.copy_(state["step"])
         torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
         torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
-def rng_state(device: torch.device) -> tuple:
-    """The python, numpy and torch (and CUDA) random generators, so that a resumed run draws what it would have."""
-    return (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-            torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
-
-
-def set_rng_state(state: tuple, device: torch.device):
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
-    if device.type == "cuda" and state[3] is not None:
-        torch.cuda.set_rng_state_all(state[3])
-
-
-def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str, seeds: list[int]):
-    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter (any seed's: every tensor has
-    a leading seed-major axis) stops the run naming the seed, keeping the last checkpoint (written before it). One host
-    sync per tensor: call it rarely."""
-    named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
-    for name, tensor in named:
-        finite = torch.isfinite(tensor.detach().reshape(len(seeds), -1)).all(1)
-        if not finite.all():
-            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-            sys.exit(f"error: {name} is NaN or inf at step {step} in seed {seeds[int((~finite).nonzero()[0])]}; "
-                     f"run stopped (last good checkpoint: {kept})")
-
-
-def start_wandb(args: Args, run_name: str, run_dir: str, run_id: Optional[str]):
-    """A Weights & Biases run that mirrors this run's TensorBoard logs (the same W&B run again when resumed); one line
-    when it cannot start (no login in online mode)."""
-    import wandb
-
-    wandb.tensorboard.patch(root_logdir=run_dir)
-    try:
-        return wandb.init(project=args.wandb_project, entity=args.wandb_entity, group=args.wandb_group, name=run_name,
-                          id=run_id, resume="allow", config=vars(args), dir=run_dir)
-    except Exception as e:  # wandb raises its own errors for a missing login, an unreachable server, ...
-        sys.exit(f"error: --track cannot start Weights & Biases ({type(e).__name__}: {' '.join(str(e).split())}); "
-                 f"run `wandb login` or set WANDB_API_KEY, or WANDB_MODE=offline to log locally")
-
-
-def record_episode(env: gym.Env, policy, path: str) -> np.ndarray:
-    """One episode of `policy` (observation -> action) on `env` (made with render_mode="rgb_array"), saved as an mp4 at
-    `path`; returns its frames (T, H, W, 3)."""
-    import imageio
-
-    obs, _ = env.reset()
-    frames, done = [env.render()], False
-    while not done:
-        obs, _, terminated, truncated, _ = env.step(policy(obs))
-        frames.append(env.render())
-        done = terminated or truncated
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    imageio.mimwrite(path, frames, fps=env.metadata.get("render_fps", 30), macro_block_size=1)
-    return np.stack(frames)
-
-
 class ProgressLine:
-    """Prints `step, phase, SPS, ETA, last eval` (the seeds' mean) at most every `every` seconds (and always when `force`). Rate and ETA
-    come from the current phase alone (random actions, then learning, which can be 100x slower) over its last `window`
-    seconds, from its first step on (the step-0 evaluation before it does not count; a phase's first step does)."""
+    """`step, phase, SPS, ETA, last eval` (the seeds' mean) every `every` s (and when `force`), rate and ETA from the
+    current phase alone (random actions, then learning: 100x slower) over its last `window` seconds."""
 
-    def __init__(self, total: int, learning_starts: int, first_step: int = 0, every: float = 10.0, window: float = 600.0):
+    def __init__(self, total: int, learning_starts: int, every: float = 10.0, window: float = 600.0):
         self.total, self.learning_starts, self.every, self.window = total, learning_starts, every, window
         self.samples, self.last = [], 0.0  # (time, step), at most one per second
 
@@ -1317,19 +1127,13 @@ class ProgressLine:
         self.last = now
         since, first = self.samples[0]
         sps = (step - first) / (now - since) if now > since and step > first else None
-        if sps is None:
-            eta = "?"
-        elif phase == "random" and self.learning_starts < self.total:
+        duration = lambda seconds: f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+        eta = "?" if sps is None else duration((self.total - step) / sps)
+        if sps and phase == "random" and self.learning_starts < self.total:
             eta = f"{duration((self.learning_starts - step) / sps)} to the end of the random phase, learning not timed yet"
-        else:
-            eta = duration((self.total - step) / sps)
         print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {phase} | SPS {sps or 0:.3g} | ETA {eta} | "
               f"last eval return {np.mean(eval_returns):.1f}" + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""),
               flush=True)
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 if __name__ == "__main__":

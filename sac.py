@@ -207,13 +207,14 @@ def main(args: Args):
 
     update = run.accelerate(update)  # --compile: one graph; on a GPU, one CUDA graph launch instead of ~250 kernels
 
-    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer, log_alpha)  # what a checkpoint holds, and rb
+    agent = (actor, qf, qf_target, q_optimizer, actor_optimizer, a_optimizer, log_alpha)  # what the update changes
+    checkpointed, guarded_networks = {"agent": agent, "rb": rb}, {"qf": qf, "actor": actor}  # a checkpoint's; the NaN guard's
     # the paper's resets return actor, critics, targets and temperature to these initial weights, with fresh optimizers
     initial_agent = copy.deepcopy(state_of(agent))
 
     policy = lambda x: torch.tanh(actor(x)[0])  # the deterministic policy, for videos
     if run.checkpoint:
-        obs, episode_returns, episode_lengths, last_evals = run.restore({"agent": agent, "rb": rb})
+        obs, episode_returns, episode_lengths, last_evals = run.restore(checkpointed)
     else:  # TRY NOT TO MODIFY: start the game
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
         episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
@@ -254,7 +255,7 @@ def main(args: Args):
             if global_step % args.log_interval == 0:
                 run.log({"losses/qf_values": qf_values, "losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss,
                          "losses/alpha": alpha, "losses/alpha_loss": alpha_loss}, global_step)
-                run.check_finite(guarded, {"qf": qf, "actor": actor}, global_step)
+                run.check_finite(guarded, guarded_networks, global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks and temperature anew, buffer kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
@@ -264,8 +265,8 @@ def main(args: Args):
         run.progress(global_step + 1, last_evals)
         if run.stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
-                run.check_finite(guarded, {"qf": qf, "actor": actor}, global_step)
-            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb}, (obs, episode_returns, episode_lengths, last_evals))
+                run.check_finite(guarded, guarded_networks, global_step)
+            run.save_checkpoint(global_step + 1, checkpointed, (obs, episode_returns, episode_lengths, last_evals))
 
     if args.total_timesteps % args.eval_interval == 0:
         last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)

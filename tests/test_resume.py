@@ -89,11 +89,9 @@ def test_restore_puts_back_every_entry_of_the_checkpoint(script, log_dir):
     path = run_dir(log_dir) / "checkpoint.pt"
     saved = torch.load(path, weights_only=False)
     assert saved["next_step"] == 120
-    harness = {"script", "format", "args", "next_step", "run_dirs", "wandb_id", "env", "eval_env", "loop", "rng"}
-    agent = {name: run[name] for name in saved.keys() - harness}  # the script's own entries, named as in its main()
     run["run"].checkpoint = saved
-    run["run"].restore(agent)
-    run["run"].save_checkpoint(120, agent, saved["loop"])
+    run["run"].restore(run["checkpointed"])  # the script's own entries (networks, optimizers, buffers)
+    run["run"].save_checkpoint(120, run["checkpointed"], saved["loop"])
     again = torch.load(path, weights_only=False)
     assert_same_state(*({k: v for k, v in c.items() if k not in ("args", "run_dirs", "loop")} for c in (saved, again)))
 

@@ -53,6 +53,7 @@ if "MUJOCO_GL" not in os.environ:
 import gymnasium as gym  # noqa: E402  (after MUJOCO_GL, which mujoco and dm_control read on import)
 import mujoco
 import numpy as np
+import torch
 
 DMC_PREFIX = "dmc:"
 # DMC tasks randomize targets per episode by editing these model arrays (reacher, fish, finger, swimmer)
@@ -216,3 +217,20 @@ def set_env_state(env: gym.Env, state: dict) -> None:
     if state["task_random"] is not None:
         _set_rng_state(dm_control_env(env).task.random, state["task_random"])
     set_physics_state(env, state["physics"])
+
+
+# Termination rules for model rollouts (mbpo.py): each Gym env's own health rule, read off its next observation (..., obs)
+# (Gymnasium v5 observations exclude the x (and y) position, so obs[0] is the torso height); DMC tasks never terminate.
+TERMINATION_FNS = {
+    "Hopper": lambda s: ~((s[..., 0] > 0.7) & (s[..., 1].abs() < 0.2) & (s[..., 1:].abs() < 100).all(-1)),
+    "Walker2d": lambda s: ~((s[..., 0] > 0.8) & (s[..., 0] < 2.0) & (s[..., 1].abs() < 1.0)),
+    "Ant": lambda s: ~(torch.isfinite(s[..., :27]).all(-1) & (s[..., 0] >= 0.2) & (s[..., 0] <= 1.0)),  # 27 = qpos[2:] + qvel
+    "Humanoid": lambda s: ~((s[..., 0] > 1.0) & (s[..., 0] < 2.0)),
+    "InvertedPendulum": lambda s: ~(torch.isfinite(s).all(-1) & (s[..., 1].abs() <= 0.2)),
+    "HalfCheetah": lambda s: torch.zeros(s.shape[:-1], dtype=torch.bool, device=s.device),
+}
+
+
+def termination_fn(env_id: str):
+    """The rollout termination rule of `env_id` (next observations (..., obs) -> terminated (...)), or None if it has none."""
+    return TERMINATION_FNS.get("HalfCheetah" if is_dmc(env_id) else env_id.split("-v")[0])
