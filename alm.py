@@ -363,12 +363,12 @@ def main(args: Args):
                 if t < args.horizon:
                     latents.append(rsample(*model(torch.cat([latents[-1], imagined_actions[-1]], -1))))
             z_seq, a_seq = torch.stack(latents, -3), torch.stack(imagined_actions, -3)  # (horizon + 1, batch, .)
-            imagined_rewards = (reward_net(z_seq[..., :-1, :, :], a_seq[..., :-1, :, :]).squeeze(-1) + args.lambda_cost *  # steps 0..K-1
-                                classifier_reward(classifier, z_seq[..., :-1, :, :], a_seq[..., :-1, :, :], z_seq[..., 1:, :, :].detach())).unbind(-2)
-            q = qf(z_seq, a_seq.detach()).min(-2).values.unbind(-2)  # min Q of steps 0..K
+            imagined_rewards = reward_net(z_seq[..., :-1, :, :], a_seq[..., :-1, :, :]).squeeze(-1) + args.lambda_cost * \
+                classifier_reward(classifier, z_seq[..., :-1, :, :], a_seq[..., :-1, :, :], z_seq[..., 1:, :, :].detach())
+            r, q = imagined_rewards.unbind(-2), qf(z_seq, a_seq.detach()).min(-2).values.unbind(-2)  # steps 0..K-1, 0..K
             returns, ret = [], q[-1]
             for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
-                ret = imagined_rewards[t] + args.gamma * ((1 - args.return_lambda) * q[t + 1] + args.return_lambda * ret)
+                ret = r[t] + args.gamma * ((1 - args.return_lambda) * q[t + 1] + args.return_lambda * ret)
                 returns.insert(0, ret)
             discounts = args.gamma ** torch.arange(args.horizon, device=device)
             actor_loss = -(discounts[:, None] * torch.stack(returns, -2)).mean((-2, -1))
