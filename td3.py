@@ -205,10 +205,10 @@ def main(args: Args):
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
 
     def update(data, update_policy: bool):
-        """One gradient update of the critics on a minibatch `data` and, if `update_policy`, of the actor and the
-        targets (TD3's delayed policy updates; the actor's loss only then, else None). Written for one seed: with
-        --num-seeds every tensor carries a seed axis in front, which no line here names (each seed's loss is its own;
-        Adam's `minimize` steps each seed on its own loss's gradient). One CUDA graph per `update_policy`."""
+        """One gradient update of the critics on a minibatch `data` and, if `update_policy` (TD3's delayed policy
+        updates; one CUDA graph each way), of the actor and the targets (else the actor's loss is None). Written for one
+        seed: with --num-seeds every tensor carries a seed axis in front, which no line here names (each seed's loss is
+        its own; Adam's `minimize` steps each seed on its own loss's gradient)."""
         obs, actions, rewards, next_obs, terminations = data
         with torch.no_grad():
             # target policy smoothing: clipped Gaussian noise on the target action (actions are in [-1, 1])
@@ -298,8 +298,7 @@ def main(args: Args):
         if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
             if global_step >= args.learning_starts:
                 run.check_finite(losses, {"qf": qf, "actor": actor}, global_step)
-            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb},
-                                (obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss))
+            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb}, (obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss))
 
     if args.total_timesteps % args.eval_interval == 0:
         last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, run.eval_envs, args), policy)
