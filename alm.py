@@ -1,8 +1,12 @@
 # ALM (Ghugare et al. 2023, "Simplifying Model-based RL"), the Dyna-style DDPG-based algorithm of "Stealing That Free Lunch"
 # (arXiv 2412.14312): an encoder, a latent model and a policy trained with one objective, on td3.py's skeleton
+# Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
+# what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+import collections
 import contextlib
 import copy
 import errno
+import functools
 import io
 import math
 import os
@@ -169,46 +173,6 @@ def gaussian_kl(mean1, std1, mean2, std2):
     return (torch.log(std2 / std1) + (std1 ** 2 + (mean1 - mean2) ** 2) / (2 * std2 ** 2) - 0.5).sum(-1)
 
 
-class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
-    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
-    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
-
-    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
-        self.step_count = torch.zeros((), device=self.params[0].device)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-
-    @torch.no_grad()
-    def step(self, grads):
-        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
-        beta1, beta2 = self.betas
-        self.step_count += 1
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
-        torch._foreach_add_(denom, self.eps)
-        updates = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
-        torch._foreach_sub_(self.params, updates)
-
-    def state_dict(self) -> dict:
-        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
-                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict):
-        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
-        self.step_count.copy_(state["step"])
-        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
-        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
-
-
 def seed_batched(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`net` (seeds, batch, in) -> (seeds, batch, out) on x (seeds, ..., in): the dimensions between seeds and features
     flattened into its batch and restored after."""
@@ -268,10 +232,10 @@ class QNetwork(nn.Module):
         self.norm2 = VectorizedLayerNorm(hidden_dim, members) if layer_norm else nn.Identity()
 
     def forward(self, z, a):
-        x = torch.cat([z, a], -1)  # (seeds, batch, latent + act)
+        x = torch.cat([z, a], -1).flatten(1, -2)  # (seeds, batch, latent + act), any dims before the batch's folded into it
         x = torch.tanh(self.norm1(self.fc1(x)))
         x = F.elu(self.norm2(self.fc2(x)))
-        return self.fc3(x).view(self.num_seeds, -1, x.shape[1])  # (seeds, num_critics, batch)
+        return self.fc3(x).view(self.num_seeds, -1, *z.shape[1:-1]).movedim(1, -2)  # (seeds, ..., num_critics, batch)
 
 
 class Actor(nn.Module):
@@ -300,6 +264,246 @@ class Actor(nn.Module):
             noise = noise.clamp(-clip, clip)
         action = mean + noise
         return action + (action.clamp(-1, 1) - action).detach()
+
+
+
+def main(args: Args):
+    run = Run(args)  # the harness (below): run directories, seeding, device, envs, TensorBoard, W&B, checkpoints, Ctrl-C
+    env, device, seeds = run.envs[0], run.device, run.seeds
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
+
+    # ALGO LOGIC: initialize agent here
+    # each seed's weights (every weight has a leading seed axis) drawn from a seed of its own (seed + 20_000)
+    encoder, model, reward_net, classifier, actor, qf = init_per_seed(lambda num_seeds: (
+        GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim, num_seeds).to(device),
+        GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim, num_seeds).to(device),
+        LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1, num_seeds).to(device),
+        LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2, num_seeds).to(device),
+        Actor(env, args.latent_dim, args.hidden_dim, num_seeds).to(device),
+        QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm, num_seeds).to(device)), [seed + 20_000 for seed in seeds])
+    encoder_target, qf_target = copy.deepcopy(encoder), copy.deepcopy(qf)
+    model_optimizer = Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr)
+    reward_optimizer = Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr)
+    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
+
+    def exploration_std(step: int) -> float:
+        """Policy noise std, the same for every seed: linear from exploration_noise_start at learning_starts to
+        exploration_noise_end."""
+        progress = min((step - args.learning_starts) / args.exploration_noise_steps, 1.0)
+        return args.exploration_noise_start + progress * (args.exploration_noise_end - args.exploration_noise_start)
+
+    def clip_grad_step(optimizer, loss):
+        """One clipped Adam step on each seed's `loss` (seeds,): every ALM network clips its gradient norm to
+        max_grad_norm, as clip_grad_norm_ does, each seed's norm over its own slice of the stacked parameters; from
+        the gradients of the optimizer's own parameters only: no other network's weights get one, though the loss
+        may run through them."""
+        grads = torch.autograd.grad(loss.sum(), optimizer.params)
+        per_seed = [g.reshape(len(seeds), -1) for g in grads]  # seed-major: a seed's members are its rows
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1) for g in per_seed]), dim=0)
+        scale = (args.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)[:, None]
+        optimizer.step([(g * scale).view_as(grad) for g, grad in zip(per_seed, grads)])
+
+    def update(data, std: torch.Tensor, measure: bool = False) -> dict:
+        """One gradient update of the encoder and latent model (the ALM objective), reward and classifier, critics,
+        actor and targets on `data`: a minibatch of sequences (horizon, batch, ...) and one of transitions (batch, ...);
+        `std`: the policy noise (a tensor, so that its decay recompiles nothing). Written for one seed: with
+        --num-seeds every tensor carries a seed axis in front, which no line here names (each seed's loss is its own;
+        clip_grad_step steps each seed on its own loss's gradient). Returns the losses, with `measure` the latent
+        model's error too."""
+        (seq_obs, seq_actions, seq_next_obs), (obs, actions, rewards, next_obs, terminations) = data
+        # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
+        # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
+        with torch.no_grad():
+            next_mean, next_std = (x.unbind(-3) for x in encoder_target(seq_next_obs))  # each step's (batch, latent)
+        z, latents, kl = rsample(*encoder(seq_obs[..., 0, :, :])), [], 0.0
+        for t, action in enumerate(seq_actions.unbind(-3)):
+            latents.append(z)
+            prior_mean, prior_std = model(torch.cat([z, action], -1))
+            kl = kl + gaussian_kl(prior_mean, prior_std, next_mean[t], next_std[t])
+            z = rsample(prior_mean, prior_std)
+        with torch.no_grad():
+            last_actions = actor.sample(z, std, args.noise_clip)
+        model_rewards = reward_net(torch.stack(latents, -3), seq_actions).squeeze(-1).sum(-2)
+        alm_loss = (kl - model_rewards - qf(z, last_actions).min(-2).values).mean(-1)
+        clip_grad_step(model_optimizer, alm_loss)
+
+        with torch.no_grad():  # the rest learns on latents of the target encoder, a fresh sample for each use
+            z_dist, z_next_dist = encoder_target(obs), encoder_target(next_obs)
+            z_next_model = rsample(*model(torch.cat([rsample(*z_dist), actions], -1)))
+
+        # reward regression, and the classifier: real next latents (label 1) vs the model's (label 0), half each
+        z = rsample(*z_dist)
+        reward_loss = F.mse_loss(reward_net(z, actions).squeeze(-1), rewards, reduction="none").mean(-1)
+        fake = torch.rand(rewards.shape, device=device).argsort(-1) < args.batch_size // 2  # a random half
+        z_next = torch.where(fake.unsqueeze(-1), z_next_model, rsample(*z_next_dist))
+        logits = classifier(z, actions, z_next).movedim(-1, 1)  # the 2 classes at dim 1, where cross_entropy takes them
+        classifier_loss = F.cross_entropy(logits, (~fake).long(), reduction="none").mean(-1)
+        clip_grad_step(reward_optimizer, reward_loss + classifier_loss)
+
+        # twin critics on latents; target actions carry the clipped exploration noise (no target actor in ALM)
+        with torch.no_grad():
+            z_next = rsample(*z_next_dist)
+            next_state_actions = actor.sample(z_next, std, args.noise_clip)
+            qf_next_target = qf_target(z_next, next_state_actions).min(-2).values
+            next_q_value = rewards + (1 - terminations) * args.gamma * qf_next_target
+
+        qf_values = qf(rsample(*z_dist), actions)  # (critics, batch): Q1 and Q2
+        qf_loss = F.mse_loss(qf_values, next_q_value.unsqueeze(-2).expand_as(qf_values), reduction="none").mean((-2, -1))  # the twin losses' mean
+        clip_grad_step(q_optimizer, qf_loss)
+
+        z = rsample(*z_dist)
+        if args.synthetic_rollouts:
+            # imagined K-step latent rollouts (ALM's policy objective): lambda-returns of r + lambda_cost * classifier
+            # reward, bootstrapped by min Q; gradients reach the actor through model, reward and classifier
+            latents, imagined_actions = [z], []
+            for t in range(args.horizon + 1):
+                imagined_actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
+                if t < args.horizon:
+                    latents.append(rsample(*model(torch.cat([latents[-1], imagined_actions[-1]], -1))))
+            z_seq, a_seq = torch.stack(latents, -3), torch.stack(imagined_actions, -3)  # (horizon + 1, batch, .)
+            imagined_rewards = reward_net(z_seq[..., :-1, :, :], a_seq[..., :-1, :, :]).squeeze(-1) + args.lambda_cost * \
+                classifier_reward(classifier, z_seq[..., :-1, :, :], a_seq[..., :-1, :, :], z_seq[..., 1:, :, :].detach())
+            r, q = imagined_rewards.unbind(-2), qf(z_seq, a_seq.detach()).min(-2).values.unbind(-2)  # steps 0..K-1, 0..K
+            returns, ret = [], q[-1]
+            for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
+                ret = r[t] + args.gamma * ((1 - args.return_lambda) * q[t + 1] + args.return_lambda * ret)
+                returns.insert(0, ret)
+            discounts = args.gamma ** torch.arange(args.horizon, device=device)
+            actor_loss = -(discounts[:, None] * torch.stack(returns, -2)).mean((-2, -1))
+        else:  # no synthetic rollouts: the actor ascends min Q on encoded real states only
+            actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(-2).values.mean(-1)
+        clip_grad_step(actor_optimizer, actor_loss)
+
+        with torch.no_grad():  # the target networks' soft update (one fused op over all parameters)
+            torch._foreach_lerp_(list(encoder_target.parameters()) + list(qf_target.parameters()),
+                                 list(encoder.parameters()) + list(qf.parameters()), args.tau)
+
+        metrics = {"alm_loss": alm_loss, "kl": kl, "reward_loss": reward_loss, "classifier_loss": classifier_loss,
+                   "qf_values": qf_values, "qf_loss": qf_loss, "actor_loss": actor_loss}
+        if measure:  # the model's mean from the real latent vs the target encoder's of the real next state
+            with torch.no_grad():
+                predicted = model(torch.cat([z_dist[0], actions], -1))[0]
+                metrics["latent_error"] = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean(-1)
+        return {name: value.detach() for name, value in metrics.items()}
+
+    update = run.accelerate(update)  # --compile: one graph; on a GPU, one CUDA graph launch instead of ~250 kernels
+
+    agent = (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target,
+             model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)  # what a checkpoint holds, and rb
+    # the paper's resets return every network and target to these initial weights, with fresh optimizers (ALM keeps
+    # no target actor: the critics' targets use the online one)
+    initial_agent = copy.deepcopy(state_of(agent))
+
+    def policy(x):  # the deterministic policy, for videos: the encoder's mean latent, the actor's mean action
+        return actor(encoder(x)[0])
+
+    if run.checkpoint:
+        if len(run.checkpoint["loop"]) != 4:  # alm.py before issue 18 kept an update count in it
+            sys.exit(f"error: {args.resume!r} was written by an older alm.py (its loop state holds an update count) and "
+                     f"cannot be resumed exactly; start a new run")
+        obs, episode_returns, episode_lengths, last_evals = run.restore({"agent": agent, "rb": rb})
+    else:  # TRY NOT TO MODIFY: start the game
+        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
+        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
+
+    for global_step in range(run.start_step, args.total_timesteps):
+        if global_step % args.eval_interval == 0:
+            last_evals = run.log_eval(global_step, *evaluate(encoder, actor, qf, run.eval_envs, args), policy)
+
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = np.stack([env.action_space.sample() for env in run.envs])
+        else:
+            with torch.no_grad():  # a sampled latent, the actor's action plus decaying Gaussian noise (official ALM), every seed's in one forward pass
+                z = rsample(*encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None]))
+                actions = actor.sample(z, exploration_std(global_step))
+            actions = actions[:, 0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(run.envs, actions))))
+        episode_returns += rewards
+        episode_lengths += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float),
+               (terminations | truncations)[:, None].astype(float))
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        for k in np.flatnonzero(terminations | truncations):
+            run.writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
+            run.writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
+            obs[k], _ = run.envs[k].reset()
+            episode_returns[k], episode_lengths[k] = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            std = torch.tensor(exploration_std(global_step), device=device)
+            for i in range(args.replay_ratio):
+                data = rb.sample_sequences(args.batch_size, args.horizon), rb.sample(args.batch_size)
+                measure = global_step % args.log_interval == 0 and i == args.replay_ratio - 1  # the logged update's
+                metrics = update(data, std, measure)
+            losses = {name: metrics[name] for name in ("alm_loss", "qf_loss", "actor_loss")}
+            if global_step % args.log_interval == 0:
+                run.log({"model/latent_error": metrics["latent_error"], "losses/alm_loss": metrics["alm_loss"],
+                         "losses/kl": metrics["kl"].mean(-1) / args.horizon, "losses/reward_loss": metrics["reward_loss"],
+                         "losses/classifier_loss": metrics["classifier_loss"], "losses/qf_values": metrics["qf_values"],
+                         "losses/qf_loss": metrics["qf_loss"], "losses/actor_loss": metrics["actor_loss"],
+                         "charts/exploration_noise": std.item()}, global_step)
+                run.check_finite(losses, {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            load_state(agent, initial_agent)
+            run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
+
+        run.progress(global_step + 1, last_evals)
+        if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
+            if global_step >= args.learning_starts:
+                run.check_finite(losses, {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, global_step)
+            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb}, (obs, episode_returns, episode_lengths, last_evals))
+
+    if args.total_timesteps % args.eval_interval == 0:
+        last_evals = run.log_eval(args.total_timesteps, *evaluate(encoder, actor, qf, run.eval_envs, args), policy)
+    run.finish(last_evals, policy)
+
+
+def evaluate(encoder, actor, qf, eval_envs: list, args: Args):
+    """Each seed's mean return of deterministic episodes on its eval env, and the critic's Q(s0, pi(s0)) beside the
+    Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge). The seeds' episodes run in step
+    (one forward pass for all), a seed that is done waiting for the others."""
+    num_seeds, device = len(eval_envs), next(actor.parameters()).device
+
+    def policy(obs):
+        with torch.no_grad():  # deterministic: the encoder's mean latent, the actor's mean action
+            return actor(encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])[0])
+
+    def reset():
+        return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(num_seeds, dtype=bool)
+
+    def step(actions, live):
+        """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+        rewards = np.zeros(num_seeds)
+        for k in np.flatnonzero(live):
+            obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
+            done[k] = terminated or truncated
+        return rewards
+
+    returns, q_estimates, mc_returns = (np.zeros((args.eval_episodes, num_seeds)) for _ in range(3))
+    for episode in range(args.eval_episodes):
+        (obs, done), discount = reset(), np.ones(num_seeds)
+        with torch.no_grad():
+            z0 = encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])[0]
+            q_estimates[episode] = qf(z0, actor(z0)).min(1).values[:, 0].cpu().numpy()  # min over the twin, as in the target
+        while not done.all():
+            live = ~done
+            rewards = step(policy(obs)[:, 0].cpu().numpy(), live)
+            returns[episode] += rewards
+            mc_returns[episode] += discount * rewards
+            discount = np.where(live, discount * args.gamma, discount)
+    return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
 
 
 class ReplayBuffer:
@@ -365,8 +569,9 @@ class ReplayBuffer:
         return self.obs[rows, idx], self.actions[rows, idx], self.next_obs[rows, idx]
 
 
-# Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
-# checkpoints, the NaN guard and the progress line.
+# The harness: the same text in every script (tests/test_drift.py), but for each script's own checks in check_args.
+# The command line and its checks, run directories, checkpoints, the optimizer, the CUDA graph, the NaN guard, W&B,
+# videos and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
@@ -374,6 +579,187 @@ RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
+
+
+class Run:
+    """What the training loop calls that is not the algorithm: the command line's run directories (or the resumed
+    run's), seeding, the device, each seed's envs, TensorBoard writers and W&B, the update's compilation and CUDA graph,
+    evaluations' logs and videos, checkpoints and Ctrl-C (SIGTERM, SIGINT), the NaN guard, the progress line, timing."""
+
+    def __init__(self, args: Args):
+        check_args(args)
+        self.args, self.checkpoint = args, None
+        if args.resume:  # the run's own settings (into `args`), directories and state
+            self.checkpoint, run_args, self.run_dirs = load_checkpoint(args)
+            vars(args).update(vars(run_args))
+        self.seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
+        if args.total_timesteps is None:
+            args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+        if self.checkpoint is None:
+            started = int(time.time())
+            self.run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
+                             for seed in self.seeds]
+            for run_dir in self.run_dirs:
+                try:
+                    os.makedirs(run_dir)
+                except OSError as e:
+                    sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+        self.run_dir = self.run_dirs[0]  # the first seed's: it holds the checkpoint of them all
+
+        # TRY NOT TO MODIFY: seeding
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
+        torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
+        torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
+        torch.set_num_threads(args.torch_threads)
+        torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
+        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+        # env setup: for each seed one env for training, a separate one for evaluation
+        try:
+            self.envs = [make_env(args.env, seed) for seed in self.seeds]
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
+        if not isinstance(self.envs[0].action_space, gym.spaces.Box):
+            sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
+
+        self.start_step = self.checkpoint["next_step"] if self.checkpoint else 0
+        # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
+        # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
+        self.wandb_run = (start_wandb(args, os.path.basename(self.run_dir), self.run_dir, self.checkpoint.get("wandb_id") if self.checkpoint else None)
+                          if args.track else None)
+        self.writers = [SummaryWriter(run_dir, purge_step=self.start_step if self.checkpoint else None) for run_dir in self.run_dirs]
+        if self.checkpoint is None:
+            for seed, writer in zip(self.seeds, self.writers):  # each seed's run as a single-seed run with that seed logs it
+                writer.add_text(
+                    "hyperparameters",
+                    "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
+                )
+        print(f"run {os.path.basename(self.run_dir)}: {args.env} for {args.total_timesteps} steps on {self.device}"
+              + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
+              + (f", resumed at step {self.start_step}" if self.checkpoint else ""), flush=True)
+        self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
+
+        # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+        try:
+            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
+        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+            sys.exit(f"error: --capture-video: {e}")
+        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.start_step)
+        self.start_time, self.timings = None, collections.defaultdict(float)
+
+    def accelerate(self, fn):
+        """`fn` (tensor ops only, no host sync) as the device runs it fastest: compiled into one graph (--compile, no graph
+        break: autograd.grad traced into it), replayed as one captured CUDA graph on a GPU (--cuda-graph: one launch
+        instead of hundreds of kernels). Its first call says when it compiles."""
+        if self.args.compile:
+            torch._dynamo.config.trace_autograd_ops = True
+            compiled, fn = torch.compile(fn, fullgraph=True), None
+
+            @functools.wraps(compiled)
+            def fn(*args):
+                if not calls:  # no progress line while it compiles
+                    print(f"compiling {compiled.__name__} (--compile): its first call waits for it, minutes on a GPU", flush=True)
+                calls.append(1)
+                return compiled(*args)
+            calls = []
+        if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
+            fn = as_cuda_graph(fn, stand_in=self.device.type != "cuda")
+        return fn
+
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
+        tic = time.perf_counter()
+        yield
+        self.timings[name] += time.perf_counter() - tic
+
+    def log(self, values: dict, step: int):
+        """Each seed's value of each name to its own run's TensorBoard: a tensor with a leading seed axis (each seed's
+        mean over the rest; one host sync per name), or one number for every seed."""
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().reshape(len(self.writers), -1).mean(1).tolist()
+            for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
+                writer.add_scalar(name, x, step)
+
+    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:
+        """An evaluation's results (each seed's) and, every --video-interval-th evaluation with --capture-video, a video of
+        `policy`, the deterministic one; returns the returns."""
+        self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
+        if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
+            self.record_video(step, policy)
+        return eval_returns
+
+    def record_video(self, step: int, policy):
+        """For each seed one episode of `policy` (observations (seeds, 1, obs) -> actions (seeds, 1, act), no random
+        number drawn) as videos/step_<step>.mp4 in its run directory and a TensorBoard (and W&B) video."""
+        for k, (video_env, writer) in enumerate(zip(self.video_envs, self.writers)):
+            def act(obs):
+                with torch.no_grad():
+                    x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).expand(len(self.seeds), 1, -1)
+                    return policy(x)[k, 0].cpu().numpy()
+
+            frames = record_episode(video_env, act, f"{self.run_dirs[k]}/videos/step_{step}.mp4")
+            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+
+    def check_finite(self, losses: dict, networks: dict, step: int):
+        stop_if_nonfinite(losses, networks, step, self.run_dir, self.seeds)
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether to save a checkpoint after `step`: every --checkpoint-interval steps, and when asked to stop."""
+        return bool(self.stop_signal) or bool(self.args.checkpoint_interval and (step + 1) % self.args.checkpoint_interval == 0)
+
+    def save_checkpoint(self, next_step: int, agent: dict, loop: tuple):
+        """Everything the run's future depends on, for every seed: `agent` (name: modules, optimizers, buffers and tensors,
+        or lists of them), the envs, the loop's own state `loop` and the random generators. After a stop signal it exits
+        with the resume command."""
+        write_checkpoint({
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
+            "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
+            "wandb_id": self.wandb_run.id if self.wandb_run else None, **state_of(agent),
+            "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
+            "loop": loop, "rng": rng_state(self.device),
+        }, self.run_dir)
+        if self.stop_signal:
+            sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
+                     f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
+
+    def restore(self, agent: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: `agent` (as save_checkpoint takes it), the envs, the random
+        generators; returns the loop's state."""
+        load_state(agent, {name: self.checkpoint[name] for name in agent})
+        for env, state in zip(self.envs + self.eval_envs, self.checkpoint["env"] + self.checkpoint["eval_env"], strict=True):
+            set_env_state(env, state)
+        set_rng_state(self.checkpoint["rng"], self.device)
+        return self.checkpoint["loop"]
+
+    def progress(self, step: int, last_evals: np.ndarray):
+        """After each env step (`step` of them done): the progress line, and env steps per second on TensorBoard."""
+        if self.start_time is None:
+            self.start_time = time.time()
+        if (step - 1) % self.args.log_interval == 0:
+            self.log({"charts/SPS": int((step - 1 - self.start_step) / max(time.time() - self.start_time, 1e-9))}, step - 1)
+        self.progress_line(step, last_evals)
+
+    def finish(self, last_evals: np.ndarray, policy):
+        """The end: a video of the final policy (--capture-video), the last progress line, envs and logs closed."""
+        if self.args.capture_video and not os.path.exists(f"{self.run_dir}/videos/step_{self.args.total_timesteps}.mp4"):
+            self.record_video(self.args.total_timesteps, policy)
+        self.progress_line(self.args.total_timesteps, last_evals, force=True)
+        for env in self.envs + self.eval_envs:
+            env.close()
+        for writer in self.writers:
+            writer.close()
+        if self.wandb_run:
+            self.wandb_run.finish()
 
 
 def parse_args() -> Args:
@@ -483,10 +869,30 @@ def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     return stacked
 
 
-def load_states(objects, states):
-    """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
-    for obj, state in zip(objects, states, strict=True):
-        obj.load_state_dict(state)
+def state_of(x):
+    """The state of `x` for a checkpoint: a module's, optimizer's or buffer's state_dict, a tensor's values (on the
+    CPU), or the same of each entry of a tuple, list or dict."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", copy=True)
+    if isinstance(x, (tuple, list)):
+        return [state_of(y) for y in x]
+    if isinstance(x, dict):
+        return {name: state_of(y) for name, y in x.items()}
+    return x.state_dict()
+
+
+def load_state(x, state):
+    """`state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one."""
+    if isinstance(x, torch.Tensor):
+        x.detach().copy_(state)
+    elif isinstance(x, (tuple, list)):
+        for y, y_state in zip(x, state, strict=True):
+            load_state(y, y_state)
+    elif isinstance(x, dict):
+        for name, y in x.items():
+            load_state(y, state[name])
+    else:
+        x.load_state_dict(state)
 
 
 def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
@@ -568,6 +974,51 @@ def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
         return record["replay"]()
 
     return call
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
+    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
+    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+
+    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
+        self.step_count = torch.zeros((), device=self.params[0].device)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads):
+        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
+        torch._foreach_add_(denom, self.eps)
+        updates = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
+        torch._foreach_sub_(self.params, updates)
+
+    def minimize(self, loss: torch.Tensor):
+        """One step down the gradient of `loss`, each seed's loss (a tensor of one per seed) on its own parameters: the
+        gradient of the seeds' sum is each seed's own, as no seed's loss reads another's weights."""
+        self.step(torch.autograd.grad(loss.sum(), self.params))
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict):
+        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+        self.step_count.copy_(state["step"])
+        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
+        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -666,374 +1117,4 @@ def duration(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    check_args(args)
-    seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
-    checkpoint = None
-    if args.resume:  # the run's own settings, directories and state
-        checkpoint, args, run_dirs = load_checkpoint(args)
-        seeds = list(range(args.seed, args.seed + args.num_seeds))
-    if args.total_timesteps is None:
-        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
-    if checkpoint is None:
-        started = int(time.time())
-        run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
-                    for seed in seeds]
-        for run_dir in run_dirs:
-            try:
-                os.makedirs(run_dir)
-            except OSError as e:
-                sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
-    run_dir = run_dirs[0]  # the first seed's: it holds the checkpoint of them all
-
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
-    torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
-    torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
-    torch.set_num_threads(args.torch_threads)
-
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
-    # env setup: for each seed one env for training, a separate one for evaluation
-    try:
-        envs = [make_env(args.env, seed) for seed in seeds]
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    eval_envs = [make_env(args.env, seed + 10_000) for seed in seeds]
-    env = envs[0]
-    if not isinstance(env.action_space, gym.spaces.Box):
-        sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
-    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
-
-    start_step = checkpoint["next_step"] if checkpoint else 0
-    # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
-    # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-    wandb_run = start_wandb(args, os.path.basename(run_dir), run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
-    writers = [SummaryWriter(run_dir, purge_step=start_step if checkpoint else None) for run_dir in run_dirs]
-    if checkpoint is None:
-        for seed, writer in zip(seeds, writers):  # each seed's run as a single-seed run with that seed logs it
-            writer.add_text(
-                "hyperparameters",
-                "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
-            )
-    print(f"run {os.path.basename(run_dir)}: {args.env} for {args.total_timesteps} steps on {device}"
-          + (f", seeds {seeds[0]}-{seeds[-1]} in one process" if len(seeds) > 1 else "")
-          + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
-    stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-
-    # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
-    # and the loop's state when it is called)
-    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    try:
-        video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in seeds] if args.capture_video else None
-    except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
-        sys.exit(f"error: --capture-video: {e}")
-
-    def record_video(step: int):
-        """For each seed one deterministic episode as videos/step_<step>.mp4 in its run directory and a TensorBoard (and
-        W&B) video."""
-        for k, (video_env, writer) in enumerate(zip(video_envs, writers)):
-            def policy(obs):
-                with torch.no_grad():  # the mean action: no random number drawn
-                    x = torch.as_tensor(obs, dtype=torch.float32, device=device).expand(len(seeds), 1, -1)
-                    return actor(encoder(x)[0])[k, 0].cpu().numpy()
-
-            frames = record_episode(video_env, policy, f"{run_dirs[k]}/videos/step_{step}.mp4")
-            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
-
-    def evaluate():
-        """Each seed's mean return of deterministic episodes on its eval env, and the critic's Q(s0, pi(s0)) beside the
-        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge). The seeds' episodes run in
-        step (one forward pass for all), a seed that is done waiting for the others."""
-        def policy(obs):
-            with torch.no_grad():  # deterministic: the encoder's mean latent, the actor's mean action
-                return actor(encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])[0])
-
-        def reset():
-            return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(len(seeds), dtype=bool)
-
-        def step(actions, live):
-            """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
-            rewards = np.zeros(len(seeds))
-            for k in np.flatnonzero(live):
-                obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
-                done[k] = terminated or truncated
-            return rewards
-
-        returns, q_estimates, mc_returns = (np.zeros((args.eval_episodes, len(seeds))) for _ in range(3))
-        for episode in range(args.eval_episodes):
-            (obs, done), discount = reset(), np.ones(len(seeds))
-            with torch.no_grad():
-                z0 = encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])[0]
-                q_estimates[episode] = qf(z0, actor(z0)).min(1).values[:, 0].cpu().numpy()  # min over the twin, as in the target
-            while not done.all():
-                live = ~done
-                rewards = step(policy(obs)[:, 0].cpu().numpy(), live)
-                returns[episode] += rewards
-                mc_returns[episode] += discount * rewards
-                discount = np.where(live, discount * args.gamma, discount)
-        return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
-
-    def log_eval(step: int) -> np.ndarray:
-        eval_returns, q_estimates, mc_returns = evaluate()
-        for writer, eval_return, q_estimate, mc_return in zip(writers, eval_returns, q_estimates, mc_returns):
-            writer.add_scalar("eval/return", eval_return, step)
-            writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-            writer.add_scalar("diagnostics/mc_return", mc_return, step)
-        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
-            record_video(step)
-        return eval_returns
-
-    def log_scalars(values: dict, step: int):
-        """Each seed's value (one host sync per name) to its own run's TensorBoard."""
-        for name, value in values.items():
-            for writer, x in zip(writers, value.tolist()):
-                writer.add_scalar(name, x, step)
-
-    def save_checkpoint(next_step: int):
-        """Everything the run's future depends on, for every seed."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "next_step": next_step,
-            "run_dirs": [os.path.relpath(d, run_dir) for d in run_dirs], "wandb_id": wandb_run.id if wandb_run else None,
-            "agent": [m.state_dict() for m in agent], "rb": rb.state_dict(),
-            "env": [get_env_state(env) for env in envs], "eval_env": [get_env_state(env) for env in eval_envs],
-            "loop": (obs, episode_returns, episode_lengths, last_evals), "rng": rng_state(device),
-        }, run_dir)
-
-    def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffers, envs, RNGs; returns the loop state."""
-        load_states(agent, checkpoint["agent"])
-        rb.load_state_dict(checkpoint["rb"])
-        for env, state in zip(envs + eval_envs, checkpoint["env"] + checkpoint["eval_env"], strict=True):
-            set_env_state(env, state)
-        set_rng_state(checkpoint["rng"], device)
-        if len(checkpoint["loop"]) != 4:  # alm.py before issue 18 kept an update count in it
-            sys.exit(f"error: {args.resume!r} was written by an older alm.py (its loop state holds an update count) and "
-                     f"cannot be resumed exactly; start a new run")
-        return checkpoint["loop"]
-
-    def check_finite(step: int):
-        stop_if_nonfinite({name: metrics[name] for name in ("alm_loss", "qf_loss", "actor_loss")},
-                          {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, step, run_dir, seeds)
-
-    # ALGO LOGIC: initialize agent here
-    # each seed's initial weights from a seed of its own (seed + 20_000), apart from the global stream
-    encoder, model, reward_net, classifier, actor, qf = init_per_seed(lambda num_seeds: (
-        GaussianMLP(obs_dim, args.hidden_dim, args.latent_dim, num_seeds).to(device),
-        GaussianMLP(args.latent_dim + act_dim, args.model_hidden_dim, args.latent_dim, num_seeds).to(device),
-        LatentMLP(args.latent_dim + act_dim, args.hidden_dim, 1, num_seeds).to(device),
-        LatentMLP(2 * args.latent_dim + act_dim, args.hidden_dim, 2, num_seeds).to(device),
-        Actor(env, args.latent_dim, args.hidden_dim, num_seeds).to(device),
-        QNetwork(args.latent_dim, act_dim, args.hidden_dim, args.layer_norm, num_seeds).to(device)), [seed + 20_000 for seed in seeds])
-    encoder_target, qf_target = copy.deepcopy(encoder), copy.deepcopy(qf)
-    model_optimizer = Adam([*encoder.parameters(), *model.parameters()], lr=args.model_lr)
-    reward_optimizer = Adam([*reward_net.parameters(), *classifier.parameters()], lr=args.reward_lr)
-    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
-    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
-    agent = (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target,
-             model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)  # what a checkpoint holds
-    # the paper's resets return every network and target to these initial weights, with fresh optimizers (ALM keeps
-    # no target actor: the critics' targets use the online one)
-    initial_agent = copy.deepcopy([m.state_dict() for m in agent])
-
-    def exploration_std(step: int) -> float:
-        """Policy noise std, the same for every seed: linear from exploration_noise_start at learning_starts to
-        exploration_noise_end."""
-        progress = min((step - args.learning_starts) / args.exploration_noise_steps, 1.0)
-        return args.exploration_noise_start + progress * (args.exploration_noise_end - args.exploration_noise_start)
-
-    def clip_grad_step(optimizer, loss):
-        """One clipped Adam step on each seed's `loss` (seeds,): every ALM network clips its gradient norm to
-        max_grad_norm, as clip_grad_norm_ does, each seed's norm over its own slice of the stacked parameters; from
-        the gradients of the optimizer's own parameters only: no other network's weights get one, though the loss
-        may run through them."""
-        grads = torch.autograd.grad(loss.sum(), optimizer.params)
-        per_seed = [g.reshape(len(seeds), -1) for g in grads]  # seed-major: a seed's members are its rows
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1) for g in per_seed]), dim=0)
-        scale = (args.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)[:, None]
-        optimizer.step([(g * scale).view_as(grad) for g, grad in zip(per_seed, grads)])
-
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
-
-    def update(data, std: torch.Tensor, measure: bool = False) -> dict:
-        """One gradient update of every seed's encoder and latent model (the ALM objective), reward and classifier,
-        critics, actor and targets on its minibatches in `data` (one of sequences (seeds, horizon, batch, ...), one of
-        transitions (seeds, batch, ...)); `std`: the policy noise (a tensor, so that its decay recompiles nothing).
-        Each seed's loss is its own; their sum's gradient is each seed's own gradient, so one Adam over the stacked
-        parameters is one Adam per seed. Returns the losses (seeds,), and with `measure` the latent model's error too.
-        Tensor ops only, no host sync: it compiles to one graph (--compile) and replays as one CUDA graph (--cuda-graph)."""
-        (seq_obs, seq_actions, seq_next_obs), (data_obs, data_actions, data_rewards, data_next_obs, data_terminations) = data
-        # the ALM objective, its K-step lower bound on returns: encoder and latent model maximize
-        # sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || q_target(.|s_t+1))] + Q(z_K, pi(z_K)) (undiscounted, as in the official code), z_t+1 drawn from the model
-        with torch.no_grad():
-            next_mean, next_std = encoder_target(seq_next_obs)  # (seeds, horizon, batch, latent)
-        z, latents, kl = rsample(*encoder(seq_obs[:, 0])), [], 0.0
-        for t in range(args.horizon):
-            latents.append(z)
-            prior_mean, prior_std = model(torch.cat([z, seq_actions[:, t]], -1))
-            kl = kl + gaussian_kl(prior_mean, prior_std, next_mean[:, t], next_std[:, t])
-            z = rsample(prior_mean, prior_std)
-        with torch.no_grad():
-            last_actions = actor.sample(z, std, args.noise_clip)
-        model_rewards = reward_net(torch.stack(latents, 1), seq_actions).squeeze(-1).sum(1)
-        alm_loss = (kl - model_rewards - qf(z, last_actions).min(1).values).mean(1)
-        clip_grad_step(model_optimizer, alm_loss)
-
-        with torch.no_grad():  # the rest learns on latents of the target encoder, a fresh sample for each use
-            z_dist, z_next_dist = encoder_target(data_obs), encoder_target(data_next_obs)
-            z_next_model = rsample(*model(torch.cat([rsample(*z_dist), data_actions], -1)))
-
-        # reward regression, and the classifier: real next latents (label 1) vs the model's (label 0), half each
-        z = rsample(*z_dist)
-        reward_loss = F.mse_loss(reward_net(z, data_actions).squeeze(-1), data_rewards, reduction="none").mean(1)
-        fake = torch.rand(data_rewards.shape, device=device).argsort(1) < args.batch_size // 2  # each seed's own half
-        z_next = torch.where(fake[..., None], z_next_model, rsample(*z_next_dist))
-        logits = classifier(z, data_actions, z_next)  # (seeds, batch, 2)
-        classifier_loss = F.cross_entropy(logits.movedim(-1, 1), (~fake).long(), reduction="none").mean(1)
-        clip_grad_step(reward_optimizer, reward_loss + classifier_loss)
-
-        # twin critics on latents; target actions carry the clipped exploration noise (no target actor in ALM)
-        with torch.no_grad():
-            z_next = rsample(*z_next_dist)
-            next_state_actions = actor.sample(z_next, std, args.noise_clip)
-            qf_next_target = qf_target(z_next, next_state_actions).min(1).values
-            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-        qf_values = qf(rsample(*z_dist), data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value[:, None].expand_as(qf_values), reduction="none").mean((1, 2))  # the twin losses' mean
-        clip_grad_step(q_optimizer, qf_loss)
-
-        z = rsample(*z_dist)
-        if args.synthetic_rollouts:
-            # imagined K-step latent rollouts (ALM's policy objective): lambda-returns of r + lambda_cost * classifier
-            # reward, bootstrapped by min Q; gradients reach the actor through model, reward and classifier
-            latents, actions = [z], []
-            for t in range(args.horizon + 1):
-                actions.append(actor.sample(latents[-1].detach(), std, args.noise_clip))
-                if t < args.horizon:
-                    latents.append(rsample(*model(torch.cat([latents[-1], actions[-1]], -1))))
-            z_seq, a_seq = torch.stack(latents, 1), torch.stack(actions, 1)  # (seeds, horizon + 1, batch, .)
-            imagined_rewards = reward_net(z_seq[:, :-1], a_seq[:, :-1]).squeeze(-1) + args.lambda_cost * \
-                classifier_reward(classifier, z_seq[:, :-1], a_seq[:, :-1], z_seq[:, 1:].detach())
-            q_seq = qf(z_seq.flatten(1, 2), a_seq.detach().flatten(1, 2)).min(1).values.unflatten(1, z_seq.shape[1:3])
-            returns, ret = [], q_seq[:, -1]
-            for t in reversed(range(args.horizon)):  # G_t = r_t + gamma ((1 - lambda) Q_t+1 + lambda G_t+1)
-                ret = imagined_rewards[:, t] + args.gamma * ((1 - args.return_lambda) * q_seq[:, t + 1] + args.return_lambda * ret)
-                returns.insert(0, ret)
-            discounts = args.gamma ** torch.arange(args.horizon, device=device)
-            actor_loss = -(discounts[:, None] * torch.stack(returns, 1)).mean((1, 2))
-        else:  # no synthetic rollouts: the actor ascends min Q on encoded real states only
-            actor_loss = -qf(z, actor.sample(z, std, args.noise_clip)).min(1).values.mean(1)
-        clip_grad_step(actor_optimizer, actor_loss)
-
-        # update the target networks (one fused op over all parameters)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(encoder_target.parameters()) + list(qf_target.parameters()),
-                                 list(encoder.parameters()) + list(qf.parameters()), args.tau)
-
-        metrics = {"alm_loss": alm_loss, "kl": kl, "reward_loss": reward_loss, "classifier_loss": classifier_loss,
-                   "qf_values": qf_values, "qf_loss": qf_loss, "actor_loss": actor_loss}
-        if measure:  # the model's mean from the real latent vs the target encoder's of the real next state
-            with torch.no_grad():
-                predicted = model(torch.cat([z_dist[0], data_actions], -1))[0]
-                metrics["latent_error"] = ((predicted - z_next_dist[0]).norm(dim=-1) / z_next_dist[0].norm(dim=-1)).mean(1)
-        return {name: value.detach() for name, value in metrics.items()}
-
-    if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
-        torch._dynamo.config.trace_autograd_ops = True
-        update = torch.compile(update, fullgraph=True)
-    if args.cuda_graph and (device.type == "cuda" or GRAPH_STAND_IN):  # one launch per update instead of ~250 kernels
-        update = as_cuda_graph(update, stand_in=device.type != "cuda")
-
-    if checkpoint:
-        obs, episode_returns, episode_lengths, last_evals = restore(checkpoint)
-    else:  # TRY NOT TO MODIFY: start the game
-        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)])
-        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
-    progress = ProgressLine(args.total_timesteps, args.learning_starts, start_step)
-    start_time = time.time()
-
-    for global_step in range(start_step, args.total_timesteps):
-        if global_step % args.eval_interval == 0:
-            last_evals = log_eval(global_step)
-
-        # ALGO LOGIC: put action logic here
-        if global_step < args.learning_starts:
-            actions = np.stack([env.action_space.sample() for env in envs])
-        else:
-            with torch.no_grad():  # a sampled latent, the actor's action plus decaying Gaussian noise (official ALM), every seed's in one forward pass
-                z = rsample(*encoder(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None]))
-                actions = actor.sample(z, exploration_std(global_step))
-            actions = actions[:, 0].cpu().numpy()
-
-        # TRY NOT TO MODIFY: execute the game and log data.
-        next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(envs, actions))))
-        episode_returns += rewards
-        episode_lengths += 1
-
-        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
-        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float),
-               (terminations | truncations)[:, None].astype(float))
-
-        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
-        obs = next_obs
-        for k in np.flatnonzero(terminations | truncations):
-            writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
-            writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
-            obs[k], _ = envs[k].reset()
-            episode_returns[k], episode_lengths[k] = 0.0, 0
-
-        # ALGO LOGIC: training.
-        if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
-            print(f"step {global_step}: compiling (--compile); the first learning step waits for it, minutes on a GPU", flush=True)
-        if global_step >= args.learning_starts:
-            std = torch.tensor(exploration_std(global_step), device=device)
-            for i in range(args.replay_ratio):
-                data = rb.sample_sequences(args.batch_size, args.horizon), rb.sample(args.batch_size)
-                measure = global_step % args.log_interval == 0 and i == args.replay_ratio - 1  # the logged update's
-                metrics = update(data, std, measure)
-
-            if global_step % args.log_interval == 0:
-                log_scalars({"model/latent_error": metrics["latent_error"], "losses/alm_loss": metrics["alm_loss"],
-                             "losses/kl": metrics["kl"].mean(1) / args.horizon, "losses/reward_loss": metrics["reward_loss"],
-                             "losses/classifier_loss": metrics["classifier_loss"], "losses/qf_values": metrics["qf_values"].mean((1, 2)),
-                             "losses/qf_loss": metrics["qf_loss"], "losses/actor_loss": metrics["actor_loss"],
-                             "charts/exploration_noise": std.expand(len(seeds))}, global_step)
-                check_finite(global_step)
-        if global_step % args.log_interval == 0:
-            for writer in writers:
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
-
-        # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
-        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
-            load_states(agent, initial_agent)
-            for writer in writers:
-                writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
-
-        if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
-            if global_step >= args.learning_starts:
-                check_finite(global_step)
-            save_checkpoint(global_step + 1)
-        if stop_signal:
-            sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
-                     f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
-        progress(global_step + 1, last_evals)
-
-    if args.total_timesteps % args.eval_interval == 0:
-        last_evals = log_eval(args.total_timesteps)
-    if args.capture_video and not os.path.exists(f"{run_dir}/videos/step_{args.total_timesteps}.mp4"):
-        record_video(args.total_timesteps)  # the final policy
-    progress(args.total_timesteps, last_evals, force=True)
-    for env in envs + eval_envs:
-        env.close()
-    for writer in writers:
-        writer.close()
-    if wandb_run:
-        wandb_run.finish()
+    main(parse_args())

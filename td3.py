@@ -1,7 +1,11 @@
 # TD3 (Fujimoto et al. 2018), the model-free counterpart of ALM in "Stealing That Free Lunch" (arXiv 2412.14312)
+# Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
+# what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+import collections
 import contextlib
 import copy
 import errno
+import functools
 import io
 import math
 import os
@@ -184,44 +188,156 @@ class Actor(nn.Module):
         return torch.tanh(self.fc_mu(x))
 
 
-class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
-    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
-    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+def main(args: Args):
+    run = Run(args)  # the harness (below): run directories, seeding, device, envs, TensorBoard, W&B, checkpoints, Ctrl-C
+    env, device, seeds = run.envs[0], run.device, run.seeds
+    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
 
-    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
-        self.step_count = torch.zeros((), device=self.params[0].device)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+    # ALGO LOGIC: initialize agent here
+    # each seed's weights (every weight has a leading seed axis) drawn from a seed of its own (seed + 20_000)
+    actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
+                                                 QNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
+                              [seed + 20_000 for seed in seeds])
+    actor_target = copy.deepcopy(actor)
+    qf_target = copy.deepcopy(qf)
+    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
+    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
 
-    @torch.no_grad()
-    def step(self, grads):
-        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
-        beta1, beta2 = self.betas
-        self.step_count += 1
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
-        torch._foreach_add_(denom, self.eps)
-        updates = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
-        torch._foreach_sub_(self.params, updates)
+    def update(data, update_policy: bool):
+        """One gradient update of the critics on a minibatch `data` and, if `update_policy` (TD3's delayed policy
+        updates; one CUDA graph each way), of the actor and the targets (else the actor's loss is None). Written for one
+        seed: with --num-seeds every tensor carries a seed axis in front, which no line here names (each seed's loss is
+        its own; Adam's `minimize` steps each seed on its own loss's gradient)."""
+        obs, actions, rewards, next_obs, terminations = data
+        with torch.no_grad():
+            # target policy smoothing: clipped Gaussian noise on the target action (actions are in [-1, 1])
+            noise = (torch.randn_like(actions) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
+            next_state_actions = (actor_target(next_obs) + noise).clamp(-1, 1)
+            qf_next_target = qf_target(next_obs, next_state_actions).min(-2).values
+            next_q_value = rewards + (1 - terminations) * args.gamma * qf_next_target
 
-    def state_dict(self) -> dict:
-        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
-                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+        qf_values = qf(obs, actions)  # (critics, batch): Q1 and Q2
+        qf_loss = F.mse_loss(qf_values, next_q_value.unsqueeze(-2).expand_as(qf_values), reduction="none").mean(-1).sum(-1)
+        q_optimizer.minimize(qf_loss)  # qf1_loss + qf2_loss
 
-    @torch.no_grad()
-    def load_state_dict(self, state: dict):
-        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
-        self.step_count.copy_(state["step"])
-        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
-        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
+        if not update_policy:
+            return qf_values.detach(), qf_loss.detach(), None
+        actor_loss = -qf(obs, actor(obs))[..., 0, :].mean(-1)  # TD3: the actor ascends Q1 alone
+        actor_optimizer.minimize(actor_loss)  # the actor's gradients only: a third of the critic's FLOPs saved
+
+        with torch.no_grad():  # the target networks' soft update (one fused op over all parameters)
+            torch._foreach_lerp_(list(actor_target.parameters()) + list(qf_target.parameters()),
+                                 list(actor.parameters()) + list(qf.parameters()), args.tau)
+        return qf_values.detach(), qf_loss.detach(), actor_loss.detach()
+
+    update = run.accelerate(update)  # --compile: one graph; on a GPU, one CUDA graph launch instead of ~250 kernels
+
+    agent = (actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer)  # what a checkpoint holds, and rb
+    # the paper's resets return actor, critics and their targets to these initial weights, with fresh optimizers
+    initial_agent = copy.deepcopy(state_of(agent))
+    num_updates = 0  # gradient updates so far: the policy delay counts these (from the first), not env steps
+    actor_loss = None  # the latest actor losses (set every policy_frequency-th update, logged in between too)
+    policy = actor  # the deterministic policy, for videos
+
+    if run.checkpoint:
+        obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss = run.restore({"agent": agent, "rb": rb})
+    else:  # TRY NOT TO MODIFY: start the game
+        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
+        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
+
+    for global_step in range(run.start_step, args.total_timesteps):
+        if global_step % args.eval_interval == 0:
+            last_evals = run.log_eval(global_step, *evaluate(actor, qf, run.eval_envs, args), policy)
+
+        # ALGO LOGIC: put action logic here
+        if global_step < args.learning_starts:
+            actions = np.stack([env.action_space.sample() for env in run.envs])
+        else:
+            with torch.no_grad():  # every seed's action in one forward pass
+                actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
+                actions += torch.randn_like(actions) * args.exploration_noise  # Gaussian exploration
+                actions = actions.clamp(-1, 1)
+            actions = actions[:, 0].cpu().numpy()
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(run.envs, actions))))
+        episode_returns += rewards
+        episode_lengths += 1
+
+        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
+        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float))
+
+        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
+        obs = next_obs
+        for k in np.flatnonzero(terminations | truncations):
+            run.writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
+            run.writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
+            obs[k], _ = run.envs[k].reset()
+            episode_returns[k], episode_lengths[k] = 0.0, 0
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            for _ in range(args.replay_ratio):
+                # delayed policy updates: the actor and the targets once every policy_frequency gradient updates
+                update_policy = num_updates % args.policy_frequency == 0
+                qf_values, qf_loss, policy_loss = update(rb.sample(args.batch_size), update_policy)
+                actor_loss = policy_loss if update_policy else actor_loss
+                num_updates += 1
+            losses = {"losses/qf_loss": qf_loss / 2.0, "losses/actor_loss": actor_loss}
+            if global_step % args.log_interval == 0:
+                run.log({"losses/qf_values": qf_values, **losses}, global_step)
+                run.check_finite(losses, {"qf": qf, "actor": actor}, global_step)
+
+        # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
+        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
+            load_state(agent, initial_agent)
+            run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
+
+        run.progress(global_step + 1, last_evals)
+        if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
+            if global_step >= args.learning_starts:
+                run.check_finite(losses, {"qf": qf, "actor": actor}, global_step)
+            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb}, (obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss))
+
+    if args.total_timesteps % args.eval_interval == 0:
+        last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, run.eval_envs, args), policy)
+    run.finish(last_evals, policy)
+
+
+def evaluate(actor, qf, eval_envs: list, args: Args):
+    """Each seed's mean return of deterministic episodes on its eval env, and the critic's Q(s0, pi(s0)) beside the
+    Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge). The seeds' episodes run in step
+    (one forward pass for all), a seed that is done waiting for the others."""
+    num_seeds, device = len(eval_envs), next(actor.parameters()).device
+
+    def policy(obs):
+        with torch.no_grad():
+            return actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
+
+    def reset():
+        return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(num_seeds, dtype=bool)
+
+    def step(actions, live):
+        """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+        rewards = np.zeros(num_seeds)
+        for k in np.flatnonzero(live):
+            obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
+            done[k] = terminated or truncated
+        return rewards
+
+    returns, q_estimates, mc_returns = (np.zeros((args.eval_episodes, num_seeds)) for _ in range(3))
+    for episode in range(args.eval_episodes):
+        (obs, done), discount = reset(), 1.0
+        with torch.no_grad():
+            q_estimates[episode] = (qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None], policy(obs))
+                                    .min(1).values[:, 0].cpu().numpy())  # min over the twin, as in the target
+        while not done.all():
+            rewards = step(policy(obs)[:, 0].cpu().numpy(), ~done)
+            returns[episode] += rewards
+            mc_returns[episode] += discount * rewards
+            discount *= args.gamma
+    return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
 
 
 class ReplayBuffer:
@@ -268,8 +384,9 @@ class ReplayBuffer:
                 self.next_obs[self.seeds, idx], self.terminations[self.seeds, idx])
 
 
-# Plumbing, the same in every script but for each script's own checks in check_args: the command line and its checks,
-# checkpoints, the NaN guard and the progress line.
+# The harness: the same text in every script (tests/test_drift.py), but for each script's own checks in check_args.
+# The command line and its checks, run directories, checkpoints, the optimizer, the CUDA graph, the NaN guard, W&B,
+# videos and the progress line.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
@@ -277,6 +394,187 @@ RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
+
+
+class Run:
+    """What the training loop calls that is not the algorithm: the command line's run directories (or the resumed
+    run's), seeding, the device, each seed's envs, TensorBoard writers and W&B, the update's compilation and CUDA graph,
+    evaluations' logs and videos, checkpoints and Ctrl-C (SIGTERM, SIGINT), the NaN guard, the progress line, timing."""
+
+    def __init__(self, args: Args):
+        check_args(args)
+        self.args, self.checkpoint = args, None
+        if args.resume:  # the run's own settings (into `args`), directories and state
+            self.checkpoint, run_args, self.run_dirs = load_checkpoint(args)
+            vars(args).update(vars(run_args))
+        self.seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
+        if args.total_timesteps is None:
+            args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
+        if self.checkpoint is None:
+            started = int(time.time())
+            self.run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
+                             for seed in self.seeds]
+            for run_dir in self.run_dirs:
+                try:
+                    os.makedirs(run_dir)
+                except OSError as e:
+                    sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+        self.run_dir = self.run_dirs[0]  # the first seed's: it holds the checkpoint of them all
+
+        # TRY NOT TO MODIFY: seeding
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
+        torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
+        torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
+        torch.set_num_threads(args.torch_threads)
+        torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
+        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+        # env setup: for each seed one env for training, a separate one for evaluation
+        try:
+            self.envs = [make_env(args.env, seed) for seed in self.seeds]
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
+        if not isinstance(self.envs[0].action_space, gym.spaces.Box):
+            sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
+
+        self.start_step = self.checkpoint["next_step"] if self.checkpoint else 0
+        # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
+        # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
+        self.wandb_run = (start_wandb(args, os.path.basename(self.run_dir), self.run_dir, self.checkpoint.get("wandb_id") if self.checkpoint else None)
+                          if args.track else None)
+        self.writers = [SummaryWriter(run_dir, purge_step=self.start_step if self.checkpoint else None) for run_dir in self.run_dirs]
+        if self.checkpoint is None:
+            for seed, writer in zip(self.seeds, self.writers):  # each seed's run as a single-seed run with that seed logs it
+                writer.add_text(
+                    "hyperparameters",
+                    "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
+                )
+        print(f"run {os.path.basename(self.run_dir)}: {args.env} for {args.total_timesteps} steps on {self.device}"
+              + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
+              + (f", resumed at step {self.start_step}" if self.checkpoint else ""), flush=True)
+        self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
+
+        # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+        try:
+            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
+        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+            sys.exit(f"error: --capture-video: {e}")
+        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.start_step)
+        self.start_time, self.timings = None, collections.defaultdict(float)
+
+    def accelerate(self, fn):
+        """`fn` (tensor ops only, no host sync) as the device runs it fastest: compiled into one graph (--compile, no graph
+        break: autograd.grad traced into it), replayed as one captured CUDA graph on a GPU (--cuda-graph: one launch
+        instead of hundreds of kernels). Its first call says when it compiles."""
+        if self.args.compile:
+            torch._dynamo.config.trace_autograd_ops = True
+            compiled, fn = torch.compile(fn, fullgraph=True), None
+
+            @functools.wraps(compiled)
+            def fn(*args):
+                if not calls:  # no progress line while it compiles
+                    print(f"compiling {compiled.__name__} (--compile): its first call waits for it, minutes on a GPU", flush=True)
+                calls.append(1)
+                return compiled(*args)
+            calls = []
+        if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
+            fn = as_cuda_graph(fn, stand_in=self.device.type != "cuda")
+        return fn
+
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
+        tic = time.perf_counter()
+        yield
+        self.timings[name] += time.perf_counter() - tic
+
+    def log(self, values: dict, step: int):
+        """Each seed's value of each name to its own run's TensorBoard: a tensor with a leading seed axis (each seed's
+        mean over the rest; one host sync per name), or one number for every seed."""
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().reshape(len(self.writers), -1).mean(1).tolist()
+            for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
+                writer.add_scalar(name, x, step)
+
+    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:
+        """An evaluation's results (each seed's) and, every --video-interval-th evaluation with --capture-video, a video of
+        `policy`, the deterministic one; returns the returns."""
+        self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
+        if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
+            self.record_video(step, policy)
+        return eval_returns
+
+    def record_video(self, step: int, policy):
+        """For each seed one episode of `policy` (observations (seeds, 1, obs) -> actions (seeds, 1, act), no random
+        number drawn) as videos/step_<step>.mp4 in its run directory and a TensorBoard (and W&B) video."""
+        for k, (video_env, writer) in enumerate(zip(self.video_envs, self.writers)):
+            def act(obs):
+                with torch.no_grad():
+                    x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).expand(len(self.seeds), 1, -1)
+                    return policy(x)[k, 0].cpu().numpy()
+
+            frames = record_episode(video_env, act, f"{self.run_dirs[k]}/videos/step_{step}.mp4")
+            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
+            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+
+    def check_finite(self, losses: dict, networks: dict, step: int):
+        stop_if_nonfinite(losses, networks, step, self.run_dir, self.seeds)
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether to save a checkpoint after `step`: every --checkpoint-interval steps, and when asked to stop."""
+        return bool(self.stop_signal) or bool(self.args.checkpoint_interval and (step + 1) % self.args.checkpoint_interval == 0)
+
+    def save_checkpoint(self, next_step: int, agent: dict, loop: tuple):
+        """Everything the run's future depends on, for every seed: `agent` (name: modules, optimizers, buffers and tensors,
+        or lists of them), the envs, the loop's own state `loop` and the random generators. After a stop signal it exits
+        with the resume command."""
+        write_checkpoint({
+            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
+            "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
+            "wandb_id": self.wandb_run.id if self.wandb_run else None, **state_of(agent),
+            "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
+            "loop": loop, "rng": rng_state(self.device),
+        }, self.run_dir)
+        if self.stop_signal:
+            sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
+                     f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
+
+    def restore(self, agent: dict) -> tuple:
+        """Continue exactly where the checkpoint left off: `agent` (as save_checkpoint takes it), the envs, the random
+        generators; returns the loop's state."""
+        load_state(agent, {name: self.checkpoint[name] for name in agent})
+        for env, state in zip(self.envs + self.eval_envs, self.checkpoint["env"] + self.checkpoint["eval_env"], strict=True):
+            set_env_state(env, state)
+        set_rng_state(self.checkpoint["rng"], self.device)
+        return self.checkpoint["loop"]
+
+    def progress(self, step: int, last_evals: np.ndarray):
+        """After each env step (`step` of them done): the progress line, and env steps per second on TensorBoard."""
+        if self.start_time is None:
+            self.start_time = time.time()
+        if (step - 1) % self.args.log_interval == 0:
+            self.log({"charts/SPS": int((step - 1 - self.start_step) / max(time.time() - self.start_time, 1e-9))}, step - 1)
+        self.progress_line(step, last_evals)
+
+    def finish(self, last_evals: np.ndarray, policy):
+        """The end: a video of the final policy (--capture-video), the last progress line, envs and logs closed."""
+        if self.args.capture_video and not os.path.exists(f"{self.run_dir}/videos/step_{self.args.total_timesteps}.mp4"):
+            self.record_video(self.args.total_timesteps, policy)
+        self.progress_line(self.args.total_timesteps, last_evals, force=True)
+        for env in self.envs + self.eval_envs:
+            env.close()
+        for writer in self.writers:
+            writer.close()
+        if self.wandb_run:
+            self.wandb_run.finish()
 
 
 def parse_args() -> Args:
@@ -381,10 +679,30 @@ def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     return stacked
 
 
-def load_states(objects, states):
-    """Each state into its module or optimizer: a checkpoint's, or at a reset the initial ones."""
-    for obj, state in zip(objects, states, strict=True):
-        obj.load_state_dict(state)
+def state_of(x):
+    """The state of `x` for a checkpoint: a module's, optimizer's or buffer's state_dict, a tensor's values (on the
+    CPU), or the same of each entry of a tuple, list or dict."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", copy=True)
+    if isinstance(x, (tuple, list)):
+        return [state_of(y) for y in x]
+    if isinstance(x, dict):
+        return {name: state_of(y) for name, y in x.items()}
+    return x.state_dict()
+
+
+def load_state(x, state):
+    """`state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one."""
+    if isinstance(x, torch.Tensor):
+        x.detach().copy_(state)
+    elif isinstance(x, (tuple, list)):
+        for y, y_state in zip(x, state, strict=True):
+            load_state(y, y_state)
+    elif isinstance(x, dict):
+        for name, y in x.items():
+            load_state(y, state[name])
+    else:
+        x.load_state_dict(state)
 
 
 def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
@@ -466,6 +784,51 @@ def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
         return record["replay"]()
 
     return call
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
+    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
+    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+
+    def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.weight_decay = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * len(self.params)
+        self.step_count = torch.zeros((), device=self.params[0].device)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads):
+        grads = [torch.add(g, p, alpha=decay) if decay else g for g, p, decay in zip(grads, self.params, self.weight_decay)]
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, (1 - beta2 ** self.step_count).sqrt())
+        torch._foreach_add_(denom, self.eps)
+        updates = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
+        torch._foreach_sub_(self.params, updates)
+
+    def minimize(self, loss: torch.Tensor):
+        """One step down the gradient of `loss`, each seed's loss (a tensor of one per seed) on its own parameters: the
+        gradient of the seeds' sum is each seed's own, as no seed's loss reads another's weights."""
+        self.step(torch.autograd.grad(loss.sum(), self.params))
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict):
+        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+        self.step_count.copy_(state["step"])
+        torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
+        torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -564,295 +927,4 @@ def duration(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    check_args(args)
-    seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
-    checkpoint = None
-    if args.resume:  # the run's own settings, directories and state
-        checkpoint, args, run_dirs = load_checkpoint(args)
-        seeds = list(range(args.seed, args.seed + args.num_seeds))
-    if args.total_timesteps is None:
-        args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
-    if checkpoint is None:
-        started = int(time.time())
-        run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
-                    for seed in seeds]
-        for run_dir in run_dirs:
-            try:
-                os.makedirs(run_dir)
-            except OSError as e:
-                sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
-    run_dir = run_dirs[0]  # the first seed's: it holds the checkpoint of them all
-
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for --torch-deterministic
-    torch.use_deterministic_algorithms(args.torch_deterministic, warn_only=True)  # an op without such a kernel warns
-    torch.utils.deterministic.fill_uninitialized_memory = False  # else deterministic mode writes NaN into every buffer
-    torch.set_num_threads(args.torch_threads)
-
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
-    # env setup: for each seed one env for training, a separate one for evaluation
-    try:
-        envs = [make_env(args.env, seed) for seed in seeds]
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    eval_envs = [make_env(args.env, seed + 10_000) for seed in seeds]
-    env = envs[0]
-    if not isinstance(env.action_space, gym.spaces.Box):
-        sys.exit(f"error: {args.env} has a {type(env.action_space).__name__} action space; only continuous (Box) ones are supported")
-    obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
-
-    start_step = checkpoint["next_step"] if checkpoint else 0
-    # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
-    # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-    wandb_run = start_wandb(args, os.path.basename(run_dir), run_dir, checkpoint.get("wandb_id") if checkpoint else None) if args.track else None
-    writers = [SummaryWriter(run_dir, purge_step=start_step if checkpoint else None) for run_dir in run_dirs]
-    if checkpoint is None:
-        for seed, writer in zip(seeds, writers):  # each seed's run as a single-seed run with that seed logs it
-            writer.add_text(
-                "hyperparameters",
-                "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
-            )
-    print(f"run {os.path.basename(run_dir)}: {args.env} for {args.total_timesteps} steps on {device}"
-          + (f", seeds {seeds[0]}-{seeds[-1]} in one process" if len(seeds) > 1 else "")
-          + (f", resumed at step {start_step}" if checkpoint else ""), flush=True)
-    stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-
-    # the run's harness, which the loop calls: videos, evaluation, checkpoints, the NaN guard (each reads the agent
-    # and the loop's state when it is called)
-    # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-    try:
-        video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in seeds] if args.capture_video else None
-    except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
-        sys.exit(f"error: --capture-video: {e}")
-
-    def record_video(step: int):
-        """For each seed one deterministic episode as videos/step_<step>.mp4 in its run directory and a TensorBoard (and
-        W&B) video."""
-        for k, (video_env, writer) in enumerate(zip(video_envs, writers)):
-            def policy(obs):
-                with torch.no_grad():  # the mean action: no random number drawn
-                    x = torch.as_tensor(obs, dtype=torch.float32, device=device).expand(len(seeds), 1, -1)
-                    return actor(x)[k, 0].cpu().numpy()
-
-            frames = record_episode(video_env, policy, f"{run_dirs[k]}/videos/step_{step}.mp4")
-            stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
-
-    def evaluate():
-        """Each seed's mean return of deterministic episodes on its eval env, and the critic's Q(s0, pi(s0)) beside the
-        Monte-Carlo discounted return from s0 (the paper's over/under-estimation gauge). The seeds' episodes run in step
-        (one forward pass for all), a seed that is done waiting for the others."""
-        def policy(obs):
-            with torch.no_grad():
-                return actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
-
-        def reset():
-            return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(len(seeds), dtype=bool)
-
-        def step(actions, live):
-            """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
-            rewards = np.zeros(len(seeds))
-            for k in np.flatnonzero(live):
-                obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
-                done[k] = terminated or truncated
-            return rewards
-
-        returns, q_estimates, mc_returns = (np.zeros((args.eval_episodes, len(seeds))) for _ in range(3))
-        for episode in range(args.eval_episodes):
-            (obs, done), discount = reset(), 1.0
-            with torch.no_grad():
-                q_estimates[episode] = (qf(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None], policy(obs))
-                                        .min(1).values[:, 0].cpu().numpy())  # min over the twin, as in the target
-            while not done.all():
-                rewards = step(policy(obs)[:, 0].cpu().numpy(), ~done)
-                returns[episode] += rewards
-                mc_returns[episode] += discount * rewards
-                discount *= args.gamma
-        return returns.mean(0), q_estimates.mean(0), mc_returns.mean(0)
-
-    def log_eval(step: int) -> np.ndarray:
-        eval_returns, q_estimates, mc_returns = evaluate()
-        for writer, eval_return, q_estimate, mc_return in zip(writers, eval_returns, q_estimates, mc_returns):
-            writer.add_scalar("eval/return", eval_return, step)
-            writer.add_scalar("diagnostics/q_estimate", q_estimate, step)
-            writer.add_scalar("diagnostics/mc_return", mc_return, step)
-        if args.capture_video and step // args.eval_interval % args.video_interval == 0:
-            record_video(step)
-        return eval_returns
-
-    def log_scalars(values: dict, step: int):
-        """Each seed's value (one host sync per name) to its own run's TensorBoard."""
-        for name, value in values.items():
-            for writer, x in zip(writers, value.tolist()):
-                writer.add_scalar(name, x, step)
-
-    def save_checkpoint(next_step: int):
-        """Everything the run's future depends on, for every seed."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(args), "next_step": next_step,
-            "run_dirs": [os.path.relpath(d, run_dir) for d in run_dirs], "wandb_id": wandb_run.id if wandb_run else None,
-            "agent": [m.state_dict() for m in agent], "rb": rb.state_dict(),
-            "env": [get_env_state(env) for env in envs], "eval_env": [get_env_state(env) for env in eval_envs],
-            "loop": (obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss), "rng": rng_state(device),
-        }, run_dir)
-
-    def restore(checkpoint: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: networks, optimizers, buffers, envs, RNGs; returns the loop state."""
-        load_states(agent, checkpoint["agent"])
-        rb.load_state_dict(checkpoint["rb"])
-        for env, state in zip(envs + eval_envs, checkpoint["env"] + checkpoint["eval_env"], strict=True):
-            set_env_state(env, state)
-        set_rng_state(checkpoint["rng"], device)
-        return checkpoint["loop"]
-
-    def check_finite(step: int):
-        stop_if_nonfinite({"qf_loss": qf_loss, "actor_loss": actor_loss},
-                          {"qf": qf, "actor": actor}, step, run_dir, seeds)
-
-    # ALGO LOGIC: initialize agent here
-    # each seed's initial weights from a seed of its own (seed + 20_000), apart from the global stream
-    actor, qf = init_per_seed(lambda num_seeds: (Actor(env, args.hidden_dim, num_seeds).to(device),
-                                                 QNetwork(env, args.hidden_dim, args.layer_norm, num_seeds).to(device)),
-                              [seed + 20_000 for seed in seeds])
-    actor_target = copy.deepcopy(actor)
-    qf_target = copy.deepcopy(qf)
-    q_optimizer = Adam(qf.parameters(), lr=args.q_lr)
-    actor_optimizer = Adam(actor.parameters(), lr=args.policy_lr)
-    agent = (actor, actor_target, qf, qf_target, q_optimizer, actor_optimizer)  # what a checkpoint holds
-    # the paper's resets return actor, critics and their targets to these initial weights, with fresh optimizers
-    initial_agent = copy.deepcopy([m.state_dict() for m in agent])
-    num_updates = 0  # gradient updates so far: the policy delay counts these (from the first), not env steps
-    actor_loss = None  # the latest actor losses (set every policy_frequency-th update, logged in between too)
-
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device, len(seeds))
-
-    def update(data, update_policy: bool):
-        """One gradient update of every seed's critics on its minibatch in `data` (seeds, batch, ...) and, if
-        `update_policy`, of its actor and targets (TD3's delayed policy updates); returns the actors' losses only then
-        (else None). Each seed's loss is its own; their sum's gradient is each seed's own gradient, so one Adam over the
-        stacked parameters is one Adam per seed. Tensor ops only, no host sync: it compiles to one graph (--compile) and
-        replays as one CUDA graph per `update_policy` (--cuda-graph)."""
-        data_obs, data_actions, data_rewards, data_next_obs, data_terminations = data
-        with torch.no_grad():
-            # target policy smoothing: clipped Gaussian noise on the target action (actions are in [-1, 1])
-            noise = (torch.randn_like(data_actions) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
-            next_state_actions = (actor_target(data_next_obs) + noise).clamp(-1, 1)
-            qf_next_target = qf_target(data_next_obs, next_state_actions).min(1).values
-            next_q_value = data_rewards + (1 - data_terminations) * args.gamma * qf_next_target
-
-        qf_values = qf(data_obs, data_actions)
-        qf_loss = F.mse_loss(qf_values, next_q_value[:, None].expand_as(qf_values), reduction="none").mean(2).sum(1)
-
-        # optimize the critics
-        q_optimizer.step(torch.autograd.grad(qf_loss.sum(), q_optimizer.params))
-
-        if not update_policy:
-            return qf_values.detach(), qf_loss.detach(), None
-        actor_loss = -qf(data_obs, actor(data_obs))[:, 0].mean(1)  # TD3: the actor ascends Q1 alone
-
-        # the actor's gradients only: none for the critic's weights, a third of its critic FLOPs saved
-        actor_optimizer.step(torch.autograd.grad(actor_loss.sum(), actor_optimizer.params))
-
-        # update the target networks (one fused op over all parameters)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(actor_target.parameters()) + list(qf_target.parameters()),
-                                 list(actor.parameters()) + list(qf.parameters()), args.tau)
-        return qf_values.detach(), qf_loss.detach(), actor_loss.detach()
-
-    if args.compile:  # one graph for the whole update, no graph break (autograd.grad traced into it)
-        torch._dynamo.config.trace_autograd_ops = True
-        update = torch.compile(update, fullgraph=True)
-    if args.cuda_graph and (device.type == "cuda" or GRAPH_STAND_IN):  # one launch per update instead of ~250 kernels
-        update = as_cuda_graph(update, stand_in=device.type != "cuda")
-
-    if checkpoint:
-        obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss = restore(checkpoint)
-    else:  # TRY NOT TO MODIFY: start the game
-        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)])
-        episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
-    progress = ProgressLine(args.total_timesteps, args.learning_starts, start_step)
-    start_time = time.time()
-
-    for global_step in range(start_step, args.total_timesteps):
-        if global_step % args.eval_interval == 0:
-            last_evals = log_eval(global_step)
-
-        # ALGO LOGIC: put action logic here
-        if global_step < args.learning_starts:
-            actions = np.stack([env.action_space.sample() for env in envs])
-        else:
-            with torch.no_grad():  # every seed's action in one forward pass
-                actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None])
-                actions += torch.randn_like(actions) * args.exploration_noise  # Gaussian exploration
-                actions = actions.clamp(-1, 1)
-            actions = actions[:, 0].cpu().numpy()
-
-        # TRY NOT TO MODIFY: execute the game and log data.
-        next_obs, rewards, terminations, truncations, _ = (np.stack(x) for x in zip(*(env.step(a) for env, a in zip(envs, actions))))
-        episode_returns += rewards
-        episode_lengths += 1
-
-        # TRY NOT TO MODIFY: save data to replay buffer; time-limit truncations are bootstrapped (only `terminated` cuts)
-        rb.add(obs[:, None], actions[:, None], rewards[:, None], next_obs[:, None], terminations[:, None].astype(float))
-
-        # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
-        obs = next_obs
-        for k in np.flatnonzero(terminations | truncations):
-            writers[k].add_scalar("charts/episodic_return", episode_returns[k], global_step)
-            writers[k].add_scalar("charts/episodic_length", episode_lengths[k], global_step)
-            obs[k], _ = envs[k].reset()
-            episode_returns[k], episode_lengths[k] = 0.0, 0
-
-        # ALGO LOGIC: training.
-        if args.compile and global_step == max(start_step, args.learning_starts):  # no progress line while it compiles
-            print(f"step {global_step}: compiling (--compile); the first learning step waits for it, minutes on a GPU", flush=True)
-        if global_step >= args.learning_starts:
-            for _ in range(args.replay_ratio):
-                # delayed policy updates: the actor and the targets once every policy_frequency gradient updates
-                update_policy = num_updates % args.policy_frequency == 0
-                qf_values, qf_loss, policy_loss = update(rb.sample(args.batch_size), update_policy)
-                actor_loss = policy_loss if update_policy else actor_loss
-                num_updates += 1
-
-            if global_step % args.log_interval == 0:
-                log_scalars({"losses/qf_values": qf_values.mean((1, 2)), "losses/qf_loss": qf_loss / 2.0,
-                             "losses/actor_loss": actor_loss}, global_step)
-                check_finite(global_step)
-        if global_step % args.log_interval == 0:
-            for writer in writers:
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
-
-        # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
-        if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
-            load_states(agent, initial_agent)
-            for writer in writers:
-                writer.add_scalar("charts/resets", (global_step + 1) // args.reset_interval, global_step)
-
-        if stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
-            if global_step >= args.learning_starts:
-                check_finite(global_step)
-            save_checkpoint(global_step + 1)
-        if stop_signal:
-            sys.exit(f"{signal.Signals(stop_signal[0]).name} at step {global_step + 1}: checkpoint saved; "
-                     f"continue with: python {os.path.basename(__file__)} --resume {run_dir}")
-        progress(global_step + 1, last_evals)
-
-    if args.total_timesteps % args.eval_interval == 0:
-        last_evals = log_eval(args.total_timesteps)
-    if args.capture_video and not os.path.exists(f"{run_dir}/videos/step_{args.total_timesteps}.mp4"):
-        record_video(args.total_timesteps)  # the final policy
-    progress(args.total_timesteps, last_evals, force=True)
-    for env in envs + eval_envs:
-        env.close()
-    for writer in writers:
-        writer.close()
-    if wandb_run:
-        wandb_run.finish()
+    main(parse_args())
