@@ -2,11 +2,9 @@
 # (arXiv 2412.14312): an encoder, a latent model and a policy trained with one objective, on td3.py's skeleton
 # Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
 # what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
-import collections
 import contextlib
 import copy
 import errno
-import functools
 import io
 import math
 import os
@@ -24,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from utils import get_env_state, make_env, set_env_state
 from utils.envs import is_dmc
@@ -32,109 +31,68 @@ from utils.envs import is_dmc
 @dataclass
 class Args:
     # the experiment: task, seed, budget
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment (part of the run name)"""
-    env: str = "dmc:walker-walk"
-    """a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)"""
-    seed: int = 1
-    """seed of the experiment (python, numpy, torch, env)"""
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the name of this experiment (part of the run name)
+    env: str = "dmc:walker-walk"  # a Gymnasium id (`Hopper-v5`) or a DeepMind Control task (`dmc:<domain>-<task>`)
+    seed: int = 1  # seed of the experiment (python, numpy, torch, env)
     num_seeds: int = 1
     """independent runs in this one process, seeds --seed ... --seed + num-seeds - 1, each with its own envs, buffer,
     networks and run directory; their networks stacked on a leading seed axis, one kernel for all (a GPU's gain)"""
-    total_timesteps: Optional[int] = None
-    """environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)"""
+    total_timesteps: Optional[int] = None  # environment steps to train for (paper: 300k for Gym ids, 500k for dmc: ids, the default when unset)
 
     # the algorithm: ALM's hyperparameters (the paper's defaults)
-    learning_starts: int = 5000
-    """uniformly random actions before learning starts (official ALM: explore_steps 5000)"""
-    buffer_size: int = 100_000
-    """replay buffer capacity (official ALM: env_buffer_size 1e5; 1e6 for Humanoid)"""
-    gamma: float = 0.99
-    """discount factor (paper: 0.99)"""
-    tau: float = 0.005
-    """soft-update rate of the target encoder and target critics, every gradient update (ALM: 0.005)"""
-    batch_size: int = 512
-    """minibatch size of each gradient update, in sequences for the model objective (ALM: 512)"""
-    model_lr: float = 1e-4
-    """Adam learning rate of encoder and latent model (ALM: 1e-4)"""
-    reward_lr: float = 1e-4
-    """Adam learning rate of the reward network and the classifier (ALM: 1e-4)"""
-    policy_lr: float = 1e-4
-    """Adam learning rate of the actor (ALM: 1e-4)"""
-    q_lr: float = 1e-4
-    """Adam learning rate of the critics (ALM: 1e-4)"""
-    max_grad_norm: float = 100.0
-    """every network's gradient is clipped to this global norm (ALM: 100)"""
-    latent_dim: int = 50
-    """size of the latent state z (ALM: 50)"""
-    hidden_dim: int = 512
-    """width of the two hidden layers of encoder, reward, classifier, actor and critics (ALM: 512)"""
-    model_hidden_dim: int = 1024
-    """width of the two hidden layers of the latent model (ALM: 1024)"""
-    horizon: int = 3
-    """K: latent-model steps in the model objective and in the actor's imagined rollouts (ALM: seq_len 3)"""
-    return_lambda: float = 0.95
-    """lambda of the actor's lambda-returns over imagined rollouts (ALM: 0.95)"""
-    lambda_cost: float = 0.1
-    """weight of the classifier's log p(real)/p(model) reward in the actor's returns (ALM: 0.1)"""
-    exploration_noise_start: float = 1.0
-    """std of the policy's Gaussian noise when learning starts, in the [-1, 1] action units (ALM: 1.0)"""
-    exploration_noise_end: float = 0.1
-    """std of the policy's Gaussian noise after the decay (ALM: 0.1)"""
-    exploration_noise_steps: int = 100_000
-    """env steps after learning_starts over which the std decays linearly from start to end (ALM: 100k)"""
-    noise_clip: float = 0.3
-    """policy noise in critic targets and actor losses is clipped to +-this, in the [-1, 1] action units (ALM: 0.3)"""
+    learning_starts: int = 5000  # uniformly random actions before learning starts (official ALM: explore_steps 5000)
+    buffer_size: int = 100_000  # replay buffer capacity (official ALM: env_buffer_size 1e5; 1e6 for Humanoid)
+    gamma: float = 0.99  # discount factor (paper: 0.99)
+    tau: float = 0.005  # soft-update rate of the target encoder and target critics, every gradient update (ALM: 0.005)
+    batch_size: int = 512  # minibatch size of each gradient update, in sequences for the model objective (ALM: 512)
+    model_lr: float = 1e-4  # Adam learning rate of encoder and latent model (ALM: 1e-4)
+    reward_lr: float = 1e-4  # Adam learning rate of the reward network and the classifier (ALM: 1e-4)
+    policy_lr: float = 1e-4  # Adam learning rate of the actor (ALM: 1e-4)
+    q_lr: float = 1e-4  # Adam learning rate of the critics (ALM: 1e-4)
+    max_grad_norm: float = 100.0  # every network's gradient is clipped to this global norm (ALM: 100)
+    latent_dim: int = 50  # size of the latent state z (ALM: 50)
+    hidden_dim: int = 512  # width of the two hidden layers of encoder, reward, classifier, actor and critics (ALM: 512)
+    model_hidden_dim: int = 1024  # width of the two hidden layers of the latent model (ALM: 1024)
+    horizon: int = 3  # K: latent-model steps in the model objective and in the actor's imagined rollouts (ALM: seq_len 3)
+    return_lambda: float = 0.95  # lambda of the actor's lambda-returns over imagined rollouts (ALM: 0.95)
+    lambda_cost: float = 0.1  # weight of the classifier's log p(real)/p(model) reward in the actor's returns (ALM: 0.1)
+    exploration_noise_start: float = 1.0  # std of the policy's Gaussian noise when learning starts, in the [-1, 1] action units (ALM: 1.0)
+    exploration_noise_end: float = 0.1  # std of the policy's Gaussian noise after the decay (ALM: 0.1)
+    exploration_noise_steps: int = 100_000  # env steps after learning_starts over which the std decays linearly from start to end (ALM: 100k)
+    noise_clip: float = 0.3  # policy noise in critic targets and actor losses is clipped to +-this, in the [-1, 1] action units (ALM: 0.3)
     synthetic_rollouts: bool = True
     """the actor ascends lambda-returns of K-step latent-model rollouts; off = it ascends Q(z, pi(z)) on encoded real states only"""
-    replay_ratio: int = 1
-    """gradient updates per environment step (ALM: 1)"""
-    layer_norm: bool = False
-    """LayerNorm also after the critics' second hidden layer (ALM's critics always have one after the first; off by default)"""
+    replay_ratio: int = 1  # gradient updates per environment step (ALM: 1)
+    layer_norm: bool = False  # LayerNorm also after the critics' second hidden layer (ALM's critics always have one after the first; off by default)
     reset_interval: int = 0
     """every this many env steps re-initialize every network (encoder, model, reward, classifier, actor, critics), targets and optimizers (paper: 128k; 0 = off)"""
 
     # the run's harness, not the algorithm: evaluation, logging, checkpoints, video, tracking, device, compile
-    eval_interval: int = 5000
-    """evaluate at step 0 and every this many env steps (paper: 5000)"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes per evaluation (paper: 10)"""
-    log_interval: int = 100
-    """log training losses every this many env steps"""
+    eval_interval: int = 5000  # evaluate at step 0 and every this many env steps (paper: 5000)
+    eval_episodes: int = 10  # deterministic evaluation episodes per evaluation (paper: 10)
+    log_interval: int = 100  # log training losses every this many env steps
     log_dir: str = "runs"
     """TensorBoard logs go to {log_dir}/{run_name}, one run directory per seed ("{seed}" in it: that seed's number)"""
-    checkpoint_interval: int = 2500
-    """save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)"""
-    resume: Optional[str] = None
-    """continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped"""
+    checkpoint_interval: int = 2500  # save a checkpoint every this many env steps (0 = only on SIGTERM/SIGINT)
+    resume: Optional[str] = None  # continue the run saved in this run directory (or checkpoint file) exactly as if it had never stopped
     capture_video: bool = False
     """record a deterministic episode at step 0, every --video-interval-th evaluation and the end: mp4s and TensorBoard videos"""
-    video_interval: int = 10
-    """with --capture-video, record every this-many-th evaluation (10: every 50k env steps at --eval-interval 5000)"""
-    track: bool = False
-    """also log to Weights & Biases: the scalars, the hyperparameters and the videos (as CleanRL's --track)"""
-    wandb_project: str = "freelunch"
-    """the Weights & Biases project"""
-    wandb_entity: Optional[str] = None
-    """the Weights & Biases entity (team or user; unset: your default one)"""
-    wandb_group: Optional[str] = None
-    """the Weights & Biases group (the sweep sets one per experiment and task)"""
-    cuda: bool = True
-    """use CUDA when it is available"""
-    torch_deterministic: bool = True
-    """`torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)"""
+    video_interval: int = 10  # with --capture-video, record every this-many-th evaluation (10: every 50k env steps at --eval-interval 5000)
+    track: bool = False  # also log to Weights & Biases: the scalars, the hyperparameters and the videos (as CleanRL's --track)
+    wandb_project: str = "freelunch"  # the Weights & Biases project
+    wandb_entity: Optional[str] = None  # the Weights & Biases entity (team or user; unset: your default one)
+    wandb_group: Optional[str] = None  # the Weights & Biases group (the sweep sets one per experiment and task)
+    cuda: bool = True  # use CUDA when it is available
+    torch_deterministic: bool = True  # `torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)
     torch_threads: int = 1
     """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
-    compile: bool = False
-    """torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)"""
-    cuda_graph: bool = True
-    """on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph"""
+    compile: bool = False  # torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)
+    cuda_graph: bool = True  # on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph
 
 
 class VectorizedLinear(nn.Module):
-    """`num_members` independent linear layers computed as one batched matmul: (M, B, in) -> (M, B, out), or (S, B, in)
-    -> (M, B, out) where each of S seeds' input goes to its M / S members (members stored seed-major). Initialized as the
-    paper's code (its `default_init`): each member's weights orthogonal (gain sqrt(2) unless given), biases 0."""
+    """`num_members` linear layers as one batched matmul: (M, B, in) -> (M, B, out), or (S, B, in) -> (M, B, out), each
+    of S seeds' input to its M / S members (seed-major). The paper's init (`default_init`): orthogonal (gain sqrt(2)), 0."""
 
     def __init__(self, in_features: int, out_features: int, num_members: int, gain: float = math.sqrt(2)):
         super().__init__()
@@ -391,7 +349,8 @@ def main(args: Args):
     update = run.accelerate(update)  # --compile: one graph; on a GPU, one CUDA graph launch instead of ~250 kernels
 
     agent = (encoder, encoder_target, model, reward_net, classifier, actor, qf, qf_target,
-             model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)  # what a checkpoint holds, and rb
+             model_optimizer, reward_optimizer, q_optimizer, actor_optimizer)  # what the update changes
+    checkpointed, guarded_networks = {"agent": agent, "rb": rb}, {"encoder": encoder, "model": model, "qf": qf, "actor": actor}
     # the paper's resets return every network and target to these initial weights, with fresh optimizers (ALM keeps
     # no target actor: the critics' targets use the online one)
     initial_agent = copy.deepcopy(state_of(agent))
@@ -403,7 +362,7 @@ def main(args: Args):
         if len(run.checkpoint["loop"]) != 4:  # alm.py before issue 18 kept an update count in it
             sys.exit(f"error: {args.resume!r} was written by an older alm.py (its loop state holds an update count) and "
                      f"cannot be resumed exactly; start a new run")
-        obs, episode_returns, episode_lengths, last_evals = run.restore({"agent": agent, "rb": rb})
+        obs, episode_returns, episode_lengths, last_evals = run.restore(checkpointed)
     else:  # TRY NOT TO MODIFY: start the game
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
         episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
@@ -445,14 +404,14 @@ def main(args: Args):
                 data = rb.sample_sequences(args.batch_size, args.horizon), rb.sample(args.batch_size)
                 measure = global_step % args.log_interval == 0 and i == args.replay_ratio - 1  # the logged update's
                 metrics = update(data, std, measure)
-            losses = {name: metrics[name] for name in ("alm_loss", "qf_loss", "actor_loss")}
+            guarded = {name: metrics[name] for name in ("alm_loss", "qf_loss", "actor_loss")}
             if global_step % args.log_interval == 0:
                 run.log({"model/latent_error": metrics["latent_error"], "losses/alm_loss": metrics["alm_loss"],
                          "losses/kl": metrics["kl"].mean(-1) / args.horizon, "losses/reward_loss": metrics["reward_loss"],
                          "losses/classifier_loss": metrics["classifier_loss"], "losses/qf_values": metrics["qf_values"],
                          "losses/qf_loss": metrics["qf_loss"], "losses/actor_loss": metrics["actor_loss"],
                          "charts/exploration_noise": std.item()}, global_step)
-                run.check_finite(losses, {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, global_step)
+                run.check_finite(guarded, guarded_networks, global_step)
 
         # periodic resets against plasticity loss (paper Sec. 5): networks anew, buffer kept
         if args.reset_interval and (global_step + 1) % args.reset_interval == 0:
@@ -460,10 +419,10 @@ def main(args: Args):
             run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
 
         run.progress(global_step + 1, last_evals)
-        if run.checkpoint_due(global_step):  # every --checkpoint-interval steps, and at SIGTERM/Ctrl-C (then it exits)
+        if run.stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
-                run.check_finite(losses, {"encoder": encoder, "model": model, "qf": qf, "actor": actor}, global_step)
-            run.save_checkpoint(global_step + 1, {"agent": agent, "rb": rb}, (obs, episode_returns, episode_lengths, last_evals))
+                run.check_finite(guarded, guarded_networks, global_step)
+            run.save_checkpoint(global_step + 1, checkpointed, (obs, episode_returns, episode_lengths, last_evals))
 
     if args.total_timesteps % args.eval_interval == 0:
         last_evals = run.log_eval(args.total_timesteps, *evaluate(encoder, actor, qf, run.eval_envs, args), policy)
@@ -483,8 +442,7 @@ def evaluate(encoder, actor, qf, eval_envs: list, args: Args):
     def reset():
         return np.stack([eval_env.reset()[0] for eval_env in eval_envs]), np.zeros(num_seeds, dtype=bool)
 
-    def step(actions, live):
-        """Steps the seeds still in an episode; returns their rewards (0 for the others)."""
+    def step(actions, live):  # the seeds still in an episode; their rewards (0 for the others)
         rewards = np.zeros(num_seeds)
         for k in np.flatnonzero(live):
             obs[k], rewards[k], terminated, truncated, _ = eval_envs[k].step(actions[k])
@@ -569,22 +527,20 @@ class ReplayBuffer:
         return self.obs[rows, idx], self.actions[rows, idx], self.next_obs[rows, idx]
 
 
-# The harness: the same text in every script (tests/test_drift.py), but for each script's own checks in check_args.
-# The command line and its checks, run directories, checkpoints, the optimizer, the CUDA graph, the NaN guard, W&B,
-# videos and the progress line.
+# The harness: the same text in every script (tests/test_drift.py) but for each script's own check_args. The command
+# line, run directories, seeding, envs, logs, videos, checkpoints, the NaN guard, Adam, the CUDA graph, progress.
 
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 4  # 2: actions in [-1, 1] (make_env rescales every env); 3: the scripts' own Adam; 4: a seed axis; older ones cannot be resumed
+CHECKPOINT_FORMAT = 5  # 3: the scripts' own Adam; 4: a seed axis; 5: the agent's tensors in "agent"; older ones cannot be resumed
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
 
 
 class Run:
-    """What the training loop calls that is not the algorithm: the command line's run directories (or the resumed
-    run's), seeding, the device, each seed's envs, TensorBoard writers and W&B, the update's compilation and CUDA graph,
-    evaluations' logs and videos, checkpoints and Ctrl-C (SIGTERM, SIGINT), the NaN guard, the progress line, timing."""
+    """What the training loop calls that is not the algorithm: run directories, seeding, the device, each seed's envs
+    and logs (TensorBoard, W&B, videos), checkpoints and resume, Ctrl-C, the NaN guard, progress, timing."""
 
     def __init__(self, args: Args):
         check_args(args)
@@ -617,7 +573,7 @@ class Run:
         torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
-        # env setup: for each seed one env for training, a separate one for evaluation
+        # env setup: for each seed one env for training, a separate one for evaluation (and one for videos)
         try:
             self.envs = [make_env(args.env, seed) for seed in self.seeds]
         except ValueError as e:
@@ -625,135 +581,141 @@ class Run:
         self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
         if not isinstance(self.envs[0].action_space, gym.spaces.Box):
             sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
-
         self.start_step = self.checkpoint["next_step"] if self.checkpoint else 0
+        self.wandb_run = None
+        if args.track:  # W&B mirrors the TensorBoard logs (the same W&B run when resumed): it starts before the writers
+            import wandb
+            wandb.tensorboard.patch(root_logdir=self.run_dir)
+            try:
+                self.wandb_run = wandb.init(project=args.wandb_project, entity=args.wandb_entity, group=args.wandb_group,
+                                            name=os.path.basename(self.run_dir), id=(self.checkpoint or {}).get("wandb_id"),
+                                            resume="allow", config=vars(args), dir=self.run_dir)
+            except Exception as e:  # wandb raises its own errors for a missing login, an unreachable server, ...
+                sys.exit(f"error: --track cannot start Weights & Biases ({type(e).__name__}: {' '.join(str(e).split())}); "
+                         f"run `wandb login` or set WANDB_API_KEY, or WANDB_MODE=offline to log locally")
         # a resumed run writes on in the same directories; purge_step drops what the stopped run logged after its checkpoint
-        # W&B mirrors the TensorBoard logs (it must start before the writer); a resumed run continues its W&B run
-        self.wandb_run = (start_wandb(args, os.path.basename(self.run_dir), self.run_dir, self.checkpoint.get("wandb_id") if self.checkpoint else None)
-                          if args.track else None)
         self.writers = [SummaryWriter(run_dir, purge_step=self.start_step if self.checkpoint else None) for run_dir in self.run_dirs]
-        if self.checkpoint is None:
-            for seed, writer in zip(self.seeds, self.writers):  # each seed's run as a single-seed run with that seed logs it
-                writer.add_text(
-                    "hyperparameters",
-                    "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()])),
-                )
+        for seed, writer in zip(self.seeds, self.writers) if self.checkpoint is None else ():  # as its single-seed run logs it
+            writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in {**vars(args), "seed": seed}.items()))
         print(f"run {os.path.basename(self.run_dir)}: {args.env} for {args.total_timesteps} steps on {self.device}"
               + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
-              + (f", resumed at step {self.start_step}" if self.checkpoint else ""), flush=True)
+              + (f", resumed at step {self.start_step}" if self.checkpoint else "")
+              + (", compiling at the first learning step (--compile; minutes on a GPU)" if args.compile else ""), flush=True)
         self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
-
-        # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-        try:
+        try:  # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
             self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
         except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
             sys.exit(f"error: --capture-video: {e}")
-        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.start_step)
-        self.start_time, self.timings = None, collections.defaultdict(float)
+        self.progress_line, self.start_time, self.timings = ProgressLine(args.total_timesteps, args.learning_starts), time.time(), {}
 
-    def accelerate(self, fn):
-        """`fn` (tensor ops only, no host sync) as the device runs it fastest: compiled into one graph (--compile, no graph
-        break: autograd.grad traced into it), replayed as one captured CUDA graph on a GPU (--cuda-graph: one launch
-        instead of hundreds of kernels). Its first call says when it compiles."""
+    def accelerate(self, fn):  # `fn` (tensor ops, no host sync) compiled to one graph (--compile) and replayed as one CUDA graph (a GPU)
         if self.args.compile:
             torch._dynamo.config.trace_autograd_ops = True
-            compiled, fn = torch.compile(fn, fullgraph=True), None
-
-            @functools.wraps(compiled)
-            def fn(*args):
-                if not calls:  # no progress line while it compiles
-                    print(f"compiling {compiled.__name__} (--compile): its first call waits for it, minutes on a GPU", flush=True)
-                calls.append(1)
-                return compiled(*args)
-            calls = []
+            fn = torch.compile(fn, fullgraph=True)
         if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
             fn = as_cuda_graph(fn, stand_in=self.device.type != "cuda")
         return fn
 
     @contextlib.contextmanager
-    def timed(self, name: str):
-        """Adds the wall-clock time of the block to timings[name] (logged as time/<name>_frac: where the time goes)."""
+    def timed(self, name: str):  # adds the wall-clock time of the block to timings[name] (where the time goes)
         tic = time.perf_counter()
         yield
-        self.timings[name] += time.perf_counter() - tic
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - tic
 
-    def log(self, values: dict, step: int):
-        """Each seed's value of each name to its own run's TensorBoard: a tensor with a leading seed axis (each seed's
-        mean over the rest; one host sync per name), or one number for every seed."""
+    def log(self, values: dict, step: int):  # each seed's value to its TensorBoard: a tensor's mean past its seed axis, or a number
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
                 value = value.detach().reshape(len(self.writers), -1).mean(1).tolist()
             for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
                 writer.add_scalar(name, x, step)
 
-    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:
-        """An evaluation's results (each seed's) and, every --video-interval-th evaluation with --capture-video, a video of
-        `policy`, the deterministic one; returns the returns."""
+    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:  # its logs (and videos)
         self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
         if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
             self.record_video(step, policy)
         return eval_returns
 
     def record_video(self, step: int, policy):
-        """For each seed one episode of `policy` (observations (seeds, 1, obs) -> actions (seeds, 1, act), no random
-        number drawn) as videos/step_<step>.mp4 in its run directory and a TensorBoard (and W&B) video."""
-        for k, (video_env, writer) in enumerate(zip(self.video_envs, self.writers)):
-            def act(obs):
+        """Each seed's episode of `policy` ((seeds, 1, obs) -> (seeds, 1, act)) as videos/step_<step>.mp4 and on TensorBoard."""
+        import imageio
+        for k, (env, writer) in enumerate(zip(self.video_envs, self.writers)):
+            obs, _ = env.reset()
+            frames, done = [env.render()], False
+            while not done:
                 with torch.no_grad():
                     x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).expand(len(self.seeds), 1, -1)
-                    return policy(x)[k, 0].cpu().numpy()
-
-            frames = record_episode(video_env, act, f"{self.run_dirs[k]}/videos/step_{step}.mp4")
+                    obs, _, terminated, truncated, _ = env.step(policy(x)[k, 0].cpu().numpy())
+                frames.append(env.render())
+                done = terminated or truncated
+            os.makedirs(f"{self.run_dirs[k]}/videos", exist_ok=True)
+            imageio.mimwrite(f"{self.run_dirs[k]}/videos/step_{step}.mp4", frames, fps=env.metadata.get("render_fps", 30), macro_block_size=1)
             stride = max(1, len(frames) // 100)  # TensorBoard stores a GIF: at most ~100 frames, at half size
-            clip = torch.from_numpy(frames[::stride, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
-            writer.add_video("videos/eval", clip, step, fps=max(1, round(video_env.metadata.get("render_fps", 30) / stride)))
+            clip = torch.from_numpy(np.stack(frames[::stride])[:, ::2, ::2].copy()).permute(0, 3, 1, 2)[None]
+            writer.add_video("videos/eval", clip, step, fps=max(1, round(env.metadata.get("render_fps", 30) / stride)))
 
     def check_finite(self, losses: dict, networks: dict, step: int):
-        stop_if_nonfinite(losses, networks, step, self.run_dir, self.seeds)
+        """Q values growing is data (logged); NaN or inf in a loss or a network's parameter stops the run naming the
+        seed, keeping the last checkpoint (written before it). One host sync per tensor: call it rarely."""
+        named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
+        for name, tensor in named:
+            finite = torch.isfinite(tensor.detach().reshape(len(self.seeds), -1)).all(1)
+            if not finite.all():
+                sys.exit(f"error: {name} is NaN or inf at step {step} in seed {self.seeds[int((~finite).nonzero()[0])]}; "
+                         f"run stopped (last good checkpoint: {self.last_checkpoint()})")
 
-    def checkpoint_due(self, step: int) -> bool:
-        """Whether to save a checkpoint after `step`: every --checkpoint-interval steps, and when asked to stop."""
-        return bool(self.stop_signal) or bool(self.args.checkpoint_interval and (step + 1) % self.args.checkpoint_interval == 0)
+    def last_checkpoint(self) -> str:  # for an error line
+        return f"{self.run_dir}/{CHECKPOINT}" if os.path.exists(f"{self.run_dir}/{CHECKPOINT}") else "none written yet"
 
     def save_checkpoint(self, next_step: int, agent: dict, loop: tuple):
-        """Everything the run's future depends on, for every seed: `agent` (name: modules, optimizers, buffers and tensors,
-        or lists of them), the envs, the loop's own state `loop` and the random generators. After a stop signal it exits
-        with the resume command."""
-        write_checkpoint({
-            "script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
-            "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
-            "wandb_id": self.wandb_run.id if self.wandb_run else None, **state_of(agent),
-            "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
-            "loop": loop, "rng": rng_state(self.device),
-        }, self.run_dir)
+        """What the run's future depends on: `agent` (name: modules, optimizers, buffers, tensors), envs, loop, RNGs."""
+        temporary = f"{self.run_dir}/{CHECKPOINT}.tmp"
+        try:
+            torch.save({"script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args),
+                        "next_step": next_step, "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
+                        "wandb_id": self.wandb_run.id if self.wandb_run else None, **{k: state_of(x) for k, x in agent.items()},
+                        "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
+                        "loop": loop, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                                              torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}, temporary)
+        except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            full = getattr(e, "errno", None) == errno.ENOSPC or "write failed" in str(e) or "No space left" in str(e)
+            reason = "the disk is full" if full else f"{type(e).__name__}: {' '.join(str(e).split())}"
+            sys.exit(f"error: cannot write a checkpoint in {self.run_dir} ({reason}); run stopped (last good checkpoint: {self.last_checkpoint()})")
+        os.replace(temporary, f"{self.run_dir}/{CHECKPOINT}")
         if self.stop_signal:
             sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
                      f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
 
-    def restore(self, agent: dict) -> tuple:
-        """Continue exactly where the checkpoint left off: `agent` (as save_checkpoint takes it), the envs, the random
-        generators; returns the loop's state."""
-        load_state(agent, {name: self.checkpoint[name] for name in agent})
+    def restore(self, agent: dict) -> tuple:  # exactly where the checkpoint left off; the loop's state
+        for name, x in agent.items():
+            load_state(x, self.checkpoint[name])
         for env, state in zip(self.envs + self.eval_envs, self.checkpoint["env"] + self.checkpoint["eval_env"], strict=True):
             set_env_state(env, state)
-        set_rng_state(self.checkpoint["rng"], self.device)
+        python, numpy, torch_cpu, cuda = self.checkpoint["rng"]
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_rng_state(torch_cpu)
+        if self.device.type == "cuda" and cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
         return self.checkpoint["loop"]
 
-    def progress(self, step: int, last_evals: np.ndarray):
-        """After each env step (`step` of them done): the progress line, and env steps per second on TensorBoard."""
-        if self.start_time is None:
-            self.start_time = time.time()
+    def progress(self, step: int, last_evals: np.ndarray):  # after each env step: the progress line, SPS, the time split
         if (step - 1) % self.args.log_interval == 0:
-            self.log({"charts/SPS": int((step - 1 - self.start_step) / max(time.time() - self.start_time, 1e-9))}, step - 1)
+            elapsed = time.time() - self.start_time
+            self.log({"charts/SPS": int((step - 1 - self.start_step) / elapsed),
+                      **{f"time/{name}_frac": seconds / elapsed for name, seconds in self.timings.items()}}, step - 1)
         self.progress_line(step, last_evals)
 
-    def finish(self, last_evals: np.ndarray, policy):
-        """The end: a video of the final policy (--capture-video), the last progress line, envs and logs closed."""
+    def finish(self, last_evals: np.ndarray, policy):  # the final policy's video, the last progress line; all closed
         if self.args.capture_video and not os.path.exists(f"{self.run_dir}/videos/step_{self.args.total_timesteps}.mp4"):
             self.record_video(self.args.total_timesteps, policy)
         self.progress_line(self.args.total_timesteps, last_evals, force=True)
+        if self.timings:  # where the time went (run.timed's blocks)
+            elapsed = time.time() - self.start_time
+            print(f"time split over {elapsed:.1f} s: " + ", ".join(f"{k} {100 * s / elapsed:.1f}%" for k, s in self.timings.items()))
         for env in self.envs + self.eval_envs:
             env.close()
         for writer in self.writers:
@@ -762,8 +724,7 @@ class Run:
             self.wandb_run.finish()
 
 
-def parse_args() -> Args:
-    """tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line."""
+def parse_args() -> Args:  # tyro's command line, with its parse-error box (bad type, unknown flag) folded into one `error:` line
     box = io.StringIO()
     try:
         with contextlib.redirect_stderr(box):
@@ -809,16 +770,14 @@ def check_args(args: Args) -> None:
 
 
 def load_checkpoint(args: Args) -> tuple[dict, Args, list[str]]:
-    """The checkpoint at `--resume`, the run's own Args (with the flags a resumed run may change) and its run directories.
-    Exits with one line if the path is unreadable, another script wrote it, or a flag contradicts the run's setup."""
+    """The checkpoint at `--resume`, the run's own Args (and the flags a resumed run may change), its run directories."""
     path = os.path.join(args.resume, CHECKPOINT) if os.path.isdir(args.resume) else args.resume
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         sys.exit(f"error: cannot read checkpoint {path!r} ({type(e).__name__}); give a run directory or its {CHECKPOINT}")
     script = os.path.basename(__file__)
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
-        author = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+    if (author := checkpoint.get("script") if isinstance(checkpoint, dict) else None) != script:
         sys.exit(f"error: {path!r} is not a {script} checkpoint" + (f" (written by {author})" if author else ""))
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         sys.exit(f"error: {path!r} was written by an older {script} (checkpoint format {checkpoint.get('format')}, this one "
@@ -836,25 +795,9 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, list[str]]:
     return checkpoint, run_args, [os.path.normpath(os.path.join(first, run_dir)) for run_dir in checkpoint["run_dirs"]]
 
 
-def write_checkpoint(state: dict, run_dir: str):
-    """Written to a temporary file and renamed, so a kill mid-write leaves the last checkpoint whole; a write that fails
-    (a full disk) stops the run with one line, its partial file removed and the last checkpoint kept."""
-    temporary = f"{run_dir}/{CHECKPOINT}.tmp"
-    try:
-        torch.save(state, temporary)
-    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        full = getattr(e, "errno", None) == errno.ENOSPC or "write failed" in str(e) or "No space left" in str(e)
-        kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-        reason = "the disk is full" if full else f"{type(e).__name__}: {' '.join(str(e).split())}"
-        sys.exit(f"error: cannot write a checkpoint in {run_dir} ({reason}); run stopped (last good checkpoint: {kept})")
-    os.replace(temporary, f"{run_dir}/{CHECKPOINT}")
-
-
 def init_per_seed(make, generator_seeds: list[int]) -> tuple:
-    """The modules `make(num_seeds)` returns, each seed's slice of every tensor (its leading, seed-major axis) drawn as
-    `make(1)` from a generator of its own, seeded with its entry of `generator_seeds`; the global stream untouched."""
+    """The modules `make(num_seeds)` returns, each seed's slice drawn as `make(1)` from a generator seeded with its entry
+    of `generator_seeds`; the global stream untouched."""
     per_seed = []
     for generator_seed in generator_seeds:
         with torch.random.fork_rng(devices=[]):
@@ -869,52 +812,31 @@ def init_per_seed(make, generator_seeds: list[int]) -> tuple:
     return stacked
 
 
-def state_of(x):
-    """The state of `x` for a checkpoint: a module's, optimizer's or buffer's state_dict, a tensor's values (on the
-    CPU), or the same of each entry of a tuple, list or dict."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", copy=True)
+def state_of(x):  # what a checkpoint keeps of `x` (or of each of a list's): a state_dict, a tensor's values
     if isinstance(x, (tuple, list)):
         return [state_of(y) for y in x]
-    if isinstance(x, dict):
-        return {name: state_of(y) for name, y in x.items()}
-    return x.state_dict()
+    return x.detach().to("cpu", copy=True) if isinstance(x, torch.Tensor) else x.state_dict()
 
 
-def load_state(x, state):
-    """`state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one."""
-    if isinstance(x, torch.Tensor):
-        x.detach().copy_(state)
-    elif isinstance(x, (tuple, list)):
+def load_state(x, state):  # `state` (as state_of gives it) into `x`, in place: a checkpoint's, or at a reset the initial one
+    if isinstance(x, (tuple, list)):
         for y, y_state in zip(x, state, strict=True):
             load_state(y, y_state)
-    elif isinstance(x, dict):
-        for name, y in x.items():
-            load_state(y, state[name])
     else:
-        x.load_state_dict(state)
+        x.detach().copy_(state) if isinstance(x, torch.Tensor) else x.load_state_dict(state)
 
 
 def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
-    """`fn` (tensors and constants in, tensors out, no host sync inside) replayed as one captured CUDA graph: its first
-    `warmup` calls run as they are (on a side stream, as torch.cuda.graph asks; a compiled `fn` compiles there), the
-    next is captured; from then on a call copies its tensor arguments into the captured ones and replays the graph, one
-    launch instead of hundreds of kernels. One graph per argument structure and constants, for the first tensor shapes
-    to reach `warmup` calls; a call with other shapes runs as it is (official MBPO's shorter last model minibatch of
-    an epoch mints no graph). The outputs are the graph's own tensors, overwritten by the next call: a caller that
-    keeps one past the next call clones it. A capture that fails says why once, and `fn` runs as it is from then on.
-    `stand_in` (on a CPU, for the tests: FREELUNCH_GRAPH_STAND_IN=1): the same contract without CUDA. The capture runs
-    `fn` once as make_fx traces it (the capture and its first replay in one), its Python values frozen in the trace and
-    a host sync failing as in a capture (though what ran before it stays done); each later replay runs that trace on
-    the captured inputs and copies its results into the same output tensors."""
+    """`fn` (tensors and constants in, tensors out, no host sync) replayed as one captured CUDA graph: its first `warmup`
+    calls run as they are (on a side stream, as torch.cuda.graph asks), the next is captured; later calls copy their
+    tensors into the captured inputs and replay it. One graph per argument structure and constants, for the first
+    shapes to reach `warmup` calls; other shapes run as they are. The outputs are the graph's own tensors, overwritten
+    by the next call (keep one longer: clone it). A failed capture says why once; `fn` then runs as it is. `stand_in`
+    (a CPU, the tests: FREELUNCH_GRAPH_STAND_IN=1): the same contract, the capture a make_fx trace of one run of `fn`."""
     graphs, side_stream = {}, None if stand_in else torch.cuda.Stream()
 
-    def capture(inputs: list, spec) -> tuple:
-        """`fn` captured on the argument leaves `inputs` (tensors and constants; `spec` their structure) and replayed
-        once: a function that replays it and returns its output tensors, and those tensors."""
+    def capture(inputs: list, spec) -> tuple:  # `fn` captured on the argument leaves, run once: (replay, outputs)
         if stand_in:
-            from torch.fx.experimental.proxy_tensor import make_fx
-
             ran = []
 
             def of_tensors(*tensors):  # the constants frozen into the trace, as a capture freezes them
@@ -977,9 +899,8 @@ def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
 
 
 class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term), as tensor
-    ops with the step count on the device: torch.optim's step() breaks a compiled graph on purpose and counts steps on
-    the host, so no update that calls it is one graph. `step` takes the gradients, one per parameter (autograd.grad's)."""
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it (its defaults; weight decay as its L2 term) in tensor ops,
+    the step count on the device: torch.optim's step() breaks a compiled graph and counts steps on the host."""
 
     def __init__(self, params, lr: float, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
         self.params = list(params)
@@ -1004,9 +925,7 @@ class Adam:
         torch._foreach_mul_(updates, self.lr / (1 - beta1 ** self.step_count))
         torch._foreach_sub_(self.params, updates)
 
-    def minimize(self, loss: torch.Tensor):
-        """One step down the gradient of `loss`, each seed's loss (a tensor of one per seed) on its own parameters: the
-        gradient of the seeds' sum is each seed's own, as no seed's loss reads another's weights."""
+    def minimize(self, loss: torch.Tensor):  # each seed's loss's own gradient: no loss reads another seed's weights
         self.step(torch.autograd.grad(loss.sum(), self.params))
 
     def state_dict(self) -> dict:
@@ -1014,76 +933,17 @@ class Adam:
                 "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
 
     @torch.no_grad()
-    def load_state_dict(self, state: dict):
-        """In place, so that a captured CUDA graph keeps reading these tensors (a reset loads the initial state)."""
+    def load_state_dict(self, state: dict):  # in place: a captured CUDA graph keeps reading these tensors
         self.step_count.copy_(state["step"])
         torch._foreach_copy_(self.exp_avg, [t.to(self.step_count.device) for t in state["exp_avg"]])
         torch._foreach_copy_(self.exp_avg_sq, [t.to(self.step_count.device) for t in state["exp_avg_sq"]])
 
 
-def rng_state(device: torch.device) -> tuple:
-    """The python, numpy and torch (and CUDA) random generators, so that a resumed run draws what it would have."""
-    return (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-            torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
-
-
-def set_rng_state(state: tuple, device: torch.device):
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
-    if device.type == "cuda" and state[3] is not None:
-        torch.cuda.set_rng_state_all(state[3])
-
-
-def stop_if_nonfinite(losses: dict, networks: dict, step: int, run_dir: str, seeds: list[int]):
-    """Q values growing is data (logged); NaN or inf in a loss or a network's parameter (any seed's: every tensor has
-    a leading seed-major axis) stops the run naming the seed, keeping the last checkpoint (written before it). One host
-    sync per tensor: call it rarely."""
-    named = [*losses.items(), *((f"{name}.{n}", p) for name, net in networks.items() for n, p in net.named_parameters())]
-    for name, tensor in named:
-        finite = torch.isfinite(tensor.detach().reshape(len(seeds), -1)).all(1)
-        if not finite.all():
-            kept = f"{run_dir}/{CHECKPOINT}" if os.path.exists(f"{run_dir}/{CHECKPOINT}") else "none written yet"
-            sys.exit(f"error: {name} is NaN or inf at step {step} in seed {seeds[int((~finite).nonzero()[0])]}; "
-                     f"run stopped (last good checkpoint: {kept})")
-
-
-def start_wandb(args: Args, run_name: str, run_dir: str, run_id: Optional[str]):
-    """A Weights & Biases run that mirrors this run's TensorBoard logs (the same W&B run again when resumed); one line
-    when it cannot start (no login in online mode)."""
-    import wandb
-
-    wandb.tensorboard.patch(root_logdir=run_dir)
-    try:
-        return wandb.init(project=args.wandb_project, entity=args.wandb_entity, group=args.wandb_group, name=run_name,
-                          id=run_id, resume="allow", config=vars(args), dir=run_dir)
-    except Exception as e:  # wandb raises its own errors for a missing login, an unreachable server, ...
-        sys.exit(f"error: --track cannot start Weights & Biases ({type(e).__name__}: {' '.join(str(e).split())}); "
-                 f"run `wandb login` or set WANDB_API_KEY, or WANDB_MODE=offline to log locally")
-
-
-def record_episode(env: gym.Env, policy, path: str) -> np.ndarray:
-    """One episode of `policy` (observation -> action) on `env` (made with render_mode="rgb_array"), saved as an mp4 at
-    `path`; returns its frames (T, H, W, 3)."""
-    import imageio
-
-    obs, _ = env.reset()
-    frames, done = [env.render()], False
-    while not done:
-        obs, _, terminated, truncated, _ = env.step(policy(obs))
-        frames.append(env.render())
-        done = terminated or truncated
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    imageio.mimwrite(path, frames, fps=env.metadata.get("render_fps", 30), macro_block_size=1)
-    return np.stack(frames)
-
-
 class ProgressLine:
-    """Prints `step, phase, SPS, ETA, last eval` (the seeds' mean) at most every `every` seconds (and always when `force`). Rate and ETA
-    come from the current phase alone (random actions, then learning, which can be 100x slower) over its last `window`
-    seconds, from its first step on (the step-0 evaluation before it does not count; a phase's first step does)."""
+    """`step, phase, SPS, ETA, last eval` (the seeds' mean) every `every` s (and when `force`), rate and ETA from the
+    current phase alone (random actions, then learning: 100x slower) over its last `window` seconds."""
 
-    def __init__(self, total: int, learning_starts: int, first_step: int = 0, every: float = 10.0, window: float = 600.0):
+    def __init__(self, total: int, learning_starts: int, every: float = 10.0, window: float = 600.0):
         self.total, self.learning_starts, self.every, self.window = total, learning_starts, every, window
         self.samples, self.last = [], 0.0  # (time, step), at most one per second
 
@@ -1101,19 +961,13 @@ class ProgressLine:
         self.last = now
         since, first = self.samples[0]
         sps = (step - first) / (now - since) if now > since and step > first else None
-        if sps is None:
-            eta = "?"
-        elif phase == "random" and self.learning_starts < self.total:
+        duration = lambda seconds: f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+        eta = "?" if sps is None else duration((self.total - step) / sps)
+        if sps and phase == "random" and self.learning_starts < self.total:
             eta = f"{duration((self.learning_starts - step) / sps)} to the end of the random phase, learning not timed yet"
-        else:
-            eta = duration((self.total - step) / sps)
         print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {phase} | SPS {sps or 0:.3g} | ETA {eta} | "
               f"last eval return {np.mean(eval_returns):.1f}" + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""),
               flush=True)
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 if __name__ == "__main__":
