@@ -2,6 +2,7 @@
 short, the 15 DMC tasks are the protocol's, and every relative link points to a file that exists."""
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,8 +51,10 @@ def expand(node: ast.AST, tree: ast.AST, script: str) -> set[str]:
     prefix, suffix = "".join(parts[:i]), "".join(parts[i + 1:])
     if (prefix, suffix) == ("time/", "_frac"):
         return {prefix + name + suffix for name in timing_names(tree)}
-    if (prefix, suffix) == ("model/", ""):
-        names = string_keys(function(tree, "train_model", script), "stats")
+    if (prefix, suffix) == ("model/", ""):  # train_model's stats, and the dicts its *_model_errors helpers return into them
+        names = string_keys(function(tree, "train_model", script), "stats") | {
+            key.value for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name.endswith("_model_errors")
+            for n in ast.walk(f) if isinstance(n, ast.Return) and isinstance(n.value, ast.Dict) for key in n.value.keys}
     else:
         raise AssertionError(f"{script} line {node.lineno}: f-string tag {prefix}{{...}}{suffix} that tests/test_docs.py "
                              "cannot expand; teach expand() its names")
@@ -182,3 +185,12 @@ def test_relative_links_point_to_files(page):
     broken = [t for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")
               and not (page.parent / t.split("#")[0]).exists()]
     assert not broken, f"{page.relative_to(ROOT)}: links to missing files: {broken}"
+
+
+def test_readme_diff_counts_are_what_diff_prints():
+    """The scripts table's "`diff a.py b.py` (N lines)": N is the line count of that diff now."""
+    claims = re.findall(r"`diff (\w+\.py) (\w+\.py)` \((\d+) lines\)", (ROOT / "README.md").read_text())
+    assert len(claims) == 4, claims
+    for a, b, count in claims:
+        printed = subprocess.run(["diff", str(ROOT / a), str(ROOT / b)], capture_output=True, text=True).stdout
+        assert len(printed.splitlines()) == int(count), (a, b, count, len(printed.splitlines()))
