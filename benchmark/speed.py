@@ -301,17 +301,35 @@ def mbpo_end_to_end(a: Args, log_dir: str) -> tuple[float, str]:
     return a.mbpo_steps / learning_seconds, split
 
 
-def seed_steps_per_second(script: str, num_seeds: int, steps: int, a: Args, log_dir: str, root: Path = ROOT) -> float:
+def seed_steps_per_second(script: str, num_seeds: int, steps: int, a: Args, log_dir: str, root: Path = ROOT, extra=()) -> float:
     """`script --num-seeds num_seeds` (of the checkout `root`) as a user runs it, at its defaults but for `steps` learning
     env steps after 1000 random ones: env steps/s of its learning phase (its final progress line's rate) times the seeds."""
     warmup = 1000
     command = [sys.executable, str(root / script), "--env", a.env, "--num-seeds", str(num_seeds), "--learning-starts", str(warmup),
                "--total-timesteps", str(warmup + steps), "--eval-interval", str(10**9), "--eval-episodes", "1",
                "--checkpoint-interval", "0", "--torch-threads", str(a.torch_threads), "--log-dir", log_dir,
-               "--cuda" if a.cuda else "--no-cuda"]
+               "--cuda" if a.cuda else "--no-cuda", *extra]
     output = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True).stdout
     final = [line for line in output.splitlines() if line.startswith(f"step {warmup + steps}/")][-1]
     return num_seeds * float(re.search(r"\| learning \| SPS ([\d.e+]+)", final).group(1))
+
+
+def baseline_table(a: Args, log_dir: str):
+    """--baseline: each --seeds-scripts script at each --num-seeds, this checkout's and the baseline's alternately,
+    --rounds times: the median seed-steps/s of both. alm.py takes a tenth of --seeds-steps (its update is ~40 SAC
+    updates), MBPO's scripts --mbpo-steps (250 if unset), mbpo.py with 100-step retrains (not 5000: minutes each)."""
+    print(f"\n| script | --num-seeds | learning env steps | seed-steps/s, baseline ({a.baseline}) | seed-steps/s, this "
+          f"checkout | this / baseline |\n|---|---|---|---|---|---|")
+    for script in a.seeds_scripts:
+        steps = (a.mbpo_steps or 250) if script.startswith("mbpo") else a.seeds_steps // (10 if script == "alm.py" else 1)
+        extra = ["--model-train-steps", "100"] if script == "mbpo.py" else []
+        for num_seeds in a.num_seeds:
+            rates = {root: [] for root in (Path(a.baseline), ROOT)}
+            for _ in range(a.rounds):  # alternating, so a neighbour's load falls on both alike
+                for root in rates:
+                    rates[root].append(seed_steps_per_second(script, num_seeds, steps, a, log_dir, root, extra))
+            base, this = (statistics.median(x) for x in rates.values())
+            print(f"| {script} | {num_seeds} | {steps} | {base:.2f} | {this:.2f} | {this / base:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
@@ -324,6 +342,8 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", str(args.torch_threads))
     device = torch.device("cuda" if args.cuda else "cpu")
     log_dir = tempfile.mkdtemp(prefix="freelunch-speed-")
+    if args.baseline:  # only the side-by-side table
+        sys.exit(baseline_table(args, log_dir))
     saved_argv = sys.argv
     variants, samplers = {}, {}
     for script in ("sac.py", "td3.py", "mbpo.py", "alm.py"):
@@ -378,19 +398,7 @@ if __name__ == "__main__":
               f"{step_flops / 1e9:.1f} GFLOP per env step allow {allowed:.2f}/s at the peak: "
               f"{100 * steps_per_second / allowed:.0f} % of it\n({split})")
 
-    if args.num_seeds and args.baseline:
-        print(f"\n| script | --num-seeds | learning env steps | seed-steps/s, baseline ({args.baseline}) | seed-steps/s, this "
-              f"checkout | this / baseline |\n|---|---|---|---|---|---|")
-        for script in args.seeds_scripts:
-            steps = (args.mbpo_steps or 250) if script.startswith("mbpo") else args.seeds_steps
-            for num_seeds in args.num_seeds:
-                rates = {root: [] for root in (Path(args.baseline), ROOT)}
-                for _ in range(args.rounds):  # alternating, so a neighbour's load falls on both alike
-                    for root in rates:
-                        rates[root].append(seed_steps_per_second(script, num_seeds, steps, args, log_dir, root))
-                base, this = (statistics.median(x) for x in rates.values())
-                print(f"| {script} | {num_seeds} | {steps} | {base:.2f} | {this:.2f} | {this / base:.3f} |", flush=True)
-    elif args.num_seeds:
+    if args.num_seeds and not args.baseline:
         print(f"\n| script | --num-seeds | learning env steps | seed-steps/s | env steps/s (each seed) | seed-steps/s vs --num-seeds {args.num_seeds[0]} |\n|---|---|---|---|---|---|")
         for script in args.seeds_scripts:
             steps = (args.mbpo_steps or 250) if script.startswith("mbpo") else args.seeds_steps
