@@ -121,7 +121,7 @@ def row_tags(row: list[str]) -> list[str]:
 
 
 def test_scripts_log_tags_the_test_can_read():
-    """The extraction itself: a few tags of each kind (literal, log_scalars dict, time/ and model/ f-strings)."""
+    """The extraction itself: a few tags of each kind (literal, run.log dict, time/ and model/ f-strings)."""
     tags = logged()
     assert {"sac", "td3", "mbpo", "mbpo_perfect_model", "alm"} <= tags["eval/return"]
     assert tags["losses/alpha_loss"] == {"sac", "mbpo", "mbpo_perfect_model"}
