@@ -177,7 +177,8 @@ def script_env(**extra: str) -> dict:
 def run_in_process(script: str, argv: list[str], timeout: int | None = None, quiet: bool = True) -> dict:
     """Run `script` in this process as `python script argv` would, and return its globals and its `main`'s locals
     (networks, buffers, optimizers, the update); with `quiet` its progress lines are swallowed. A run still going
-    after `timeout` seconds raises TimeoutError (the tests' guard against a hang). The signal handlers the script installs end with it."""
+    after `timeout` seconds raises TimeoutError (the tests' guard against a hang). The signal handlers the script
+    installs end with it."""
     def too_long(signum, frame):
         raise TimeoutError(f"{script} {' '.join(argv)} still ran after {timeout} s")
 
@@ -314,14 +315,19 @@ def seed_steps_per_second(script: str, num_seeds: int, steps: int, a: Args, log_
     return num_seeds * float(re.search(r"\| learning \| SPS ([\d.e+]+)", final).group(1))
 
 
+def learning_steps(script: str, a: Args) -> int:
+    """The learning env steps of `script`'s runs in the --num-seeds tables: MBPO's scripts --mbpo-steps (250 if unset),
+    alm.py a tenth of --seeds-steps (its update is ~40 SAC updates), the others --seeds-steps."""
+    return (a.mbpo_steps or 250) if script.startswith("mbpo") else a.seeds_steps // (10 if script == "alm.py" else 1)
+
+
 def baseline_table(a: Args, log_dir: str):
     """--baseline: each --seeds-scripts script at each --num-seeds, this checkout's and the baseline's alternately,
-    --rounds times: the median seed-steps/s of both. alm.py takes a tenth of --seeds-steps (its update is ~40 SAC
-    updates), MBPO's scripts --mbpo-steps (250 if unset), mbpo.py with 100-step retrains (not 5000: minutes each)."""
+    --rounds times: the median seed-steps/s of both; mbpo.py with 100-step retrains (not 5000: minutes each)."""
     print(f"\n| script | --num-seeds | learning env steps | seed-steps/s, baseline ({a.baseline}) | seed-steps/s, this "
           f"checkout | this / baseline |\n|---|---|---|---|---|---|")
     for script in a.seeds_scripts:
-        steps = (a.mbpo_steps or 250) if script.startswith("mbpo") else a.seeds_steps // (10 if script == "alm.py" else 1)
+        steps = learning_steps(script, a)
         extra = ["--model-train-steps", "100"] if script == "mbpo.py" else []
         for num_seeds in a.num_seeds:
             rates = {root: [] for root in (Path(a.baseline), ROOT)}
@@ -401,7 +407,7 @@ if __name__ == "__main__":
     if args.num_seeds and not args.baseline:
         print(f"\n| script | --num-seeds | learning env steps | seed-steps/s | env steps/s (each seed) | seed-steps/s vs --num-seeds {args.num_seeds[0]} |\n|---|---|---|---|---|---|")
         for script in args.seeds_scripts:
-            steps = (args.mbpo_steps or 250) if script.startswith("mbpo") else args.seeds_steps
+            steps = learning_steps(script, args)
             rates = {}
             for num_seeds in args.num_seeds:
                 rates[num_seeds] = seed_steps_per_second(script, num_seeds, steps, args, log_dir)

@@ -18,21 +18,15 @@ from test_resume import assert_same_state, start, wait_for
 SCRIPTS = ["sac.py", "td3.py", "mbpo.py", "mbpo_perfect_model.py", "alm.py"]
 
 
-def learned(run: dict) -> list:
-    """What the update changes: the run's `agent` (modules, optimizers, and the temperature where there is one)."""
-    extra = [run["log_alpha"]] if "log_alpha" in run and not any(x is run["log_alpha"] for x in run["agent"]) else []
-    return [*run["agent"], *extra]
-
-
 def snapshot(run: dict) -> list:
-    """Copies of the states of everything the update changes: all of them have a leading, seed-major axis but Adam's
-    step count, which the seeds share."""
-    return copy.deepcopy([x.detach() if torch.is_tensor(x) else x.state_dict() for x in learned(run)])
+    """Copies of the states of everything the update changes (the run's `agent`: modules, optimizers, the temperature
+    where there is one), as the script's own state_of takes them: all have a leading, seed-major axis but Adam's step
+    count, which the seeds share."""
+    return copy.deepcopy(run["state_of"](run["agent"]))
 
 
 def restore(run: dict, saved: list):
-    for x, state in zip(learned(run), saved, strict=True):
-        x.detach().copy_(state) if torch.is_tensor(x) else x.load_state_dict(state)
+    run["load_state"](run["agent"], saved)
 
 
 def tensors(saved: list) -> list[torch.Tensor]:
