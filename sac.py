@@ -1,12 +1,15 @@
 # Soft Actor-Critic (Haarnoja et al. 2018) as the base learner of "Stealing That Free Lunch" (arXiv 2412.14312): its
 # settings, networks, update and training loop (main), then "The harness", the plumbing every script shares.
+import atexit
 import contextlib
 import copy
 import errno
+import importlib
 import io
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -19,7 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils.tensorboard import SummaryWriter
 
 from utils import get_env_state, make_env, set_env_state
@@ -221,7 +223,7 @@ def main(args: Args):
 
     for global_step in range(run.start_step, args.total_timesteps):
         if global_step % args.eval_interval == 0:
-            last_evals = run.log_eval(global_step, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
+            last_evals = run.log_eval(global_step, lambda: evaluate(actor, qf, log_alpha, run.eval_envs, args, run.status), policy)
 
         # ALGO LOGIC: put action logic here
         if global_step < args.learning_starts:
@@ -262,18 +264,18 @@ def main(args: Args):
             load_state(agent, initial_agent)
             run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
 
-        run.progress(global_step + 1, last_evals)
+        run.progress(global_step + 1, last_evals, checkpointed, (obs, episode_returns, episode_lengths, last_evals))
         if run.stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
                 run.check_finite(guarded, guarded_networks, global_step)
             run.save_checkpoint(global_step + 1, checkpointed, (obs, episode_returns, episode_lengths, last_evals))
 
     if args.total_timesteps % args.eval_interval == 0:
-        last_evals = run.log_eval(args.total_timesteps, *evaluate(actor, qf, log_alpha, run.eval_envs, args), policy)
+        last_evals = run.log_eval(args.total_timesteps, lambda: evaluate(actor, qf, log_alpha, run.eval_envs, args, run.status), policy)
     run.finish(last_evals, policy)
 
 
-def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
+def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args, status):
     """Each seed's mean return of deterministic episodes on its eval env; and the paper's over/under-estimation gauge:
     the critic's Q(s0, mu(s0)) beside a Monte-Carlo estimate of the same soft Q from episodes that take mu(s0), then
     follow the stochastic policy, counting -alpha * log pi of every later action as the critic's target does. The seeds'
@@ -296,6 +298,7 @@ def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
 
     returns, q_estimates, mc_returns = (np.zeros((args.eval_episodes, num_seeds)) for _ in range(3))
     for episode in range(args.eval_episodes):  # the deterministic policy's return
+        status(f"evaluating: episode {episode + 1} of {2 * args.eval_episodes}")
         obs, done = reset()
         while not done.all():
             _, _, mean = policy(obs)
@@ -303,6 +306,7 @@ def evaluate(actor, qf, log_alpha, eval_envs: list, args: Args):
 
     alpha = log_alpha.exp().detach()[:, 0].cpu().numpy()
     for episode in range(args.eval_episodes):  # the gauge
+        status(f"evaluating: episode {args.eval_episodes + episode + 1} of {2 * args.eval_episodes}")
         (obs, done), discount = reset(), np.ones(num_seeds)
         _, _, action = policy(obs)
         with torch.no_grad():
@@ -368,7 +372,7 @@ RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 5  # 3: the scripts' own Adam; 4: a seed axis; 5: the agent's tensors in "agent"; older ones cannot be resumed
-GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN") == "1"  # the tests' CUDA graphs on a CPU (as_cuda_graph)
+GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN")  # the tests' CUDA graphs on a CPU: tests.graph_stand_in
 
 
 class Run:
@@ -384,16 +388,6 @@ class Run:
         self.seeds = list(range(args.seed, args.seed + args.num_seeds))  # --num-seeds independent runs, in step
         if args.total_timesteps is None:
             args.total_timesteps = 500_000 if is_dmc(args.env) else 300_000
-        if self.checkpoint is None:
-            started = int(time.time())
-            self.run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
-                             for seed in self.seeds]
-            for run_dir in self.run_dirs:
-                try:
-                    os.makedirs(run_dir)
-                except OSError as e:
-                    sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
-        self.run_dir = self.run_dirs[0]  # the first seed's: it holds the checkpoint of them all
 
         # TRY NOT TO MODIFY: seeding
         random.seed(args.seed)
@@ -406,14 +400,33 @@ class Run:
         torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
-        # env setup: for each seed one env for training, a separate one for evaluation (and one for videos)
-        try:
-            self.envs = [make_env(args.env, seed) for seed in self.seeds]
-        except ValueError as e:
-            sys.exit(f"error: {e}")
+        # env setup: for each seed one env for training, a separate one for evaluation; the memory all seeds need is
+        # checked on the first two seeds' envs, before the others and the run directories exist
+        self.envs, resident = [], []
+        for seed in self.seeds:
+            try:
+                self.envs.append(make_env(args.env, seed))
+            except ValueError as e:
+                sys.exit(f"error: {e}")
+            resident.append(int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+            if len(resident) == min(2, len(self.seeds)):  # a seed's envs measured on the second
+                self.check_memory(resident[-1] - resident[0])
         self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
         if not isinstance(self.envs[0].action_space, gym.spaces.Box):
             sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
+        self.pending = []  # new run directories, removed at exit until the run starts: a failed start leaves nothing behind
+        if self.checkpoint is None:
+            started = int(time.time())
+            self.run_dirs = [f"{args.log_dir.replace('{seed}', str(seed))}/{args.env.replace(':', '_')}__{args.exp_name}__{seed}__{started}"
+                             for seed in self.seeds]
+            for run_dir in self.run_dirs:
+                try:
+                    os.makedirs(run_dir)
+                except OSError as e:
+                    sys.exit(f"error: cannot create the run directory {run_dir!r} ({e.strerror}); choose another --log-dir")
+                self.pending.append(run_dir)
+            atexit.register(lambda pending=self.pending: [shutil.rmtree(d, ignore_errors=True) for d in pending])
+        self.run_dir = self.run_dirs[0]  # the first seed's: it holds the checkpoint of them all
         self.start_step = self.checkpoint["next_step"] if self.checkpoint else 0
         self.wandb_run = None
         if args.track:  # W&B mirrors the TensorBoard logs (the same W&B run when resumed): it starts before the writers
@@ -434,21 +447,70 @@ class Run:
               + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
               + (f", resumed at step {self.start_step}" if self.checkpoint else "")
               + (", compiling at the first learning step (--compile; minutes on a GPU)" if args.compile else ""), flush=True)
-        self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): finish the step, save a checkpoint, exit
+        self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): a checkpoint at the next safe point, then exit
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
+            signal.signal(sig, self.on_signal)
         try:  # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
             self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
         except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
             sys.exit(f"error: --capture-video: {e}")
-        self.progress_line, self.start_time, self.timings = ProgressLine(args.total_timesteps, args.learning_starts), time.time(), {}
+        self.work = {"eval": (0, args.eval_interval)}  # long work (a script adds its own): its first step and period
+        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.work, self.start_step)
+        self.start_time, self.timings, self.kept, self.doing, self.last_evals = time.time(), {}, None, None, np.full(len(self.seeds), np.nan)
+
+    def check_memory(self, env_bytes: int):
+        """Exit with one line if every seed's buffers (on the device) and envs (the second seed's measured) would not fit."""
+        a, space = self.args, self.envs[0].observation_space.shape + self.envs[0].action_space.shape
+        buffers = len(self.seeds) * (a.buffer_size + getattr(a, "synthetic_buffer_size", 0)) * (2 * space[0] + space[1] + 2) * 4
+        envs = len(self.seeds) * env_bytes * (3 if a.capture_video else 2)
+        with contextlib.suppress(OSError, StopIteration):  # where /proc/meminfo says
+            ram = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemAvailable"))) * 1024
+            device = torch.cuda.mem_get_info()[0] if self.device.type == "cuda" else ram - envs
+            if envs > ram or buffers > device:
+                sys.exit(f"error: {len(self.seeds)} seed(s) need about {(buffers + envs) / 1e9:.1f} GB (buffers {buffers / 1e9:.1f} GB on "
+                         f"{self.device}, envs {envs / 1e9:.1f} GB), more than the {(ram if self.device.type == 'cpu' else device) / 1e9:.1f} GB "
+                         f"available; lower --num-seeds or --buffer-size")
+
+    def on_signal(self, signum, frame):  # the first says what the run waits for; the second exits at once
+        name = signal.Signals(signum).name
+        if self.stop_signal:
+            sys.exit(f"{name} again: stopped at once (last good checkpoint: {self.last_checkpoint()})")
+        self.stop_signal.append(signum)
+        print(f"{name}: a checkpoint after {f'{self.doing}, at its next safe point' if self.doing else 'this env step'} (seconds; a first "
+              f"--compile compiles first), then exit; {name} again exits at once", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def working(self, name: str, doing: str):
+        """Long work of this step (`name` in self.work: an evaluation, a retrain): timed for the ETA, shown as it goes
+        (status). A stop signal ends it at a safe point: the checkpoint kept at the step's start is saved (resumed, the
+        run redoes the step), or in the run's first step none (it starts from the last one)."""
+        self.doing, tic = doing, time.perf_counter()
+        self.progress_line(self.progress_line.step, self.last_evals, doing=doing, force=True)  # long work says so at once
+        try:
+            yield
+        except KeyboardInterrupt:  # from status, at a safe point
+            if self.kept is None:
+                sys.exit(f"{signal.Signals(self.stop_signal[0]).name} while {doing} in the run's first step: stopped (last good "
+                         f"checkpoint: {self.last_checkpoint()})")
+            self.save_checkpoint(*self.kept)
+        finally:
+            self.doing = None
+        self.progress_line.timed(name, time.perf_counter() - tic)
+        if name in self.timings:  # part of the script's time split too
+            self.timings[name] += time.perf_counter() - tic
+
+    def status(self, detail: str):  # inside long work: the progress line says how far it is; a stop signal stops it here
+        if self.stop_signal:
+            raise KeyboardInterrupt
+        self.doing = detail
+        self.progress_line(self.progress_line.step, self.last_evals, doing=detail)
 
     def accelerate(self, fn):  # `fn` (tensor ops, no host sync) compiled to one graph (--compile) and replayed as one CUDA graph (a GPU)
         if self.args.compile:
             torch._dynamo.config.trace_autograd_ops = True
             fn = torch.compile(fn, fullgraph=True)
         if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
-            fn = as_cuda_graph(fn, stand_in=self.device.type != "cuda")
+            fn = as_cuda_graph(fn, stand_in=None if self.device.type == "cuda" else importlib.import_module(GRAPH_STAND_IN).capture)
         return fn
 
     @contextlib.contextmanager
@@ -464,7 +526,9 @@ class Run:
             for writer, x in zip(self.writers, np.broadcast_to(value, len(self.writers)).tolist()):
                 writer.add_scalar(name, x, step)
 
-    def log_eval(self, step: int, eval_returns, q_estimates, mc_returns, policy) -> np.ndarray:  # its logs (and videos)
+    def log_eval(self, step: int, evaluate, policy) -> np.ndarray:  # evaluate() as long work, its logs (and videos)
+        with self.working("eval", "evaluating"):
+            eval_returns, q_estimates, mc_returns = evaluate()
         self.log({"eval/return": eval_returns, "diagnostics/q_estimate": q_estimates, "diagnostics/mc_return": mc_returns}, step)
         if self.args.capture_video and step // self.args.eval_interval % self.args.video_interval == 0:
             self.record_video(step, policy)
@@ -501,16 +565,24 @@ class Run:
     def last_checkpoint(self) -> str:  # for an error line
         return f"{self.run_dir}/{CHECKPOINT}" if os.path.exists(f"{self.run_dir}/{CHECKPOINT}") else "none written yet"
 
-    def save_checkpoint(self, next_step: int, agent: dict, loop: tuple):
+    def checkpoint_state(self, next_step: int, agent: dict, loop: tuple) -> dict:
         """What the run's future depends on: `agent` (name: modules, optimizers, buffers, tensors), envs, loop, RNGs."""
+        return {"script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
+                "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs], "wandb_id": self.wandb_run.id if self.wandb_run else None,
+                **{k: state_of(x) for k, x in agent.items()}, "env": [get_env_state(env) for env in self.envs],
+                "eval_env": [get_env_state(env) for env in self.eval_envs], "loop": loop, "rng": (random.getstate(), np.random.get_state(),
+                torch.get_rng_state(), torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}
+
+    def save_checkpoint(self, next_step: int, agent: dict, loop: tuple, kept: Optional[bytes] = None):
+        """checkpoint_state's (or `kept`, one saved before), written and renamed (a kill mid-write leaves the last one
+        whole); after a stop signal the run exits."""
         temporary = f"{self.run_dir}/{CHECKPOINT}.tmp"
         try:
-            torch.save({"script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args),
-                        "next_step": next_step, "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs],
-                        "wandb_id": self.wandb_run.id if self.wandb_run else None, **{k: state_of(x) for k, x in agent.items()},
-                        "env": [get_env_state(env) for env in self.envs], "eval_env": [get_env_state(env) for env in self.eval_envs],
-                        "loop": loop, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                                              torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}, temporary)
+            if kept:
+                with open(temporary, "wb") as file:
+                    file.write(kept)
+            else:
+                torch.save(self.checkpoint_state(next_step, agent, loop), temporary)
         except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
             with contextlib.suppress(OSError):
                 os.remove(temporary)
@@ -519,8 +591,10 @@ class Run:
             sys.exit(f"error: cannot write a checkpoint in {self.run_dir} ({reason}); run stopped (last good checkpoint: {self.last_checkpoint()})")
         os.replace(temporary, f"{self.run_dir}/{CHECKPOINT}")
         if self.stop_signal:
-            sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved; "
-                     f"continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: a later Ctrl-C would only interrupt the shutdown
+            sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved"
+                     + (" (resumed, the run redoes this step's long work)" if kept else "")
+                     + f"; continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
 
     def restore(self, agent: dict) -> tuple:  # exactly where the checkpoint left off; the loop's state
         for name, x in agent.items():
@@ -535,11 +609,21 @@ class Run:
             torch.cuda.set_rng_state_all(cuda)
         return self.checkpoint["loop"]
 
-    def progress(self, step: int, last_evals: np.ndarray):  # after each env step: the progress line, SPS, the time split
+    def progress(self, step: int, last_evals: np.ndarray, agent: dict, loop: tuple):
+        """After env step `step` - 1: SPS and the time split on TensorBoard, the progress line; if step `step` begins long
+        work (an evaluation, a model retrain), its checkpoint (`agent`, `loop` as save_checkpoint takes them), kept in
+        memory for a stop during the work."""
+        self.pending.clear()  # the run has started
+        self.last_evals = last_evals
         if (step - 1) % self.args.log_interval == 0:
             elapsed = time.time() - self.start_time
             self.log({"charts/SPS": int((step - 1 - self.start_step) / elapsed),
                       **{f"time/{name}_frac": seconds / elapsed for name, seconds in self.timings.items()}}, step - 1)
+        self.kept = None
+        if any(every and step >= first and (step - first) % every == 0 for first, every in self.work.values()):
+            kept = io.BytesIO()  # serialized now: the objects change during the step
+            torch.save(self.checkpoint_state(step, agent, loop), kept)
+            self.kept = step, {}, (), kept.getvalue()
         self.progress_line(step, last_evals)
 
     def finish(self, last_evals: np.ndarray, policy):  # the final policy's video, the last progress line; all closed
@@ -652,37 +736,18 @@ def load_state(x, state):  # `state` (as state_of gives it) into `x`, in place: 
         x.detach().copy_(state) if isinstance(x, torch.Tensor) else x.load_state_dict(state)
 
 
-def as_cuda_graph(fn, warmup: int = 3, stand_in: bool = False):
+def as_cuda_graph(fn, warmup: int = 3, stand_in=None):
     """`fn` (tensors and constants in, tensors out, no host sync) replayed as one captured CUDA graph: its first `warmup`
     calls run as they are (on a side stream, as torch.cuda.graph asks), the next is captured; later calls copy their
     tensors into the captured inputs and replay it. One graph per argument structure and constants, for the first
     shapes to reach `warmup` calls; other shapes run as they are. The outputs are the graph's own tensors, overwritten
     by the next call (keep one longer: clone it). A failed capture says why once; `fn` then runs as it is. `stand_in`
-    (a CPU, the tests: FREELUNCH_GRAPH_STAND_IN=1): the same contract, the capture a make_fx trace of one run of `fn`."""
+    (on a CPU, the tests': tests/graph_stand_in.py) captures instead of CUDA, as capture(fn, inputs, spec) does."""
     graphs, side_stream = {}, None if stand_in else torch.cuda.Stream()
 
     def capture(inputs: list, spec) -> tuple:  # `fn` captured on the argument leaves, run once: (replay, outputs)
         if stand_in:
-            ran = []
-
-            def of_tensors(*tensors):  # the constants frozen into the trace, as a capture freezes them
-                given = iter(tensors)
-                leaves = [next(given) if isinstance(x, torch.Tensor) else x for x in inputs]
-                ran.append(fn(*torch.utils._pytree.tree_unflatten(leaves, spec)))
-                return ran[-1]
-
-            tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
-            trace, (outputs,) = make_fx(of_tensors)(*tensors), ran
-
-            def replay():
-                with torch.no_grad():
-                    results = trace(*tensors)
-                for output, result in zip(*(torch.utils._pytree.tree_leaves(x) for x in (outputs, results)), strict=True):
-                    if isinstance(output, torch.Tensor):
-                        output.copy_(result)
-                return outputs
-            return replay, outputs
-
+            return stand_in(fn, inputs, spec)
         graph = torch.cuda.CUDAGraph()
         # torch.cuda.graph's exit leaves its capture stream current when a capture fails: the outer context restores ours
         with torch.cuda.stream(torch.cuda.current_stream()), torch.cuda.graph(graph):
@@ -766,35 +831,42 @@ class Adam:
 
 
 class ProgressLine:
-    """`step, phase, SPS, ETA, last eval` (the seeds' mean) every `every` s (and when `force`), rate and ETA from the
-    current phase alone (random actions, then learning: 100x slower) over its last `window` seconds."""
+    """`step, what the run does, SPS, ETA, last eval` (the seeds' mean) every `every` seconds (and when `force`). The ETA:
+    the steps left at the current phase's own pace (random actions, then learning; long work left out), plus the long
+    work to come (`work`, name: (first step, period)) at its measured mean, each once timed (until then it says so)."""
 
-    def __init__(self, total: int, learning_starts: int, every: float = 10.0, window: float = 600.0):
-        self.total, self.learning_starts, self.every, self.window = total, learning_starts, every, window
-        self.samples, self.last = [], 0.0  # (time, step), at most one per second
+    def __init__(self, total: int, learning_starts: int, work: dict, step: int, every: float = 10.0):
+        self.total, self.learning_starts, self.work, self.step, self.every = total, learning_starts, work, step, every
+        self.last, self.clock, self.seconds, self.counts = 0.0, None, {}, {}  # clock: (time, step, long work's seconds)
 
-    def __call__(self, step: int, eval_returns: np.ndarray, force: bool = False):
-        now = time.time()
-        phase = "random" if step <= self.learning_starts else "learning"
-        if self.samples and (self.samples[-1][1] <= self.learning_starts) != (phase == "random"):
-            self.samples = self.samples[-1:]  # a new phase: its rate starts from the last step of the previous one
-        if not self.samples or now - self.samples[-1][0] >= 1.0 or step == self.learning_starts:  # keep the boundary
-            self.samples.append((now, step))
-            while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
-                self.samples.pop(0)
-        if not force and (now - self.last < self.every or step == self.total):  # the final line is forced once
+    def timed(self, name: str, seconds: float):  # long work `name` took `seconds`
+        self.seconds[name], self.counts[name] = self.seconds.get(name, 0.0) + seconds, self.counts.get(name, 0) + 1
+
+    def __call__(self, step: int, eval_returns: np.ndarray, doing: Optional[str] = None, force: bool = False):
+        now, worked = time.time(), sum(self.seconds.values())
+        if self.clock is None or step == self.learning_starts + 1 > self.clock[1]:  # a phase's pace from its first step done
+            self.clock = (now, step, worked)  # (the first learning step compiles, captures graphs: not the pace)
+        self.step = step
+        if not force and now - self.last < self.every:
             return
-        self.last = now
-        since, first = self.samples[0]
-        sps = (step - first) / (now - since) if now > since and step > first else None
+        self.last, (since, first, worked_before) = now, self.clock
+        pace = (now - since - (worked - worked_before)) / (step - first) if step > first else None  # seconds per step
         duration = lambda seconds: f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-        eta = "?" if sps is None else duration((self.total - step) / sps)
-        if sps and phase == "random" and self.learning_starts < self.total:
-            eta = f"{duration((self.learning_starts - step) / sps)} to the end of the random phase, learning not timed yet"
-        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {phase} | SPS {sps or 0:.3g} | ETA {eta} | "
-              f"last eval return {np.mean(eval_returns):.1f}" + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""),
-              flush=True)
-
+        left = {name: len(range(max(step, start) + (start - max(step, start)) % every, self.total + (name == "eval"), every))
+                for name, (start, every) in self.work.items() if every}  # the final evaluation follows the last step
+        untimed = [name for name, count in left.items() if count and not self.counts.get(name)]
+        if pace is None:
+            eta = "estimating"
+        elif step <= self.learning_starts < self.total:
+            eta = f"{duration((self.learning_starts - step) * pace)} to the end of the random phase, learning not timed yet"
+        elif untimed:
+            eta = f"estimating until the first {untimed[0].replace('_', ' ')} is timed"
+        else:
+            eta = duration((self.total - step) * pace + sum(n * self.seconds[name] / self.counts[name] for name, n in left.items() if n))
+        sps = (step - first) / (now - since) if now > since and step > first else 0
+        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {doing or ('random' if step <= self.learning_starts else 'learning')} | "
+              f"SPS {sps:.3g} | ETA {eta} | last eval return {np.mean(eval_returns):.1f}"
+              + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""), flush=True)
 
 if __name__ == "__main__":
     main(parse_args())

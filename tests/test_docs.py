@@ -34,9 +34,10 @@ def function(tree: ast.AST, name: str, script: str) -> ast.FunctionDef:
 
 
 def timing_names(tree: ast.AST) -> set[str]:
-    """The names the script times with `run.timed("env")` (none: it logs no time/*_frac), logged as time/{name}_frac."""
-    return {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "timed"
-            and n.args and isinstance(n.args[0], ast.Constant)}
+    """The names the script times with `run.timed("env")` or `run.working("model_training", ...)` (none: it logs no
+    time/*_frac), logged as time/{name}_frac."""
+    return {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", None) in ("timed", "working")
+            and n.args and isinstance(n.args[0], ast.Constant) and getattr(n.func.value, "id", None) == "run"}
 
 
 def expand(node: ast.AST, tree: ast.AST, script: str) -> set[str]:

@@ -1,5 +1,5 @@
 """The CUDA-graph path (`--cuda-graph`, the default on a GPU) computes what the eager path computes. On a CPU the
-scripts' `as_cuda_graph` runs its stand-in (FREELUNCH_GRAPH_STAND_IN=1): the graph's contract without CUDA, its
+scripts' `as_cuda_graph` runs the stand-in of tests/graph_stand_in.py (FREELUNCH_GRAPH_STAND_IN=tests.graph_stand_in): the graph's contract without CUDA, its
 outputs overwritten by every replay and its Python values frozen at the capture; on a CUDA machine the same tests run
 the real CUDA graphs. Each script's real loop runs both ways from the same seed and the checkpoints must be equal bit
 for bit. benchmark/gpu_check.py runs this file first on a GPU."""
@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT, TINY, script_env, state_differences
 
 CUDA = torch.cuda.is_available()
-GRAPHED, EAGER = script_env(FREELUNCH_GRAPH_STAND_IN="1"), script_env(FREELUNCH_GRAPH_STAND_IN="0")
+GRAPHED, EAGER = script_env(FREELUNCH_GRAPH_STAND_IN="tests.graph_stand_in"), script_env(FREELUNCH_GRAPH_STAND_IN="")
 STEPS = ["--env", "Hopper-v5", "--total-timesteps", "170", "--checkpoint-interval", "170", "--eval-interval", "100"]
 ROLLOUTS = ["--rollout-length", "3"]  # rollouts longer than one step: each step's input is the last step's output
 
@@ -78,11 +78,12 @@ def test_graphed_loop_equals_eager_loop(case, runs):
 
 # the wrapper's contract, on as_cuda_graph itself (the same text in every script)
 sys.path.insert(0, str(ROOT))
+from graph_stand_in import capture  # noqa: E402
 from sac import as_cuda_graph  # noqa: E402
 
 
 def graphed(fn, **kwargs):
-    return as_cuda_graph(fn, stand_in=not CUDA, **kwargs)
+    return as_cuda_graph(fn, stand_in=None if CUDA else capture, **kwargs)
 
 
 def device() -> torch.device:

@@ -207,3 +207,53 @@ def test_unwritable_log_dir_is_refused_with_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert "cannot create the run directory" in refusal("sac.py", log_dir=blocker)
+
+
+RETRAIN = ["--env", "Hopper-v5", "--total-timesteps", "160", "--learning-starts", "100", "--model-train-freq", "50",
+           "--model-train-steps", "3000", "--rollouts-per-step", "16", "--batch-size", "32", "--eval-episodes", "1",
+           "--checkpoint-interval", "160"]
+
+
+def stop_while(process: subprocess.Popen, text: str, signals: int = 1) -> tuple[str, float]:
+    """Read `process`'s progress lines until one says `text`, send SIGINT `signals` times; its stderr, and the seconds
+    from the first signal to its exit."""
+    for line in process.stdout:
+        if text in line:
+            break
+    time.sleep(0.5)  # into the work
+    sent = time.time()
+    for _ in range(signals):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    _, stderr = process.communicate(timeout=120)
+    return stderr, time.time() - sent
+
+
+def test_ctrl_c_during_a_retrain_saves_the_steps_start_and_the_resumed_run_is_exact(log_dir):
+    """Ctrl-C in the middle of a model retrain (long work): the run says at once what it waits for, stops at the next
+    gradient step with the checkpoint of the step's start (kept in memory), and the resumed run, which redoes the step,
+    ends equal to a run that never stopped."""
+    whole = start("mbpo.py", *RETRAIN, log_dir=log_dir / "whole")
+    stopped = start("mbpo.py", *RETRAIN, log_dir=log_dir / "stopped")
+    stderr, seconds = stop_while(stopped, "step 150/160 (93.8%) | retraining the model")
+    assert stopped.returncode != 0 and seconds < 10, (seconds, stderr)
+    assert "SIGINT: a checkpoint after retraining the model" in stderr and "SIGINT at step 150: checkpoint saved" in stderr
+    assert "--resume" in stderr, stderr
+    assert torch.load(run_dir(log_dir / "stopped") / "checkpoint.pt", weights_only=False)["next_step"] == 150
+    resumed = run_script("mbpo.py", "--resume", str(run_dir(log_dir / "stopped")), log_dir=log_dir / "stopped")
+    assert resumed.returncode == 0, resumed.stderr
+    whole.communicate(timeout=600)
+    assert_same_state(*({k: v for k, v in torch.load(run_dir(log_dir / name) / "checkpoint.pt", weights_only=False).items()
+                         if k not in ("args", "run_dirs")} for name in ("whole", "stopped")))
+
+
+def test_a_second_ctrl_c_exits_at_once_naming_the_last_good_checkpoint(log_dir, capsys):
+    """The first signal says what the run waits for (here: an env step); the second exits at once, naming the last
+    good checkpoint (a first that waits long: a --compile compiling, a step of minutes)."""
+    run = run_in_process("sac.py", "--env", "InvertedPendulum-v5", "--total-timesteps", "120", "--checkpoint-interval", "100",
+                         log_dir=log_dir)["run"]
+    run.on_signal(signal.SIGINT, None)
+    assert "SIGINT: a checkpoint after this env step" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        run.on_signal(signal.SIGINT, None)
+    assert str(stop.value.code) == f"SIGINT again: stopped at once (last good checkpoint: {run_dir(log_dir)}/checkpoint.pt)"
