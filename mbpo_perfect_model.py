@@ -2,13 +2,16 @@
 # replaced by the simulator itself. `diff mbpo.py mbpo_perfect_model.py` shows exactly that swap.
 # Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
 # what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+import atexit
 import contextlib
 import copy
 import errno
+import importlib
 import io
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -23,9 +26,6 @@ import torch.nn.functional as F
 import tyro
 from gymnasium.envs.mujoco import MujocoEnv
 from torch.utils.tensorboard import SummaryWriter
-import atexit
-import shutil
-import importlib
 
 from utils import get_env_state, get_physics_state, make_env, set_env_state, set_physics_state
 from utils.envs import dm_control_env, is_dmc

@@ -1,13 +1,16 @@
 # TD3 (Fujimoto et al. 2018), the model-free counterpart of ALM in "Stealing That Free Lunch" (arXiv 2412.14312)
 # Read top to bottom: the settings, the networks, the update and the training loop (main); then, below "The harness",
 # what every script shares (run directories, checkpoints, logs, the progress line): the same text in each.
+import atexit
 import contextlib
 import copy
 import errno
+import importlib
 import io
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -21,9 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
-import atexit
-import shutil
-import importlib
 
 from utils import get_env_state, make_env, set_env_state
 from utils.envs import is_dmc
