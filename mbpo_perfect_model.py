@@ -6,8 +6,10 @@ import atexit
 import contextlib
 import copy
 import errno
+import glob
 import importlib
 import io
+import json
 import math
 import os
 import random
@@ -24,7 +26,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from gymnasium.envs.mujoco import MujocoEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from utils import get_env_state, get_physics_state, make_env, set_env_state, set_physics_state
@@ -179,7 +180,7 @@ class Actor(nn.Module):
 
 
 def main(args: Args):
-    run = Run(args)  # the harness (below): run directories, seeding, device, envs, TensorBoard, W&B, checkpoints, Ctrl-C
+    run = Run(args, split=("env", "model_error", "rollouts", "sac_updates"))  # the harness (below); the time split from step 0
     env, device, seeds = run.envs[0], run.device, run.seeds
     obs_dim, act_dim = np.prod(env.observation_space.shape), np.prod(env.action_space.shape)
 
@@ -294,7 +295,6 @@ def main(args: Args):
     else:  # TRY NOT TO MODIFY: start the game
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(run.envs, seeds)])
         episode_returns, episode_lengths, last_evals = np.zeros(len(seeds)), np.zeros(len(seeds), dtype=int), np.full(len(seeds), np.nan)
-    run.timings.update(dict.fromkeys(("env", "model_error", "rollouts", "sac_updates"), 0.0))  # the time split, from step 0
 
     for global_step in range(run.start_step, args.total_timesteps):
         if global_step % args.eval_interval == 0:
@@ -481,9 +481,6 @@ def make_simulator(env_id: str, seed: int) -> gym.Env:
     observation) with dm_control's step limit lifted, since after its 1000th step dm_control resets instead of stepping."""
     sim = make_env(env_id, seed)
     dmc_env = dm_control_env(sim)
-    if dmc_env is None and not isinstance(sim.unwrapped, MujocoEnv):
-        sys.exit(f"error: mbpo_perfect_model.py needs a MuJoCo simulator to restore states into, {env_id!r} has none; "
-                 f"use a Gymnasium MuJoCo id (Hopper-v5) or a dmc: task")
     if dmc_env is None:
         return gym.wrappers.RescaleAction(sim.unwrapped, sim.action_space.low, sim.action_space.high)  # as make_env's
     dmc_env._step_limit = float("inf")
@@ -562,7 +559,7 @@ class FilledRows:
 # flags a resumed run may change; every other flag keeps the checkpoint's value
 RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "torch_threads", "log_dir", "compile", "cuda_graph",
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT, TIMED = "checkpoint.pt", "timed.json"  # timed.json: the progress line's paces, for the next run's expected duration
 CHECKPOINT_FORMAT = 5  # 3: the scripts' own Adam; 4: a seed axis; 5: the agent's tensors in "agent"; older ones cannot be resumed
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN")  # the tests' CUDA graphs on a CPU: tests.graph_stand_in
 
@@ -571,7 +568,7 @@ class Run:
     """What the training loop calls that is not the algorithm: run directories, seeding, the device, each seed's envs
     and logs (TensorBoard, W&B, videos), checkpoints and resume, Ctrl-C, the NaN guard, progress, timing."""
 
-    def __init__(self, args: Args):
+    def __init__(self, args: Args, work: Optional[dict] = None, split: tuple = ()):  # the script's long work; its time split
         check_args(args)
         self.args, self.checkpoint = args, None
         if args.resume:  # the run's own settings (into `args`), directories and state
@@ -646,14 +643,34 @@ class Run:
             self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
         except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
             sys.exit(f"error: --capture-video: {e}")
-        self.work = {"eval": (0, args.eval_interval)}  # long work (a script adds its own): its first step and period
-        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.work, self.start_step)
-        self.start_time, self.timings, self.kept, self.doing, self.last_evals = time.time(), {}, None, None, np.full(len(self.seeds), np.nan)
+        self.work = {"eval": (0, args.eval_interval), **(work or {})}  # long work (evaluations, retrains): first step, period
+        settings = json.loads(json.dumps({k: v for k, v in vars(args).items() if k not in RESUMABLE_FLAGS + ("seed",)}, default=str))
+        self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.work, self.start_step,
+                                          record=(f"{self.run_dir}/{TIMED}", {**settings, "device": self.device.type}))
+        print(self.expected_duration(), flush=True)
+        if self.checkpoint and os.path.exists(f"{self.run_dir}/{TIMED}"):  # resumed: the ETA starts from what the run timed before
+            with contextlib.suppress(ValueError, KeyError):  # (a file cut short by a kill: not used)
+                record = json.load(open(f"{self.run_dir}/{TIMED}"))
+                self.progress_line.paces.update(record["paces"]), self.progress_line.seconds.update(record["means"])
+                self.progress_line.counts.update(dict.fromkeys(record["means"], 1))
+        self.start_time, self.timings = time.time(), dict.fromkeys(split, 0.0)  # the time split: run.timed's blocks
+        self.kept, self.doing, self.last_evals = None, None, np.full(len(self.seeds), np.nan)
+
+    def expected_duration(self) -> str:  # as the latest run of the same settings in --log-dir timed it, if any
+        pattern = f"{self.args.log_dir.replace('{seed}', str(self.seeds[0]))}/{self.args.env.replace(':', '_')}__{self.args.exp_name}__*/{TIMED}"
+        for path in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                record = json.load(open(path))
+                seconds, _ = self.progress_line.remaining(self.start_step, record["paces"], record["means"])
+                if record["settings"] == self.progress_line.record[1] and seconds is not None:
+                    return (f"expected duration on this machine: {ProgressLine.duration(seconds)} (as run {os.path.basename(os.path.dirname(path))} "
+                            f"of the same settings timed it; then the progress line's ETA)")
+        return "expected duration: not timed on this machine yet (no run of these settings in --log-dir); the progress line's ETA will say"
 
     def check_memory(self, env_bytes: int):
         """Exit with one line if every seed's buffers (on the device) and envs (the second seed's measured) would not fit."""
-        a, space = self.args, self.envs[0].observation_space.shape + self.envs[0].action_space.shape
-        buffers = len(self.seeds) * (a.buffer_size + getattr(a, "synthetic_buffer_size", 0)) * (2 * space[0] + space[1] + 2) * 4
+        a, (obs, act) = self.args, (np.prod(space.shape, dtype=int) for space in (self.envs[0].observation_space, self.envs[0].action_space))
+        buffers = len(self.seeds) * (a.buffer_size + getattr(a, "synthetic_buffer_size", 0)) * (2 * obs + act + 2) * 4
         envs = len(self.seeds) * env_bytes * (3 if a.capture_video else 2)
         with contextlib.suppress(OSError, StopIteration):  # where /proc/meminfo says
             ram = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemAvailable"))) * 1024
@@ -675,14 +692,14 @@ class Run:
     def working(self, name: str, doing: str):
         """Long work of this step (`name` in self.work: an evaluation, a retrain): timed for the ETA, shown as it goes
         (status). A stop signal ends it at a safe point: the checkpoint kept at the step's start is saved (resumed, the
-        run redoes the step), or in the run's first step none (it starts from the last one)."""
-        self.doing, tic = doing, time.perf_counter()
+        run redoes the step); in this process's first step none is kept: the last one on disk is that step's start."""
+        self.doing, tic, self.progress_line.busy = doing, time.perf_counter(), time.time()
         self.progress_line(self.progress_line.step, self.last_evals, doing=doing, force=True)  # long work says so at once
         try:
             yield
         except KeyboardInterrupt:  # from status, at a safe point
             if self.kept is None:
-                sys.exit(f"{signal.Signals(self.stop_signal[0]).name} while {doing} in the run's first step: stopped (last good "
+                sys.exit(f"{signal.Signals(self.stop_signal[0]).name} while {doing}, in this process's first step: stopped (last good "
                          f"checkpoint: {self.last_checkpoint()})")
             self.save_checkpoint(*self.kept)
         finally:
@@ -799,6 +816,7 @@ class Run:
         torch.set_rng_state(torch_cpu)
         if self.device.type == "cuda" and cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+        self.last_evals = self.checkpoint["loop"][-1]  # every script's loop state ends with the last evaluation's returns
         return self.checkpoint["loop"]
 
     def progress(self, step: int, last_evals: np.ndarray, agent: dict, loop: tuple):
@@ -1027,41 +1045,57 @@ class Adam:
 
 class ProgressLine:
     """`step, what the run does, SPS, ETA, last eval` (the seeds' mean) every `every` seconds (and when `force`). The ETA:
-    the steps left at the current phase's own pace (random actions, then learning; long work left out), plus the long
-    work to come (`work`, name: (first step, period)) at its measured mean, each once timed (until then it says so)."""
+    the steps left at their phase's own pace (random actions, then learning; long work left out), plus the long work to
+    come (`work`, name: (first step, period)) at its measured mean, each once timed (until then it says so). What it has
+    timed goes to `record` (a path, and the settings it holds for) at each line: the next run's expected duration."""
 
-    def __init__(self, total: int, learning_starts: int, work: dict, step: int, every: float = 10.0):
-        self.total, self.learning_starts, self.work, self.step, self.every = total, learning_starts, work, step, every
-        self.last, self.clock, self.seconds, self.counts = 0.0, None, {}, {}  # clock: (time, step, long work's seconds)
+    def __init__(self, total: int, learning_starts: int, work: dict, step: int, record=None, every: float = 10.0):
+        self.total, self.learning_starts, self.work, self.step, self.record, self.every = total, learning_starts, work, step, record, every
+        self.last, self.clock, self.seconds, self.counts, self.paces = 0.0, None, {}, {}, {}  # clock: (time, step, long work's seconds)
+        self.busy = None  # when the long work under way began
 
     def timed(self, name: str, seconds: float):  # long work `name` took `seconds`
-        self.seconds[name], self.counts[name] = self.seconds.get(name, 0.0) + seconds, self.counts.get(name, 0) + 1
+        self.seconds[name], self.counts[name], self.busy = self.seconds.get(name, 0.0) + seconds, self.counts.get(name, 0) + 1, None
+
+    def remaining(self, step: int, paces: dict, means: dict) -> tuple[Optional[float], list]:
+        """Seconds from `step` to the end at `paces` (phase: seconds per step) and `means` (long work: seconds), or None
+        and what is not timed yet."""
+        steps = {"random": max(0, self.learning_starts - step), "learning": max(0, self.total - max(step, self.learning_starts))}
+        steps.update({name: len(range(max(step, start) + (start - max(step, start)) % every, self.total + (name == "eval"), every))
+                      for name, (start, every) in self.work.items() if every})  # the final evaluation follows the last step
+        untimed = [name for name, n in steps.items() if n and name not in {**paces, **means}]
+        return None if untimed else sum(n * {**paces, **means}[name] for name, n in steps.items() if n), untimed
+
+    @staticmethod
+    def duration(seconds: float) -> str:
+        return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h" if seconds < 172_800 else f"{seconds / 86400:.1f} days"
 
     def __call__(self, step: int, eval_returns: np.ndarray, doing: Optional[str] = None, force: bool = False):
-        now, worked = time.time(), sum(self.seconds.values())
+        now, worked, phase = time.time(), sum(self.seconds.values()), "random" if step <= self.learning_starts else "learning"
         if self.clock is None or step == self.learning_starts + 1 > self.clock[1]:  # a phase's pace from its first step done
             self.clock = (now, step, worked)  # (the first learning step compiles, captures graphs: not the pace)
         self.step = step
         if not force and now - self.last < self.every:
             return
         self.last, (since, first, worked_before) = now, self.clock
-        pace = (now - since - (worked - worked_before)) / (step - first) if step > first else None  # seconds per step
-        duration = lambda seconds: f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-        left = {name: len(range(max(step, start) + (start - max(step, start)) % every, self.total + (name == "eval"), every))
-                for name, (start, every) in self.work.items() if every}  # the final evaluation follows the last step
-        untimed = [name for name, count in left.items() if count and not self.counts.get(name)]
-        if pace is None:
-            eta = "estimating"
-        elif step <= self.learning_starts < self.total:
-            eta = f"{duration((self.learning_starts - step) * pace)} to the end of the random phase, learning not timed yet"
-        elif untimed:
-            eta = f"estimating until the first {untimed[0].replace('_', ' ')} is timed"
+        if step > first:  # long work left out: that done (`worked`) and that under way
+            self.paces[phase] = (now - since - (worked - worked_before) - (now - self.busy if self.busy else 0)) / (step - first)
+        means = {name: self.seconds[name] / self.counts[name] for name in self.counts}
+        seconds, untimed = self.remaining(step, self.paces, means)
+        if seconds is not None:
+            eta = self.duration(seconds)
+        elif untimed[0] == "learning" and phase in self.paces and step < self.learning_starts:  # in the random phase
+            eta = f"{self.duration((self.learning_starts - step) * self.paces[phase])} to the end of the random phase, learning not timed yet"
         else:
-            eta = duration((self.total - step) * pace + sum(n * self.seconds[name] / self.counts[name] for name, n in left.items() if n))
+            work = [name for name in untimed if name in self.work]
+            eta = f"estimating until the first {work[0].replace('_', ' ')} is timed" if work else "estimating"
         sps = (step - first) / (now - since) if now > since and step > first else 0
-        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {doing or ('random' if step <= self.learning_starts else 'learning')} | "
-              f"SPS {sps:.3g} | ETA {eta} | last eval return {np.mean(eval_returns):.1f}"
-              + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""), flush=True)
+        print(f"step {step}/{self.total} ({100 * step / self.total:.1f}%) | {doing or phase} | SPS {sps:.3g} | ETA {eta} | last eval "
+              f"return {np.mean(eval_returns):.1f}" + (f" (mean of {len(eval_returns)} seeds)" if len(eval_returns) > 1 else ""), flush=True)
+        if self.record and self.paces:
+            with contextlib.suppress(OSError), open(self.record[0], "w") as file:
+                json.dump({"settings": self.record[1], "paces": self.paces, "means": means}, file)
+
 
 if __name__ == "__main__":
     main(parse_args())

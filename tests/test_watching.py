@@ -87,6 +87,25 @@ def test_track_without_a_login_is_one_line(log_dir, monkeypatch, tmp_path):
     assert not [p for p in log_dir.iterdir() if p.is_dir()]  # a failed start leaves no run directory
 
 
+def test_the_expected_duration_comes_from_an_earlier_run_of_the_same_settings(log_dir):
+    """Before the run starts, one line: not timed yet on a fresh --log-dir; then what the first run timed, naming it,
+    for the same settings only (--total-timesteps may differ: the estimate is for this run's steps)."""
+    common = ["--env", "InvertedPendulum-v5", "--eval-interval", "100", *TINY["sac.py"]]
+    first = run_script("sac.py", *common, "--total-timesteps", "200", log_dir=log_dir)
+    assert first.returncode == 0 and first.stdout.splitlines()[1].startswith("expected duration: not timed on this machine yet"), first.stdout
+    record = next(log_dir.glob("*/timed.json"))
+    timed = json.loads(record.read_text())
+    assert timed["paces"]["learning"] > 0 and timed["means"]["eval"] > 0
+    again = run_script("sac.py", *common, "--total-timesteps", "400", log_dir=log_dir)
+    line = again.stdout.splitlines()[1]
+    assert line.startswith("expected duration on this machine: ") and record.parent.name in line, line
+    minutes = float(line.split(": ")[1].split(" min")[0])
+    expected = ((400 - 100) * timed["paces"]["learning"] + 100 * timed["paces"]["random"] + 5 * timed["means"]["eval"]) / 60
+    assert minutes == pytest.approx(expected, abs=0.051), (line, expected)  # 4 evaluations and the final one
+    other = run_script("sac.py", *common, "--total-timesteps", "200", "--batch-size", "8", log_dir=log_dir)
+    assert other.stdout.splitlines()[1].startswith("expected duration: not timed"), other.stdout
+
+
 @pytest.mark.parametrize("case", ["unknown env", "a buffer beyond memory", "--num-seeds beyond memory"])
 def test_a_failed_start_is_one_line_and_leaves_no_run_directory(case, log_dir):
     """Nothing is left behind by a run that cannot start; what too many seeds or too large a buffer would need is said
@@ -121,7 +140,9 @@ def test_eta_counts_the_long_work_to_come(monkeypatch, capsys):
         clock.now += 1 / 500 + (20 if step == 5000 else 0)
         progress.timed("eval", 20) if step == 5000 else None
         progress(step, np.zeros(1))
-    assert "learning not timed yet" in capsys.readouterr().out.strip().splitlines()[-1]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "learning not timed yet" in lines[-2]  # the random phase's last step
+    assert "ETA estimating until the first model training is timed" in lines[-1]  # its end: a retrain begins
     for step in range(starts + 1, starts + 301):
         work = {"model_training": 115 if (step - 1 - starts) % 250 == 0 else 0, "eval": 20 if (step - 1) % 5000 == 0 else 0}
         for name, seconds in work.items():
@@ -146,10 +167,11 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoi
     writes, save = [], torch.save
 
     def save_until_full(obj, path, *args, **kwargs):
-        writes.append(path)
-        if len(writes) > 1:
-            Path(path).write_bytes(b"partial")  # what a writer leaves when the disk fills mid-write
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if isinstance(path, (str, os.PathLike)):  # a file (not a checkpoint kept in memory during long work)
+            writes.append(path)
+            if len(writes) > 1:
+                Path(path).write_bytes(b"partial")  # what a writer leaves when the disk fills mid-write
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_full)

@@ -52,6 +52,7 @@ if "MUJOCO_GL" not in os.environ:
 
 import gymnasium as gym  # noqa: E402  (after MUJOCO_GL, which mujoco and dm_control read on import)
 import mujoco
+from gymnasium.envs.mujoco import MujocoEnv
 import numpy as np
 import torch
 
@@ -116,6 +117,9 @@ def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gym.Env:
             gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32),
         )
     space = env.action_space
+    if isinstance(space, gym.spaces.Box) and not is_dmc(env_id) and not isinstance(env.unwrapped, MujocoEnv):
+        raise ValueError(f"{env_id!r} is not a MuJoCo env: checkpoints keep the simulator's state, which these scripts read from "
+                         f"MuJoCo; use a Gymnasium MuJoCo id (Hopper-v5) or dmc:<domain>-<task>")
     if isinstance(space, gym.spaces.Box):  # the paper's code: RescaleAction(-1, 1) on every env
         env = gym.wrappers.RescaleAction(env, np.full(space.shape, -1, space.dtype), np.full(space.shape, 1, space.dtype))
     env.reset(seed=seed)
