@@ -758,8 +758,9 @@ class Run:
         return {"script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
                 "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs], "wandb_id": self.wandb_run.id if self.wandb_run else None,
                 **{k: state_of(x) for k, x in agent.items()}, "env": [get_env_state(env) for env in self.envs],
-                "eval_env": [get_env_state(env) for env in self.eval_envs], "loop": loop, "rng": (random.getstate(), np.random.get_state(),
-                torch.get_rng_state(), torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}
+                "eval_env": [get_env_state(env) for env in self.eval_envs], "loop": loop, "last_evals": self.last_evals,
+                "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                        torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}
 
     def save_checkpoint(self, next_step: int, agent: dict, loop: tuple, kept: Optional[bytes] = None):
         """checkpoint_state's (or `kept`, one saved before), written and renamed (a kill mid-write leaves the last one
@@ -795,7 +796,7 @@ class Run:
         torch.set_rng_state(torch_cpu)
         if self.device.type == "cuda" and cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
-        self.last_evals = self.checkpoint["loop"][-1]  # every script's loop state ends with the last evaluation's returns
+        self.last_evals = self.checkpoint.get("last_evals", self.last_evals)  # for the progress line
         return self.checkpoint["loop"]
 
     def progress(self, step: int, last_evals: np.ndarray, agent: dict, loop: tuple):
