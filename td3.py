@@ -400,6 +400,10 @@ class Run:
         self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
         if not isinstance(self.envs[0].action_space, gym.spaces.Box):
             sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
+        try:  # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
+        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+            sys.exit(f"error: --capture-video: {e}")
         self.pending = []  # new run directories, removed at exit until the run starts: a failed start leaves nothing behind
         if self.checkpoint is None:
             started = int(time.time())
@@ -436,10 +440,6 @@ class Run:
         self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): a checkpoint at the next safe point, then exit
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.on_signal)
-        try:  # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
-        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
-            sys.exit(f"error: --capture-video: {e}")
         self.work = {"eval": (0, args.eval_interval), **(work or {})}  # long work (evaluations, retrains): first step, period
         settings = json.loads(json.dumps({k: v for k, v in vars(args).items() if k not in RESUMABLE_FLAGS + ("seed",)}, default=str))
         self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.work, self.start_step,
