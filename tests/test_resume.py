@@ -243,6 +243,7 @@ def test_ctrl_c_during_a_retrain_saves_the_steps_start_and_the_resumed_run_is_ex
     assert torch.load(run_dir(log_dir / "stopped") / "checkpoint.pt", weights_only=False)["next_step"] == 150
     resumed = run_script("mbpo.py", "--resume", str(run_dir(log_dir / "stopped")), log_dir=log_dir / "stopped")
     assert resumed.returncode == 0, resumed.stderr
+    assert "step 150/160 (93.8%) | retraining the model" in resumed.stdout and "nan" not in resumed.stdout  # its last eval
     whole.communicate(timeout=600)
     assert_same_state(*({k: v for k, v in torch.load(run_dir(log_dir / name) / "checkpoint.pt", weights_only=False).items()
                          if k not in ("args", "run_dirs")} for name in ("whole", "stopped")))
