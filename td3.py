@@ -405,6 +405,10 @@ class Run:
         self.eval_envs = [make_env(args.env, seed + 10_000) for seed in self.seeds]
         if not isinstance(self.envs[0].action_space, gym.spaces.Box):
             sys.exit(f"error: {args.env} has a {type(self.envs[0].action_space).__name__} action space; only continuous (Box) ones are supported")
+        try:  # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
+            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
+        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
+            sys.exit(f"error: --capture-video: {e}")
         self.pending = []  # new run directories, removed at exit until the run starts: a failed start leaves nothing behind
         if self.checkpoint is None:
             started = int(time.time())
@@ -441,10 +445,6 @@ class Run:
         self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): a checkpoint at the next safe point, then exit
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.on_signal)
-        try:  # videos of the deterministic policy, on an env of their own: the run's envs and random streams stay untouched
-            self.video_envs = [make_env(args.env, seed + 20_000, render_mode="rgb_array") for seed in self.seeds] if args.capture_video else None
-        except ValueError as e:  # no OpenGL backend (a GPU machine without libEGL)
-            sys.exit(f"error: --capture-video: {e}")
         self.work = {"eval": (0, args.eval_interval), **(work or {})}  # long work (evaluations, retrains): first step, period
         settings = json.loads(json.dumps({k: v for k, v in vars(args).items() if k not in RESUMABLE_FLAGS + ("seed",)}, default=str))
         self.progress_line = ProgressLine(args.total_timesteps, args.learning_starts, self.work, self.start_step,
@@ -581,8 +581,9 @@ class Run:
         return {"script": os.path.basename(__file__), "format": CHECKPOINT_FORMAT, "args": vars(self.args), "next_step": next_step,
                 "run_dirs": [os.path.relpath(d, self.run_dir) for d in self.run_dirs], "wandb_id": self.wandb_run.id if self.wandb_run else None,
                 **{k: state_of(x) for k, x in agent.items()}, "env": [get_env_state(env) for env in self.envs],
-                "eval_env": [get_env_state(env) for env in self.eval_envs], "loop": loop, "rng": (random.getstate(), np.random.get_state(),
-                torch.get_rng_state(), torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}
+                "eval_env": [get_env_state(env) for env in self.eval_envs], "loop": loop, "last_evals": self.last_evals,
+                "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                        torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}
 
     def save_checkpoint(self, next_step: int, agent: dict, loop: tuple, kept: Optional[bytes] = None):
         """checkpoint_state's (or `kept`, one saved before), written and renamed (a kill mid-write leaves the last one
@@ -618,7 +619,7 @@ class Run:
         torch.set_rng_state(torch_cpu)
         if self.device.type == "cuda" and cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
-        self.last_evals = self.checkpoint["loop"][-1]  # every script's loop state ends with the last evaluation's returns
+        self.last_evals = self.checkpoint.get("last_evals", self.last_evals)  # for the progress line
         return self.checkpoint["loop"]
 
     def progress(self, step: int, last_evals: np.ndarray, agent: dict, loop: tuple):

@@ -219,3 +219,4 @@ def test_without_egl_the_scripts_run_and_only_video_fails_in_one_line(machine, l
     assert "step 20/20" in plain.stdout
     video = run("--total-timesteps", "20", "--capture-video")
     assert_one_line_error(video, "--capture-video", reason, "apt-get install libegl1")
+    assert len([p for p in log_dir.iterdir() if p.is_dir()]) == 1  # the plain run's: the failed start left none
