@@ -788,6 +788,7 @@ class Run:
               + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
               + (f", resumed at step {self.start_step}" if self.checkpoint else "")
               + (", compiling at the first learning step (--compile; --no-compile: eager)" if args.compile else ""), flush=True)
+        self.kept, self.doing, self.last_evals = None, None, np.full(len(self.seeds), np.nan)
         self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): a checkpoint at the next safe point, then exit
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.on_signal)
@@ -802,7 +803,6 @@ class Run:
                 self.progress_line.paces.update(record["paces"]), self.progress_line.seconds.update(record["means"])
                 self.progress_line.counts.update(dict.fromkeys(record["means"], 1))
         self.start_time, self.timings = time.time(), dict.fromkeys(split, 0.0)  # the time split: run.timed's blocks
-        self.kept, self.doing, self.last_evals = None, None, np.full(len(self.seeds), np.nan)
 
     def expected_duration(self) -> str:  # as the latest run of the same settings in --log-dir timed it, if any
         pattern = f"{self.args.log_dir.replace('{seed}', str(self.seeds[0]))}/{self.args.env.replace(':', '_')}__{self.args.exp_name}__*/{TIMED}"
