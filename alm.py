@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -90,7 +90,9 @@ class Args:
     torch_deterministic: bool = True  # `torch.use_deterministic_algorithms`: deterministic kernels wherever torch has one (an op without one warns)
     torch_threads: int = 1
     """CPU threads per run for torch (1 suits these small networks and parallel runs; more threads than free cores slow every run)"""
-    compile: bool = False  # torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels)
+    compile: Annotated[bool, tyro.conf.arg(help_behavior_hint="(default: on for a CPU run of 100k learning steps or more, else off)")] = False
+    """torch.compile the gradient update (MBPO: and the model's step and the rollout's step), each as one graph (fused kernels);
+    on a CPU it pays for itself within the first few thousand learning steps (benchmark/results/compile_cpu.md)"""
     cuda_graph: bool = True  # on a GPU, replay the gradient update (MBPO: and the model's step and the rollout's step) as one captured CUDA graph
 
 
@@ -540,6 +542,7 @@ RESUMABLE_FLAGS = ("total_timesteps", "checkpoint_interval", "resume", "cuda", "
                    "capture_video", "video_interval", "track", "wandb_project", "wandb_entity", "wandb_group")
 CHECKPOINT, TIMED = "checkpoint.pt", "timed.json"  # timed.json: the progress line's paces, for the next run's expected duration
 CHECKPOINT_FORMAT = 5  # 3: the scripts' own Adam; 4: a seed axis; 5: the agent's tensors in "agent"; older ones cannot be resumed
+COMPILE_FROM = 100_000  # learning steps from which a CPU run compiles unless told: 1.3-1.6x for ~5-150 s of compiling, once
 GRAPH_STAND_IN = os.environ.get("FREELUNCH_GRAPH_STAND_IN")  # the tests' CUDA graphs on a CPU: tests.graph_stand_in
 
 
@@ -567,6 +570,8 @@ class Run:
         torch.set_num_threads(args.torch_threads)
         torch.distributions.Distribution.set_default_validate_args(False)  # no checks per call; check_finite catches NaN
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        if args.compile is None:  # neither --compile nor --no-compile (a GPU replays CUDA graphs; compiling there takes minutes)
+            args.compile = self.device.type == "cpu" and args.total_timesteps - args.learning_starts >= COMPILE_FROM
 
         # env setup: for each seed one env for training, a separate one for evaluation; the memory all seeds need is
         # checked on the first two seeds' envs, before the others and the run directories exist
@@ -618,7 +623,7 @@ class Run:
         print(f"run {os.path.basename(self.run_dir)}: {args.env} for {args.total_timesteps} steps on {self.device}"
               + (f", seeds {self.seeds[0]}-{self.seeds[-1]} in one process" if len(self.seeds) > 1 else "")
               + (f", resumed at step {self.start_step}" if self.checkpoint else "")
-              + (", compiling at the first learning step (--compile; minutes on a GPU)" if args.compile else ""), flush=True)
+              + (", compiling at the first learning step (--compile; --no-compile: eager)" if args.compile else ""), flush=True)
         self.kept, self.doing, self.last_evals = None, None, np.full(len(self.seeds), np.nan)
         self.stop_signal = []  # SIGTERM (preemption) or SIGINT (Ctrl-C): a checkpoint at the next safe point, then exit
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -696,7 +701,7 @@ class Run:
     def accelerate(self, fn):  # `fn` (tensor ops, no host sync) compiled to one graph (--compile) and replayed as one CUDA graph (a GPU)
         if self.args.compile:
             torch._dynamo.config.trace_autograd_ops = True
-            fn = torch.compile(fn, fullgraph=True)
+            fn = compiled_or_eager(fn)
         if self.args.cuda_graph and (self.device.type == "cuda" or GRAPH_STAND_IN):
             fn = as_cuda_graph(fn, stand_in=None if self.device.type == "cuda" else importlib.import_module(GRAPH_STAND_IN).capture)
         return fn
@@ -835,11 +840,14 @@ def parse_args() -> Args:  # tyro's command line, with its parse-error box (bad 
     box = io.StringIO()
     try:
         with contextlib.redirect_stderr(box):
-            return tyro.cli(Args)
+            args = tyro.cli(Args)
     except SystemExit as e:
         lines = [line.strip("│╭╮╰╯─ ") for line in box.getvalue().splitlines()[1:]]
         message = " ".join(lines[: lines.index("")] if "" in lines else lines)
         sys.exit(f"error: {message}" if e.code else e.code)
+    if not {"--compile", "--no-compile"} & set(sys.argv[1:]):
+        args.compile = None  # neither: Run chooses (COMPILE_FROM); a resumed run keeps its own
+    return args
 
 
 def check_args(args: Args) -> None:
@@ -894,7 +902,7 @@ def load_checkpoint(args: Args) -> tuple[dict, Args, list[str]]:
         if name not in RESUMABLE_FLAGS and value != defaults[name] and value != saved[name]:
             sys.exit(f"error: --{name.replace('_', '-')} {value} differs from the resumed run's {saved[name]}; "
                      f"a resumed run keeps its settings (only {', '.join(RESUMABLE_FLAGS)} may change)")
-    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) != defaults[name]}
+    changed = {name: getattr(args, name) for name in RESUMABLE_FLAGS if getattr(args, name) not in (defaults[name], None)}
     run_args = Args(**{**saved, **changed})
     if run_args.total_timesteps < checkpoint["next_step"]:
         sys.exit(f"error: --total-timesteps {run_args.total_timesteps} is below the checkpoint's step {checkpoint['next_step']}")
@@ -931,6 +939,22 @@ def load_state(x, state):  # `state` (as state_of gives it) into `x`, in place: 
             load_state(y, y_state)
     else:
         x.detach().copy_(state) if isinstance(x, torch.Tensor) else x.load_state_dict(state)
+
+
+def compiled_or_eager(fn):  # `fn` compiled to one graph; if compiling fails (no C++ compiler, ...) it says why once and runs eager
+    compiled = torch.compile(fn, fullgraph=True)
+
+    def call(*args):
+        nonlocal compiled
+        try:
+            return compiled(*args)
+        except torch._dynamo.exc.TorchDynamoException as e:  # raised while compiling, before the graph runs
+            print(f"warning: {getattr(fn, '__name__', fn)} runs eager: compiling it failed ({type(e).__name__}: "
+                  f"{' '.join(str(e).split())[:300]})", file=sys.stderr, flush=True)
+            compiled = fn
+            return fn(*args)
+    call.compiled = compiled  # (the tests')
+    return call
 
 
 def as_cuda_graph(fn, warmup: int = 3, stand_in=None):

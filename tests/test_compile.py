@@ -1,11 +1,13 @@
 """--compile: every update (and MBPO's model step and rollout step) is one graph, and it computes what the eager
 script computes: same seed, same minibatches, 20 learning steps of each script, every learned tensor compared."""
 import functools
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from conftest import run_in_process
+from conftest import ROOT, run_in_process, script_env
 
 TINY = {
     "sac.py": ["--hidden-dim", "16"],
@@ -65,7 +67,7 @@ def test_each_update_is_one_graph_and_matches_eager(script, num_seeds, log_dir, 
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     compiled = run_in_process(script, *COMMON, *TINY[script], *seeds, "--compile", log_dir=log_dir / "compiled")
-    assert isinstance(compiled["update"], torch._dynamo.eval_frame.OptimizedModule) or hasattr(compiled["update"], "_torchdynamo_orig_callable")
+    assert hasattr(compiled["update"].compiled, "_torchdynamo_orig_callable")
     actual = learned_state(compiled)
     assert actual.keys() == expected.keys()
     # measured: 0 on every tensor of every script with torch 2.13 (the pin), held to bit equality; at most 4.8e-7 with
@@ -74,3 +76,33 @@ def test_each_update_is_one_graph_and_matches_eager(script, num_seeds, log_dir, 
     different = {key: (actual[key] - expected[key]).abs().max().item() for key in expected
                  if not torch.equal(actual[key], expected[key])}
     assert all(difference <= atol for difference in different.values()), different
+
+
+@pytest.mark.parametrize("flags, compiles", [([], True), (["--no-compile"], False), (["--learning-starts", "10001"], False)])
+def test_a_long_cpu_run_compiles_unless_told(flags, compiles, log_dir):
+    """Neither --compile nor --no-compile: a CPU run of at least 100k learning steps compiles (it pays for itself there,
+    benchmark/results/compile_cpu.md), a shorter one runs eager; the run's first line says which."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "sac.py"), "--env", "InvertedPendulum-v5", "--total-timesteps", "110000",
+                                *flags, "--log-dir", str(log_dir)], cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+    finally:
+        process.kill()
+        process.wait()
+    assert first.startswith("run ") and ("compiling at the first learning step" in first) == compiles, first
+
+
+def test_a_failed_compilation_says_why_once_and_runs_eager(log_dir, monkeypatch, capsys):
+    """A machine where inductor cannot compile (no C++ compiler, ...): one warning per function, then the eager update,
+    which learns exactly what --no-compile learns."""
+    def failing_compile(fn, **kwargs):
+        def compiled(*args):
+            raise torch._dynamo.exc.TorchDynamoException("InvalidCxxCompiler: no C++ compiler found")
+        return compiled
+    eager = run_in_process("sac.py", *COMMON, *TINY["sac.py"], "--no-compile", log_dir=log_dir / "eager")
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    failed = run_in_process("sac.py", *COMMON, *TINY["sac.py"], "--compile", log_dir=log_dir / "failed")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "update runs eager: compiling it failed" in warnings[0] and "no C++ compiler found" in warnings[0]
+    expected, actual = learned_state(eager), learned_state(failed)
+    assert actual.keys() == expected.keys() and all(torch.equal(actual[key], expected[key]) for key in expected)
