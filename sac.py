@@ -14,6 +14,7 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated, Optional
@@ -768,18 +769,30 @@ def load_state(x, state):  # `state` (as state_of gives it) into `x`, in place: 
         x.detach().copy_(state) if isinstance(x, torch.Tensor) else x.load_state_dict(state)
 
 
-def compiled_or_eager(fn):  # `fn` compiled to one graph; if compiling fails (no C++ compiler, ...) it says why once and runs eager
-    compiled = torch.compile(fn, fullgraph=True)
+def compiled_or_eager(fn, watched: int = 4, every: float = 10.0):
+    """`fn` compiled to one graph. Its first `watched` calls may compile (a new argument variant compiles anew): while
+    one runs, a line every `every` seconds says so. If compiling fails (no C++ compiler, ...) it says why once and
+    `fn` runs eager."""
+    compiled, name, calls = torch.compile(fn, fullgraph=True), getattr(fn, "__name__", "fn"), [0]
+
+    def heartbeat(done: threading.Event, tic: float):
+        while not done.wait(every):
+            print(f"compiling {name}: {time.perf_counter() - tic:.0f} s so far (once per run; --no-compile skips it)", flush=True)
 
     def call(*args):
         nonlocal compiled
+        done, calls[0] = threading.Event(), calls[0] + 1
+        if calls[0] <= watched:
+            threading.Thread(target=heartbeat, args=(done, time.perf_counter()), daemon=True).start()
         try:
             return compiled(*args)
         except torch._dynamo.exc.TorchDynamoException as e:  # raised while compiling, before the graph runs
-            print(f"warning: {getattr(fn, '__name__', fn)} runs eager: compiling it failed ({type(e).__name__}: "
-                  f"{' '.join(str(e).split())[:300]})", file=sys.stderr, flush=True)
+            print(f"warning: {name} runs eager: compiling it failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})",
+                  file=sys.stderr, flush=True)
             compiled = fn
             return fn(*args)
+        finally:
+            done.set()
     call.compiled = compiled  # (the tests')
     return call
 

@@ -3,6 +3,7 @@ script computes: same seed, same minibatches, 20 learning steps of each script, 
 import functools
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -106,3 +107,20 @@ def test_a_failed_compilation_says_why_once_and_runs_eager(log_dir, monkeypatch,
     assert len(warnings) == 1 and "update runs eager: compiling it failed" in warnings[0] and "no C++ compiler found" in warnings[0]
     expected, actual = learned_state(eager), learned_state(failed)
     assert actual.keys() == expected.keys() and all(torch.equal(actual[key], expected[key]) for key in expected)
+
+
+def test_a_long_compilation_says_so_every_few_seconds(monkeypatch, capsys):
+    """While a call compiles (seconds to minutes on a CPU), a line at the progress line's cadence says so; not after."""
+    import sac
+    def slow_compile(fn, **kwargs):
+        def compiled(*args):
+            time.sleep(0.35)  # as inductor takes minutes
+            return fn(*args)
+        return compiled
+    monkeypatch.setattr(torch, "compile", slow_compile)
+    def update(x):
+        return x + 1
+    call = sac.compiled_or_eager(update, watched=1, every=0.1)
+    assert call(torch.zeros(1)).item() == 1 and call(torch.zeros(1)).item() == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert 2 <= len(lines) <= 4 and all(line.startswith("compiling update: ") for line in lines), lines  # the first call's
