@@ -686,13 +686,15 @@ class Run:
                          f"{self.device}, envs {envs / 1e9:.1f} GB), more than the {(ram if self.device.type == 'cpu' else device) / 1e9:.1f} GB "
                          f"available; lower --num-seeds or --buffer-size")
 
-    def on_signal(self, signum, frame):  # the first says what the run waits for; the second exits at once
+    def on_signal(self, signum, frame):  # the first says what the run waits for; a second Ctrl-C exits at once
         name = signal.Signals(signum).name
-        if self.stop_signal:
-            sys.exit(f"{name} again: stopped at once (last good checkpoint: {self.last_checkpoint()})")
+        if self.stop_signal:  # a repeated SIGTERM (a supervisor's, sent to a process tree) waits for the checkpoint
+            if signum == signal.SIGINT:
+                sys.exit(f"{name} again: stopped at once (last good checkpoint: {self.last_checkpoint()})")
+            return
         self.stop_signal.append(signum)
         print(f"{name}: a checkpoint after {f'{self.doing}, at its next safe point' if self.doing else 'this env step'} (seconds; a first "
-              f"--compile compiles first), then exit; {name} again exits at once", file=sys.stderr, flush=True)
+              f"--compile compiles first), then exit; Ctrl-C again exits at once", file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
     def working(self, name: str, doing: str):

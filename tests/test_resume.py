@@ -256,6 +256,7 @@ def test_a_second_ctrl_c_exits_at_once_naming_the_last_good_checkpoint(log_dir, 
                          log_dir=log_dir)["run"]
     run.on_signal(signal.SIGINT, None)
     assert "SIGINT: a checkpoint after this env step" in capsys.readouterr().err
+    run.on_signal(signal.SIGTERM, None)  # a supervisor's repeated SIGTERM (to a process tree) waits for the checkpoint
     with pytest.raises(SystemExit) as stop:
         run.on_signal(signal.SIGINT, None)
     assert str(stop.value.code) == f"SIGINT again: stopped at once (last good checkpoint: {run_dir(log_dir)}/checkpoint.pt)"
