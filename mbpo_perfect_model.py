@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Annotated, Optional
 
@@ -974,10 +975,13 @@ def compiled_or_eager(fn, watched: int = 4, every: float = 10.0):
     def call(*args):
         nonlocal compiled
         done, calls[0] = threading.Event(), calls[0] + 1
-        if calls[0] <= watched:
+        if watching := calls[0] <= watched:
             threading.Thread(target=heartbeat, args=(done, time.perf_counter()), daemon=True).start()
         try:
-            return compiled(*args)
+            with warnings.catch_warnings():
+                if watching:  # inductor's first imports warn of deprecations (torch.jit's): not the user's to act on
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                return compiled(*args)
         except torch._dynamo.exc.TorchDynamoException as e:  # raised while compiling, before the graph runs
             print(f"warning: {name} runs eager: compiling it failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})",
                   file=sys.stderr, flush=True)
