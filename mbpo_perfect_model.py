@@ -968,9 +968,11 @@ def compiled_or_eager(fn, watched: int = 4, every: float = 10.0):
     `fn` runs eager."""
     compiled, name, calls = torch.compile(fn, fullgraph=True), getattr(fn, "__name__", "fn"), [0]
 
-    def heartbeat(done: threading.Event, tic: float):
-        while not done.wait(every):
+    def heartbeat(done: threading.Event, tic: float):  # the first line 2 s in (a call that compiles nothing is over by then)
+        wait = min(2.0, every)
+        while not done.wait(wait):
             print(f"compiling {name}: {time.perf_counter() - tic:.0f} s so far (once per run; --no-compile skips it)", flush=True)
+            wait = every
 
     def call(*args):
         nonlocal compiled
