@@ -59,10 +59,12 @@ import time
 START = time.monotonic()  # the budget counts from here, imports included
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -214,6 +216,7 @@ class Check:
     def start(self, table: Table):
         self.table = self.budget.table = table
         self.log_dir = tempfile.mkdtemp(prefix="freelunch-gpu-check-")
+        atexit.register(shutil.rmtree, self.log_dir, ignore_errors=True)  # its runs' logs and checkpoints: the table is the result
 
     # the priors: each part's seconds before it is measured (the plan's), or from what earlier parts measured
 
