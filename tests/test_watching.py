@@ -128,7 +128,8 @@ class FakeClock:
 def test_eta_counts_the_long_work_to_come(monkeypatch, capsys):
     """MBPO on a CPU: a fast random phase, then learning steps of 0.2 s with a 115 s retrain every 250 steps and a 20 s
     evaluation every 5000. During the random phase the ETA says learning is not timed yet; from the first learning line
-    on, it is within 1.1x of the truth (the retrains and evaluations to come, at their measured means, plus the steps)."""
+    on, it is within 1.1x of the truth (the retrains and evaluations to come, at their measured means, plus the steps);
+    a retrain under way leaves it as it was (its minutes are not the steps' pace)."""
     import sac as module  # ProgressLine is the same in every script
     clock = FakeClock()
     monkeypatch.setattr(module.time, "time", clock)
@@ -158,6 +159,12 @@ def test_eta_counts_the_long_work_to_come(monkeypatch, capsys):
         retrains_left = len(range(starts + 250 * ((step - starts + 249) // 250), total, 250))
         true_min = ((total - step) * 0.2 + retrains_left * 115 + 2 * 20) / 60  # the evaluations at 15000 and 20000
         assert "learning" in line and true_min / 1.1 <= eta_min <= 1.1 * true_min, (step, line, true_min)
+    progress.busy = clock.now  # a retrain under way, as Run.working marks it: its minutes are not the steps' pace
+    for done in range(0, 5000, 500):
+        clock.now += 10
+        progress(step, np.zeros(1), doing=f"retraining the model: {done}/5000 gradient steps")
+    during = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "retraining the model: 4500/5000" in during and during.split("ETA ")[1].split(" |")[0] == line.split("ETA ")[1].split(" |")[0], during
 
 
 @pytest.mark.parametrize("script", sorted(TINY))
