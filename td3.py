@@ -267,11 +267,12 @@ def main(args: Args):
             load_state(agent, initial_agent)
             run.log({"charts/resets": (global_step + 1) // args.reset_interval}, global_step)
 
-        run.progress(global_step + 1, last_evals, checkpointed, (obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss))
+        loop = (obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss)  # the loop's state, as a checkpoint keeps it
+        run.progress(global_step + 1, last_evals, checkpointed, loop)
         if run.stop_signal or (args.checkpoint_interval and (global_step + 1) % args.checkpoint_interval == 0):
             if global_step >= args.learning_starts:
                 run.check_finite(guarded, guarded_networks, global_step)
-            run.save_checkpoint(global_step + 1, checkpointed, (obs, episode_returns, episode_lengths, last_evals, num_updates, actor_loss))
+            run.save_checkpoint(global_step + 1, checkpointed, loop)
 
     if args.total_timesteps % args.eval_interval == 0:
         last_evals = run.log_eval(args.total_timesteps, lambda: evaluate(actor, qf, run.eval_envs, args, run.status), policy)
@@ -507,7 +508,7 @@ class Run:
             if self.kept is None:
                 sys.exit(f"{signal.Signals(self.stop_signal[0]).name} while {doing}, in this process's first step: stopped (last good "
                          f"checkpoint: {self.last_checkpoint()})")
-            self.save_checkpoint(*self.kept)
+            self.save_checkpoint(self.kept[0])
         finally:
             self.doing = None
         self.progress_line.timed(name, time.perf_counter() - tic)
@@ -589,9 +590,11 @@ class Run:
                 "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
                         torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)}
 
-    def save_checkpoint(self, next_step: int, agent: dict, loop: tuple, kept: Optional[bytes] = None):
-        """checkpoint_state's (or `kept`, one saved before), written and renamed (a kill mid-write leaves the last one
-        whole); after a stop signal the run exits."""
+    def save_checkpoint(self, next_step: int, agent: Optional[dict] = None, loop: Optional[tuple] = None):
+        """The run's state at `next_step`: the one kept in memory at that step if any (serialized once), else
+        checkpoint_state's; written and renamed (a kill mid-write leaves the last one whole). After a stop signal the
+        run exits."""
+        kept = self.kept[1] if self.kept and self.kept[0] == next_step else None
         temporary = f"{self.run_dir}/{CHECKPOINT}.tmp"
         try:
             if kept:
@@ -609,7 +612,7 @@ class Run:
         if self.stop_signal:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: a later Ctrl-C would only interrupt the shutdown
             sys.exit(f"{signal.Signals(self.stop_signal[0]).name} at step {next_step}: checkpoint saved"
-                     + (" (resumed, the run redoes this step's long work)" if kept else "")
+                     + (" (resumed, the run redoes this step's long work)" if self.doing else "")
                      + f"; continue with: python {os.path.basename(__file__)} --resume {self.run_dir}")
 
     def restore(self, agent: dict) -> tuple:  # exactly where the checkpoint left off; the loop's state
@@ -640,7 +643,7 @@ class Run:
         if any(every and step >= first and (step - first) % every == 0 for first, every in self.work.values()):
             kept = io.BytesIO()  # serialized now: the objects change during the step
             torch.save(self.checkpoint_state(step, agent, loop), kept)
-            self.kept = step, {}, (), kept.getvalue()
+            self.kept = step, kept.getvalue()
         self.progress_line(step, last_evals)
 
     def finish(self, last_evals: np.ndarray, policy):  # the final policy's video, the last progress line; all closed
@@ -762,7 +765,7 @@ def compiled_or_eager(fn, watched: int = 4, every: float = 10.0):
     """`fn` compiled to one graph. Its first `watched` calls may compile (a new argument variant compiles anew): while
     one runs, a line every `every` seconds says so. If compiling fails (no C++ compiler, ...) it says why once and
     `fn` runs eager."""
-    compiled, name, calls = torch.compile(fn, fullgraph=True), getattr(fn, "__name__", "fn"), [0]
+    compiled, name, calls = torch.compile(fn, fullgraph=True), getattr(fn, "__name__", "fn"), 0
 
     def heartbeat(done: threading.Event, tic: float):  # the first line 2 s in (a call that compiles nothing is over by then)
         wait = min(2.0, every)
@@ -771,9 +774,9 @@ def compiled_or_eager(fn, watched: int = 4, every: float = 10.0):
             wait = every
 
     def call(*args):
-        nonlocal compiled
-        done, calls[0] = threading.Event(), calls[0] + 1
-        if watching := calls[0] <= watched:
+        nonlocal compiled, calls
+        done, calls = threading.Event(), calls + 1
+        if watching := calls <= watched:
             threading.Thread(target=heartbeat, args=(done, time.perf_counter()), daemon=True).start()
         try:
             with warnings.catch_warnings():

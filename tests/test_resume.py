@@ -215,17 +215,15 @@ RETRAIN = ["--env", "Hopper-v5", "--total-timesteps", "160", "--learning-starts"
            "--checkpoint-interval", "160"]
 
 
-def stop_while(process: subprocess.Popen, text: str, signals: int = 1) -> tuple[str, float]:
-    """Read `process`'s progress lines until one says `text`, send SIGINT `signals` times; its stderr, and the seconds
-    from the first signal to its exit."""
+def stop_while(process: subprocess.Popen, text: str) -> tuple[str, float]:
+    """Read `process`'s progress lines until one says `text`, send SIGINT; its stderr, and the seconds from the signal
+    to its exit."""
     for line in process.stdout:
         if text in line:
             break
     time.sleep(0.5)  # into the work
     sent = time.time()
-    for _ in range(signals):
-        process.send_signal(signal.SIGINT)
-        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     return stderr, time.time() - sent
 

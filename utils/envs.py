@@ -52,9 +52,9 @@ if "MUJOCO_GL" not in os.environ:
 
 import gymnasium as gym  # noqa: E402  (after MUJOCO_GL, which mujoco and dm_control read on import)
 import mujoco
-from gymnasium.envs.mujoco import MujocoEnv
 import numpy as np
 import torch
+from gymnasium.envs.mujoco import MujocoEnv
 
 DMC_PREFIX = "dmc:"
 # DMC tasks randomize targets per episode by editing these model arrays (reacher, fish, finger, swimmer)
@@ -117,10 +117,10 @@ def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gym.Env:
             gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32),
         )
     space = env.action_space
-    if isinstance(space, gym.spaces.Box) and not is_dmc(env_id) and not isinstance(env.unwrapped, MujocoEnv):
-        raise ValueError(f"{env_id!r} is not a MuJoCo env: checkpoints keep the simulator's state, which these scripts read from "
-                         f"MuJoCo; use a Gymnasium MuJoCo id (Hopper-v5) or dmc:<domain>-<task>")
     if isinstance(space, gym.spaces.Box):  # the paper's code: RescaleAction(-1, 1) on every env
+        if not is_dmc(env_id) and not isinstance(env.unwrapped, MujocoEnv):  # (a Discrete one the scripts refuse)
+            raise ValueError(f"{env_id!r} is not a MuJoCo env: checkpoints keep the simulator's state, which these scripts read "
+                             f"from MuJoCo; use a Gymnasium MuJoCo id (Hopper-v5) or dmc:<domain>-<task>")
         env = gym.wrappers.RescaleAction(env, np.full(space.shape, -1, space.dtype), np.full(space.shape, 1, space.dtype))
     env.reset(seed=seed)
     env.action_space.seed(seed)
